@@ -1,0 +1,74 @@
+# corral.nspawn developer workflow. Run as root on a Debian machine.
+#   make demo  - boot a sandbox host and deploy playbooks/site.yml into it
+#   make test  - units, sanity, lint and the real end-to-end suite
+SHELL := /bin/bash
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+APT_PACKAGES := systemd-container debootstrap nftables openssh-client iproute2 rsync git python3-venv ca-certificates
+SANITY_DIR := $(ROOT)/.build/ansible_collections/corral/nspawn
+GET_PIP_STANDIN := $(HOME)/.ansible/test/cache
+PYTEST_ARGS ?=
+
+.PHONY: all deps venv collection units sanity lint e2e test demo demo-clean clean build bench
+
+all: test
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.stamp: requirements.txt
+	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+venv: deps $(VENV)/.stamp
+
+# Ansible finds the collection through a symlink to this checkout: edits are live.
+collection:
+	@mkdir -p .collections/ansible_collections/corral
+	@ln -sfn $(ROOT) .collections/ansible_collections/corral/nspawn
+
+units: venv collection
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+# ansible-test needs the collection under ansible_collections/NS/NAME inside a git tree,
+# and a local stand-in for the get-pip bootstrap it would otherwise download.
+sanity: venv
+	@mkdir -p $(GET_PIP_STANDIN)
+	@$(PY) tests/sanity/prepare.py "$(SANITY_DIR)" "$(GET_PIP_STANDIN)"
+	cd $(SANITY_DIR) && PATH=$(BIN):$$PATH $(BIN)/ansible-test sanity --python 3.11 --requirements --color no
+
+lint: venv collection
+	PATH=$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(ROOT)/.collections $(BIN)/ansible-lint --offline --profile production roles playbooks
+
+e2e: venv collection
+	PATH=$(BIN):$$PATH $(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
+
+# One pytest run for units + e2e so the last line is the whole suite's summary.
+test: venv collection sanity lint
+	PATH=$(BIN):$$PATH $(BIN)/pytest -q -p no:cacheprovider tests/unit tests/e2e $(PYTEST_ARGS)
+
+demo: venv collection
+	PATH=$(BIN):$$PATH $(PY) tests/e2e/harness.py demo $(if $(KEEP),--keep,)
+
+demo-clean: venv
+	$(PY) tests/e2e/harness.py clean --all
+
+build: venv
+	$(BIN)/ansible-galaxy collection build --force --output-path .build
+
+bench: venv collection
+	PATH=$(BIN):$$PATH $(PY) tests/bench/run.py
+
+clean:
+	rm -rf .build .collections .pytest_cache

@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Write-if-different file helpers shared by every module that owns a file.
+
+Each helper decides first (pure comparison), then acts only outside check mode,
+so ``changed`` is predicted identically in check mode and in a real run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Optional
+
+MANAGED_MARKER = "Managed by corral.nspawn"
+
+
+@dataclass
+class FileResult:
+    """Outcome of one file reconciliation: whether it changed, and a whole-file diff."""
+
+    path: str
+    changed: bool
+    diff: dict = field(default_factory=dict)
+    action: str = "none"  # none | create | update | remove
+
+
+def read_text(path: str) -> Optional[str]:
+    """Return the file's text, or None when it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def is_managed(text: Optional[str]) -> bool:
+    """True when a file's text carries our managed-file header."""
+    return text is not None and any(MANAGED_MARKER in line for line in text.splitlines()[:3])
+
+
+def file_diff(path: str, before: Optional[str], after: Optional[str]) -> dict:
+    """Ansible diff dict for a whole file (absent shown as empty text)."""
+    return {
+        "before": before or "",
+        "after": after or "",
+        "before_header": path if before is not None else f"{path} (absent)",
+        "after_header": path if after is not None else f"{path} (absent)",
+    }
+
+
+def plan_file(path: str, before: Optional[str], after: Optional[str]) -> FileResult:
+    """Pure decision: what must happen to go from ``before`` to ``after``."""
+    if before == after:
+        return FileResult(path, False, {}, "none")
+    if after is None:
+        action = "remove"
+    elif before is None:
+        action = "create"
+    else:
+        action = "update"
+    return FileResult(path, True, file_diff(path, before, after), action)
+
+
+def _stat_differs(path: str, mode: int) -> bool:
+    try:
+        return (os.stat(path).st_mode & 0o7777) != mode
+    except FileNotFoundError:
+        return True
+
+
+def atomic_write(module, path: str, content: str, mode: int = 0o644) -> None:
+    """Temp file beside the target, fsync, atomic rename, then mode."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".corral-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        module.atomic_move(tmp, path, unsafe_writes=False)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    os.chmod(path, mode)
+
+
+def ensure_file(module, path: str, content: Optional[str], mode: int = 0o644) -> FileResult:
+    """Make ``path`` hold ``content`` (None removes it). Honours check mode."""
+    result = plan_file(path, read_text(path), content)
+    if content is not None and not result.changed and _stat_differs(path, mode):
+        result = FileResult(path, True, {"before": {"mode": "other"}, "after": {"mode": oct(mode)}}, "update")
+    if not result.changed or module.check_mode:
+        return result
+    if content is None:
+        os.unlink(path)
+    else:
+        atomic_write(module, path, content, mode)
+    return result
