@@ -7,7 +7,8 @@ VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 APT_PACKAGES := systemd-container debootstrap nftables openssh-client iproute2 rsync git python3-venv ca-certificates
-SANITY_DIR := $(ROOT)/.build/ansible_collections/corral/nspawn
+SANITY_BUILD ?= $(ROOT)/.build
+SANITY_DIR := $(SANITY_BUILD)/ansible_collections/corral/nspawn
 GET_PIP_STANDIN := $(HOME)/.ansible/test/cache
 PYTEST_ARGS ?=
 
