@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Prepare an ``ansible-test sanity`` run that needs no outside host.
 
 1. Copy the collection's files (tracked and untracked-but-not-ignored) into
@@ -26,16 +25,11 @@ subprocess.check_call([sys.executable, "-m", "pip", "install"] + args)
 
 
 def pip_versions():
-    """pip versions ansible-test may bootstrap (one per supported Python)."""
-    import ansible_test  # noqa: F401 - located from the running venv
-    base = os.path.join(os.path.dirname(ansible_test.__file__), "_data", "requirements")
-    found = set()
-    for name in os.listdir(base):
-        with open(os.path.join(base, name), encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("pip=="):
-                    found.add(line.split("==", 1)[1].split(";")[0].strip())
-    return found
+    """pip versions ansible-test may bootstrap, read from its own source."""
+    import re
+    from ansible_test._internal import python_requirements as reqs
+    with open(reqs.__file__, encoding="utf-8") as handle:
+        return set(re.findall(r"pip='([0-9.]+)'", handle.read()))
 
 
 def copy_tree(dest):
