@@ -1,0 +1,52 @@
+"""pytest fixtures for end-to-end tests on real, booted systemd test hosts.
+
+``make_host("name")`` boots (or reuses within this session) a test host; every
+host booted by this session is stopped and removed at the end, also when tests
+fail or the run is interrupted. Leftovers of earlier crashed runs are removed at
+the start. See tests/e2e/harness.py and docs/testing.md.
+"""
+
+import os
+import sys
+import threading
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402  pylint: disable=wrong-import-position
+
+
+@pytest.fixture(scope="session")
+def _host_registry():
+    harness.check_requirements()
+    harness.ensure_collection_link()
+    harness.clean()
+    hosts = {}
+    yield hosts
+    for name in list(hosts):
+        harness.stop(name)
+
+
+@pytest.fixture(scope="session")
+def make_host(_host_registry):
+    """Factory: ``make_host(name)`` -> booted TestHost, shared across the session."""
+    lock = threading.Lock()
+
+    def _make(name: str) -> harness.TestHost:
+        with lock:
+            if name not in _host_registry:
+                _host_registry[name] = harness.boot(name)
+            return _host_registry[name]
+    return _make
+
+
+@pytest.fixture(scope="session")
+def make_hosts(_host_registry):
+    """Factory: ``make_hosts([names])`` boots several hosts concurrently."""
+    def _make(names):
+        missing = [n for n in names if n not in _host_registry]
+        for host in harness.boot_many(missing) if missing else []:
+            _host_registry[host.name] = host
+        return [_host_registry[n] for n in names]
+    return _make

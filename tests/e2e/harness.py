@@ -1,0 +1,695 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Real systemd test hosts for corral.nspawn end-to-end tests and ``make demo``.
+
+A test host is a Debian 12 root booted with ``systemd-nspawn --boot`` in its own
+network namespace. The controller (this machine) reaches it over a veth
+point-to-point link from 198.18.0.0/15 and SSH, exactly as Ansible users reach
+their hosts. Inside each host a simulated uplink namespace ("the internet",
+203.0.113.0/24) makes NAT and port forwards testable without leaving the
+namespaces created here.
+
+Roots are debootstrapped once and cached under CACHE_DIR, keyed by a hash of the
+package list, so a warm start copies instead of bootstrapping. Container images
+for nested containers are built the same way and bind-mounted read-only into
+every test host at /srv/corral/images.
+
+Usage as a CLI (used by ``make demo``):
+    python tests/e2e/harness.py build            # build/refresh cached roots
+    python tests/e2e/harness.py up NAME [NAME..] # boot hosts, print inventory path
+    python tests/e2e/harness.py down NAME [..]   # stop hosts
+    python tests/e2e/harness.py clean [--all]    # remove leftovers of dead runs
+    python tests/e2e/harness.py demo [--keep]    # sandbox host + playbooks/site.yml
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CACHE_DIR = os.environ.get("CORRAL_TEST_CACHE", "/var/cache/corral-nspawn-test")
+STATE_DIR = os.environ.get("CORRAL_TEST_STATE", "/run/corral-nspawn-test")
+HOSTS_DIR = os.environ.get("CORRAL_TEST_HOSTS", "/var/lib/corral-nspawn-test/hosts")
+IMAGES_DIR = os.path.join(CACHE_DIR, "images")
+SUITE = "bookworm"
+LINK_NET = "198.18"           # 198.18.<index>.0/30 per host, 198.18.0.0/15 is for testing
+UPLINK_HOST = "203.0.113.1"   # host side of the simulated uplink
+UPLINK_PEER = "203.0.113.2"   # "the internet"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,10}$")
+
+HOST_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "systemd-container", "nftables", "python3",
+    "python3-nftables", "python3-pyroute2", "openssh-server", "iproute2", "iputils-ping",
+    "procps", "libpam-systemd", "rsync",
+)
+IMAGE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "iproute2", "iputils-ping")
+
+
+class HarnessError(RuntimeError):
+    """A test host could not be built, booted or reached; the message says why."""
+
+
+def log(msg: str) -> None:
+    print(f"[harness {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def sh(argv, check=True, timeout=None, **kw) -> subprocess.CompletedProcess:
+    """Run a local command (argv list), text mode, capturing output."""
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and res.returncode != 0:
+        raise HarnessError(f"{' '.join(argv)} failed (rc={res.returncode}):\n{res.stdout[-2000:]}{res.stderr[-3000:]}")
+    return res
+
+
+# ---------------------------------------------------------------- requirements
+
+REQUIRED_TOOLS = {
+    "systemd-nspawn": "apt-get install systemd-container",
+    "debootstrap": "apt-get install debootstrap",
+    "ssh": "apt-get install openssh-client",
+    "ssh-keygen": "apt-get install openssh-client",
+    "ip": "apt-get install iproute2",
+}
+
+
+def check_requirements() -> None:
+    """Fail with a message naming what is missing (never skip silently)."""
+    missing = [f"{tool} ({fix})" for tool, fix in REQUIRED_TOOLS.items() if not shutil.which(tool)]
+    if os.geteuid() != 0:
+        missing.append("root privileges (run as root)")
+    if not os.path.isdir("/sys/fs/cgroup") or not os.path.exists("/proc/self/ns/net"):
+        missing.append("cgroups and network namespaces in the kernel")
+    if missing:
+        raise HarnessError("test hosts cannot be booted; missing: " + "; ".join(missing))
+
+
+# ---------------------------------------------------------------- mirror
+
+def apt_mirror() -> str:
+    """The Debian mirror this machine's apt uses (read at run time), or $CORRAL_MIRROR."""
+    if os.environ.get("CORRAL_MIRROR"):
+        return os.environ["CORRAL_MIRROR"]
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        for stanza in text.split("\n\n"):
+            if re.search(r"^Suites:.*\b" + SUITE + r"\b", stanza, re.M) and "security" not in stanza:
+                match = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+                if match:
+                    return match.group(1)
+    with contextlib.suppress(FileNotFoundError):
+        with open("/etc/apt/sources.list", encoding="utf-8") as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) >= 3 and parts[0] == "deb" and "security" not in line:
+                    return parts[1] if not parts[1].startswith("[") else parts[2]
+    raise HarnessError("no Debian mirror found in /etc/apt/sources.list(.d); set CORRAL_MIRROR")
+
+
+# ---------------------------------------------------------------- root cache
+
+def _key(kind: str, packages) -> str:
+    digest = hashlib.sha256(("\n".join([SUITE, kind] + sorted(packages)) + "\nv3").encode()).hexdigest()
+    return f"{kind}-{SUITE}-{digest[:12]}"
+
+
+@contextlib.contextmanager
+def _lock(name: str):
+    os.makedirs(STATE_DIR, exist_ok=True)
+    with open(os.path.join(STATE_DIR, f"{name}.lock"), "w", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _debootstrap(dest: str, packages) -> None:
+    debs = os.path.join(CACHE_DIR, "debs")
+    os.makedirs(debs, exist_ok=True)
+    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
+            f"--cache-dir={debs}", SUITE, dest, apt_mirror()]
+    log(f"debootstrap {SUITE} with {len(packages)} packages into {dest} (cold build, ~1-2 min)")
+    res = sh(argv, check=False)
+    if res.returncode != 0:
+        raise HarnessError(f"debootstrap failed (rc={res.returncode}):\n{res.stdout[-3000:]}{res.stderr[-2000:]}")
+
+
+def _write(path: str, text: str, mode: int = 0o644) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, mode)
+
+
+def _enable(root: str, unit: str, target: str = "multi-user.target") -> None:
+    wants = os.path.join(root, "etc/systemd/system", f"{target}.wants")
+    os.makedirs(wants, exist_ok=True)
+    link = os.path.join(wants, os.path.basename(unit))
+    if not os.path.lexists(link):
+        os.symlink(unit, link)
+
+
+def _prepare_common(root: str) -> None:
+    """Boot-ready: empty machine-id, no hostname, apt without network, clean caches."""
+    _write(os.path.join(root, "etc/machine-id"), "")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(root, "var/lib/dbus/machine-id"))
+    _write(os.path.join(root, "etc/hostname"), "localhost\n")
+    _enable(root, "/lib/systemd/system/systemd-networkd.service")
+    shutil.rmtree(os.path.join(root, "var/cache/apt/archives"), ignore_errors=True)
+    os.makedirs(os.path.join(root, "var/cache/apt/archives/partial"), exist_ok=True)
+
+
+UPLINK_UNIT = f"""[Unit]
+Description=corral test harness: simulated uplink namespace ("the internet")
+After=network-pre.target
+Before=network.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/corral-test-uplink
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+UPLINK_SCRIPT = f"""#!/bin/sh
+# Simulated uplink: namespace "uplink" holds {UPLINK_PEER}/24, the host has {UPLINK_HOST}/24
+# on uplink0. The namespace has no route to container subnets: replies need masquerade.
+set -e
+ip netns list | grep -qw uplink || ip netns add uplink
+ip link show uplink0 >/dev/null 2>&1 || ip link add uplink0 type veth peer name eth0 netns uplink
+ip addr replace {UPLINK_HOST}/24 dev uplink0
+ip link set uplink0 up
+ip -n uplink link set lo up
+ip -n uplink addr replace {UPLINK_PEER}/24 dev eth0
+ip -n uplink link set eth0 up
+"""
+
+
+def _prepare_host_root(root: str) -> None:
+    _prepare_common(root)
+    _enable(root, "/lib/systemd/system/ssh.service")
+    _enable(root, "/lib/systemd/system/machines.target")
+    _write(os.path.join(root, "usr/local/sbin/corral-test-uplink"), UPLINK_SCRIPT, 0o755)
+    _write(os.path.join(root, "etc/systemd/system/corral-test-uplink.service"), UPLINK_UNIT)
+    _enable(root, "/etc/systemd/system/corral-test-uplink.service")
+    _write(os.path.join(root, "etc/ssh/sshd_config.d/corral-test.conf"),
+           "PermitRootLogin prohibit-password\nUseDNS no\nMaxStartups 100\nMaxSessions 100\n")
+    # The stock units nspawn would use for nested containers expect /var/lib/machines.
+    os.makedirs(os.path.join(root, "var/lib/machines"), exist_ok=True)
+    os.makedirs(os.path.join(root, "srv/corral/images"), exist_ok=True)
+
+
+def cached_root(kind: str) -> str:
+    """Path of the cached root of ``kind`` ('host' or 'image'), building it if needed."""
+    packages = HOST_PACKAGES if kind == "host" else IMAGE_PACKAGES
+    path = os.path.join(CACHE_DIR, "roots", _key(kind, packages))
+    with _lock(f"build-{kind}"):
+        if os.path.isfile(os.path.join(path, ".corral-complete")):
+            return path
+        staging = path + ".staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        started = time.monotonic()
+        _debootstrap(staging, packages)
+        (_prepare_host_root if kind == "host" else _prepare_common)(staging)
+        _write(os.path.join(staging, ".corral-complete"), f"{time.monotonic() - started:.1f}\n")
+        shutil.rmtree(path, ignore_errors=True)
+        os.rename(staging, path)
+        log(f"built {kind} root in {time.monotonic() - started:.0f} s")
+    return path
+
+
+def container_images() -> str:
+    """Directory holding debian12/ and debian12.tar for nested containers (bind-mounted)."""
+    src = cached_root("image")
+    with _lock("images"):
+        stamp = os.path.join(IMAGES_DIR, ".source")
+        if os.path.isfile(stamp) and open(stamp, encoding="utf-8").read() == src:
+            return IMAGES_DIR
+        shutil.rmtree(IMAGES_DIR, ignore_errors=True)
+        os.makedirs(IMAGES_DIR)
+        sh(["cp", "-a", "--reflink=auto", src, os.path.join(IMAGES_DIR, "debian12")])
+        os.unlink(os.path.join(IMAGES_DIR, "debian12", ".corral-complete"))
+        sh(["tar", "-C", os.path.join(IMAGES_DIR, "debian12"), "--numeric-owner", "--xattrs", "-cf",
+            os.path.join(IMAGES_DIR, "debian12.tar"), "."])
+        _write(stamp, src)
+    return IMAGES_DIR
+
+
+# ---------------------------------------------------------------- SSH key
+
+def ssh_key() -> str:
+    key = os.path.join(CACHE_DIR, "ssh", "id_ed25519")
+    with _lock("sshkey"):
+        if not os.path.exists(key):
+            os.makedirs(os.path.dirname(key), mode=0o700, exist_ok=True)
+            sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "corral-test-harness", "-f", key])
+    return key
+
+
+SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes"]
+
+
+# ---------------------------------------------------------------- test hosts
+
+WRAPPER = """#!/bin/bash
+# Keeps a test host running across reboots (nspawn exits 133 on reboot) and
+# configures the controller side of its point-to-point link each time it boots.
+state="$1"; shift
+while :; do
+  "$@" &
+  child=$!
+  echo "$child" > "$state/nspawn.pid"
+  for _ in $(seq 1 300); do
+    if ip link show "$LINK" >/dev/null 2>&1; then
+      ip addr replace "$LOCAL/30" dev "$LINK" && ip link set "$LINK" up && break
+    fi
+    kill -0 "$child" 2>/dev/null || break
+    sleep 0.1
+  done
+  wait "$child"; rc=$?
+  [ -e "$state/stop" ] && exit "$rc"
+  [ "$rc" -eq 133 ] || exit "$rc"
+done
+"""
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    stdout: str
+    stderr: str
+    recap: dict = field(default_factory=dict)
+
+
+RECAP_RE = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", re.M)
+
+
+def parse_recap(stdout: str) -> dict:
+    """{host: {ok, changed, unreachable, failed, skipped, rescued, ignored}} from PLAY RECAP."""
+    recap = {}
+    tail = stdout.split("PLAY RECAP", 1)[-1]
+    for host, counts in RECAP_RE.findall(tail):
+        recap[host] = {k: int(v) for k, v in (c.split("=") for c in counts.split())}
+    return recap
+
+
+def ansible_env(**extra) -> dict:
+    env = dict(os.environ)
+    bindir = os.path.dirname(sys.executable)
+    env.update({
+        "ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": os.path.join(REPO, ".collections"),
+        "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+        "PATH": bindir + os.pathsep + env.get("PATH", ""),
+        "ANSIBLE_LOCAL_TEMP": os.path.join(STATE_DIR, "ansible-tmp"),
+    })
+    env.update(extra)
+    return env
+
+
+def ensure_collection_link() -> None:
+    link = os.path.join(REPO, ".collections", "ansible_collections", "corral", "nspawn")
+    if not os.path.islink(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(REPO, link)
+
+
+class TestHost:
+    """One booted test host; see module docstring."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, name: str, index: int):
+        self.name = name
+        self.index = index
+        self.address = f"{LINK_NET}.{index}.2"
+        self.local = f"{LINK_NET}.{index}.1"
+        self.link = f"ve-{name}"
+        self.state = os.path.join(STATE_DIR, "hosts", name)
+        self.root = os.path.join(HOSTS_DIR, name)
+        self.inventory = os.path.join(self.state, "inventory.yml")
+
+    # -- commands
+    def ssh(self, cmd: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
+        argv = ["ssh", *SSH_OPTS, "-i", ssh_key(), f"root@{self.address}", cmd]
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and res.returncode != 0:
+            raise HarnessError(f"[{self.name}] {cmd!r} failed (rc={res.returncode}):\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+        return res
+
+    def uplink(self, cmd: str, check: bool = False, timeout: int = 60) -> subprocess.CompletedProcess:
+        """Run ``cmd`` inside the simulated internet namespace of this host."""
+        return self.ssh(f"ip netns exec uplink sh -c {shlex_quote(cmd)}", check=check, timeout=timeout)
+
+    def playbook(self, path: str, extra_vars: Optional[dict] = None, check: bool = False, diff: bool = False,
+                 extra_args=(), inventory: Optional[str] = None, timeout: int = 1200) -> PlaybookRun:
+        return run_playbook(path, inventory or self.inventory, extra_vars, check, diff, extra_args, timeout)
+
+    def module(self, name: str, args: dict, check: bool = False, diff: bool = False, timeout: int = 600) -> dict:
+        """Run one module on this host and return its result dict."""
+        fqcn = name if "." in name else f"corral.nspawn.{name}"
+        play = [{"hosts": self.name, "gather_facts": False,
+                 "tasks": [{"name": "module under test", fqcn: args, "register": "r", "ignore_errors": True},
+                           {"name": "result", "ansible.builtin.copy": {
+                               "content": "{{ r | to_json }}", "dest": "{{ _out }}"},
+                            "delegate_to": "localhost", "check_mode": False, "diff": False}]}]
+        with tempfile.TemporaryDirectory(dir=ensure_dir(os.path.join(STATE_DIR, "tmp"))) as tmp:
+            book, out = os.path.join(tmp, "play.yml"), os.path.join(tmp, "out.json")
+            with open(book, "w", encoding="utf-8") as handle:
+                json.dump(play, handle)
+            run = run_playbook(book, self.inventory, {"_out": out}, check, diff, (), timeout)
+            if not os.path.exists(out):
+                raise HarnessError(f"module {fqcn} produced no result:\n{run.stdout[-4000:]}\n{run.stderr[-2000:]}")
+            with open(out, encoding="utf-8") as handle:
+                return json.load(handle)
+
+    # -- lifecycle
+    def wait_ready(self, timeout: float = 120) -> float:
+        """Wait for SSH and for systemd to finish booting; return seconds waited."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while True:
+            if not self.alive():
+                raise HarnessError(f"test host {self.name} exited while booting:\n{self.console_tail()}")
+            try:
+                if self.ssh("true", check=False, timeout=10).returncode == 0:
+                    break
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() > deadline:
+                raise HarnessError(f"test host {self.name} not reachable over SSH after {timeout:.0f} s:\n"
+                                   f"{self.console_tail()}")
+            time.sleep(0.3)
+        remaining = max(5, int(deadline - time.monotonic()))
+        res = self.ssh(f"timeout {remaining} systemctl is-system-running --wait", check=False, timeout=remaining + 10)
+        state = res.stdout.strip()
+        if state not in ("running", "degraded"):
+            journal = self.ssh("journalctl -b --no-pager -n 60; systemctl --failed --no-pager", check=False).stdout
+            raise HarnessError(f"test host {self.name}: systemd is {state or 'unreachable'!r}, "
+                               f"not running/degraded:\n{journal}")
+        return time.monotonic() - started
+
+    def alive(self) -> bool:
+        return pid_alive(read_pid(os.path.join(self.state, "wrapper.pid")))
+
+    def console_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(FileNotFoundError):
+            with open(os.path.join(self.state, "console.log"), encoding="utf-8", errors="replace") as handle:
+                return "".join(handle.readlines()[-lines:])
+        return "(no console log)"
+
+    def reboot(self, timeout: float = 180) -> float:
+        """Reboot the host the way an operator would, and wait until it is back."""
+        old = read_pid(os.path.join(self.state, "nspawn.pid"))
+        self.ssh("systemctl reboot", check=False, timeout=30)
+        deadline = time.monotonic() + timeout
+        while read_pid(os.path.join(self.state, "nspawn.pid")) == old or not link_has(self.link, self.local):
+            if time.monotonic() > deadline or not self.alive():
+                raise HarnessError(f"test host {self.name} did not come back from reboot:\n{self.console_tail()}")
+            time.sleep(0.3)
+        return self.wait_ready(max(30, deadline - time.monotonic()))
+
+
+def shlex_quote(text: str) -> str:
+    import shlex
+    return shlex.quote(text)
+
+
+def ensure_dir(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def read_pid(path: str) -> Optional[int]:
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        with open(path, encoding="utf-8") as handle:
+            return int(handle.read().strip())
+    return None
+
+
+def pid_alive(pid: Optional[int]) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().split(") ", 1)[1][0] != "Z"
+    return False
+
+
+def link_has(link: str, address: str) -> bool:
+    res = sh(["ip", "-o", "-4", "addr", "show", "dev", link], check=False)
+    return res.returncode == 0 and f" {address}/" in res.stdout
+
+
+def run_playbook(path, inventory, extra_vars=None, check=False, diff=False, extra_args=(), timeout=1200) -> PlaybookRun:
+    ensure_collection_link()
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, path]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    argv += (["--check"] if check else []) + (["--diff"] if diff else []) + list(extra_args)
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ansible_env(),
+                         cwd=REPO, stdin=subprocess.DEVNULL)
+    return PlaybookRun(res.returncode, res.stdout, res.stderr, parse_recap(res.stdout))
+
+
+# ---------------------------------------------------------------- host registry
+
+def _allocate_index(name: str) -> int:
+    used = set()
+    for path in glob.glob(os.path.join(STATE_DIR, "hosts", "*", "index")):
+        if os.path.basename(os.path.dirname(path)) != name:
+            used.add(read_pid(path))
+    for index in range(10, 250):
+        if index not in used:
+            return index
+    raise HarnessError("no free test-host index left in 198.18.10-249.0/30")
+
+
+def _write_inventory(hosts) -> str:
+    """YAML inventory (JSON is valid YAML) for ``hosts`` in group test_hosts."""
+    key = ssh_key()
+    data = {"all": {"children": {"test_hosts": {"hosts": {
+        h.name: {"ansible_host": h.address, "ansible_user": "root",
+                 "ansible_ssh_private_key_file": key,
+                 "ansible_ssh_common_args": " ".join(SSH_OPTS[:8]),
+                 "ansible_python_interpreter": "/usr/bin/python3"} for h in hosts}}}}}
+    return json.dumps(data, indent=2)
+
+
+def boot(name: str, owner: Optional[int] = None, timeout: float = 120) -> TestHost:
+    """Copy the cached host root, boot it and wait until it is reachable and running."""
+    if not NAME_RE.match(name):
+        raise HarnessError(f"test host name {name!r}: use 1-11 characters [a-z0-9-] (it becomes ve-NAME)")
+    check_requirements()
+    host_root, images = cached_root("host"), container_images()
+    with _lock("registry"):
+        stop(name)
+        index = _allocate_index(name)
+        host = TestHost(name, index)
+        os.makedirs(host.state, exist_ok=True)
+        _write(os.path.join(host.state, "index"), f"{index}\n")
+        _write(os.path.join(host.state, "owner"), f"{owner or os.getpid()}\n")
+    started = time.monotonic()
+    os.makedirs(HOSTS_DIR, exist_ok=True)
+    sh(["cp", "-a", "--reflink=auto", host_root, host.root])
+    _personalize(host)
+    _write(os.path.join(host.state, "wrapper"), WRAPPER, 0o755)
+    argv = ["systemd-nspawn", "-D", host.root, "-M", name, "--register=no", "--keep-unit",
+            "--console=passive", "--network-veth", "--capability=all", "--private-users=no",
+            f"--bind-ro={images}:/srv/corral/images", "--boot"]
+    env = dict(os.environ, LINK=host.link, LOCAL=host.local, SYSTEMD_LOG_LEVEL="warning")
+    with open(os.path.join(host.state, "console.log"), "w", encoding="utf-8") as console:
+        proc = subprocess.Popen([os.path.join(host.state, "wrapper"), host.state, *argv], stdin=subprocess.DEVNULL,
+                                stdout=console, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    _write(os.path.join(host.state, "wrapper.pid"), f"{proc.pid}\n")
+    _write(host.inventory, _write_inventory([host]))
+    try:
+        host.wait_ready(timeout)
+    except Exception:
+        stop(name)
+        raise
+    log(f"test host {name} ({host.address}) ready in {time.monotonic() - started:.1f} s")
+    return host
+
+
+def _personalize(host: TestHost) -> None:
+    root = host.root
+    with open(ssh_key() + ".pub", encoding="utf-8") as handle:
+        _write(os.path.join(root, "root/.ssh/authorized_keys"), handle.read(), 0o600)
+    os.chmod(os.path.join(root, "root/.ssh"), 0o700)
+    _write(os.path.join(root, "etc/hostname"), f"{host.name}\n")
+    _write(os.path.join(root, "etc/systemd/network/10-host0.network"),
+           f"[Match]\nName=host0\n\n[Network]\nAddress={host.address}/30\nLinkLocalAddressing=no\n"
+           "IPv6AcceptRA=no\n")
+
+
+def stop(name: str, timeout: float = 30) -> None:
+    """Power the host off (then kill it), remove its root, link and state."""
+    state = os.path.join(STATE_DIR, "hosts", name)
+    if os.path.isdir(state):
+        _write(os.path.join(state, "stop"), "")
+        wrapper = read_pid(os.path.join(state, "wrapper.pid"))
+        nspawn = read_pid(os.path.join(state, "nspawn.pid"))
+        if pid_alive(nspawn):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(nspawn, signal.SIGTERM)  # nspawn asks the container's init to power off
+        deadline = time.monotonic() + timeout
+        while pid_alive(wrapper) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in (nspawn, wrapper):
+            if pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    sh(["ip", "link", "del", f"ve-{name}"], check=False)
+    root = os.path.join(HOSTS_DIR, name)
+    if os.path.isdir(root):
+        _unmount_below(root)
+        shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def _unmount_below(path: str) -> None:
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        mounts = [line.split()[4] for line in handle]
+    for mount in sorted((m for m in mounts if m == path or m.startswith(path + "/")), reverse=True):
+        sh(["umount", "-l", mount], check=False)
+
+
+def clean(all_hosts: bool = False) -> list:
+    """Stop hosts whose owning process is gone (or all with ``all_hosts``)."""
+    stopped = []
+    for state in glob.glob(os.path.join(STATE_DIR, "hosts", "*")):
+        name = os.path.basename(state)
+        owner = read_pid(os.path.join(state, "owner"))
+        if all_hosts or not pid_alive(owner):
+            stop(name)
+            stopped.append(name)
+    for root in glob.glob(os.path.join(HOSTS_DIR, "*")):
+        if not os.path.isdir(os.path.join(STATE_DIR, "hosts", os.path.basename(root))):
+            _unmount_below(root)
+            shutil.rmtree(root, ignore_errors=True)
+    return stopped
+
+
+def boot_many(names, owner: Optional[int] = None, timeout: float = 120) -> list:
+    cached_root("host")
+    container_images()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        return list(pool.map(lambda n: boot(n, owner, timeout), names))
+
+
+def write_group_inventory(hosts, path: str) -> str:
+    _write(path, _write_inventory(hosts))
+    return path
+
+
+# ---------------------------------------------------------------- demo
+
+def demo(keep: bool) -> int:
+    """Boot a sandbox host, run playbooks/site.yml with the example inventory, print the result."""
+    clean()
+    host = boot("sandbox", owner=1 if keep else None)
+    try:
+        inventory = _demo_inventory(host)
+        log(f"running ansible-playbook -i {inventory} playbooks/site.yml")
+        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+                               "playbooks/site.yml"], cwd=REPO, env=ansible_env())
+        if proc.returncode != 0:
+            return proc.returncode
+        print(demo_summary(host))
+        if keep:
+            print(f"\nSandbox kept: ssh -i {ssh_key()} root@{host.address}   (remove: make demo-clean)")
+        return 0
+    finally:
+        if not keep:
+            stop(host.name)
+
+
+def _demo_inventory(host: TestHost) -> str:
+    """The example inventory's group_vars with the sandbox host as the only host."""
+    examples = os.path.join(REPO, "examples", "inventory")
+    inv_dir = ensure_dir(os.path.join(host.state, "demo-inventory"))
+    for sub in ("group_vars", "host_vars"):
+        src = os.path.join(examples, sub)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(inv_dir, sub), dirs_exist_ok=True)
+    data = json.loads(_write_inventory([host]))
+    data["all"]["children"] = {"nspawn_hosts": {"hosts": data["all"]["children"]["test_hosts"]["hosts"]}}
+    return _dump(os.path.join(inv_dir, "hosts.yml"), data)
+
+
+def _dump(path: str, data) -> str:
+    _write(path, json.dumps(data, indent=2))
+    return path
+
+
+def demo_summary(host: TestHost) -> str:
+    script = ("echo '== machines'; machinectl list --no-pager --no-legend; "
+              "echo '== containers'; for m in $(machinectl list --no-legend | awk '{print $1}'); do "
+              "printf '%-10s %-10s enabled=%-8s addr=%s\\n' $m $(systemctl is-active systemd-nspawn@$m) "
+              "$(systemctl is-enabled systemd-nspawn@$m 2>/dev/null) "
+              "\"$(machinectl show $m -p Addresses --value 2>/dev/null || true)\"; done; "
+              "echo '== images'; machinectl list-images --no-pager --no-legend; "
+              "echo '== nft table inet corral'; nft list table inet corral 2>/dev/null || echo '(none)'")
+    return host.ssh(script, check=False).stdout
+
+
+# ---------------------------------------------------------------- CLI
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("build")
+    up = sub.add_parser("up")
+    up.add_argument("names", nargs="+")
+    down = sub.add_parser("down")
+    down.add_argument("names", nargs="+")
+    cl = sub.add_parser("clean")
+    cl.add_argument("--all", action="store_true")
+    dm = sub.add_parser("demo")
+    dm.add_argument("--keep", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "build":
+            print(cached_root("host"), container_images())
+        elif args.cmd == "up":
+            hosts = boot_many(args.names, owner=1)
+            print(write_group_inventory(hosts, os.path.join(STATE_DIR, "inventory.yml")))
+        elif args.cmd == "down":
+            for name in args.names:
+                stop(name)
+        elif args.cmd == "clean":
+            print("stopped:", " ".join(clean(args.all)) or "nothing")
+        elif args.cmd == "demo":
+            return demo(args.keep)
+    except HarnessError as exc:
+        print(f"harness error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
