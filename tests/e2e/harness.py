@@ -71,7 +71,7 @@ def log(msg: str) -> None:
 
 def sh(argv, check=True, timeout=None, **kw) -> subprocess.CompletedProcess:
     """Run a local command (argv list), text mode, capturing output."""
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, **kw)
     if check and res.returncode != 0:
         raise HarnessError(f"{' '.join(argv)} failed (rc={res.returncode}):\n{res.stdout[-2000:]}{res.stderr[-3000:]}")
     return res
@@ -174,7 +174,7 @@ def _prepare_common(root: str) -> None:
     os.makedirs(os.path.join(root, "var/cache/apt/archives/partial"), exist_ok=True)
 
 
-UPLINK_UNIT = f"""[Unit]
+UPLINK_UNIT = """[Unit]
 Description=corral test harness: simulated uplink namespace ("the internet")
 After=network-pre.target
 Before=network.target
@@ -351,7 +351,8 @@ class TestHost:
     # -- commands
     def ssh(self, cmd: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
         argv = ["ssh", *SSH_OPTS, "-i", ssh_key(), f"root@{self.address}", cmd]
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                             check=False)
         if check and res.returncode != 0:
             raise HarnessError(f"[{self.name}] {cmd!r} failed (rc={res.returncode}):\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
         return res
@@ -471,7 +472,7 @@ def run_playbook(path, inventory, extra_vars=None, check=False, diff=False, extr
         argv += ["-e", json.dumps(extra_vars)]
     argv += (["--check"] if check else []) + (["--diff"] if diff else []) + list(extra_args)
     res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ansible_env(),
-                         cwd=REPO, stdin=subprocess.DEVNULL)
+                         cwd=REPO, stdin=subprocess.DEVNULL, check=False)
     return PlaybookRun(res.returncode, res.stdout, res.stderr, parse_recap(res.stdout))
 
 
@@ -616,7 +617,7 @@ def demo(keep: bool) -> int:
         inventory = _demo_inventory(host)
         log(f"running ansible-playbook -i {inventory} playbooks/site.yml")
         proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
-                               "playbooks/site.yml"], cwd=REPO, env=ansible_env())
+                               "playbooks/site.yml"], cwd=REPO, env=ansible_env(), check=False)
         if proc.returncode != 0:
             return proc.returncode
         print(demo_summary(host))

@@ -32,8 +32,8 @@ def test_nested_container_boots_with_machinectl(make_host):
         state = host.ssh("for i in $(seq 1 60); do s=$(systemctl -M nest1 is-system-running 2>/dev/null); "
                          "case $s in running|degraded) echo $s; exit 0;; esac; sleep 1; done; echo $s; exit 1",
                          check=False, timeout=90)
-        assert state.returncode == 0, state.stdout + host.ssh("journalctl -u systemd-nspawn@nest1 -n 40 --no-pager",
-                                                             check=False).stdout
+        journal = host.ssh("journalctl -u systemd-nspawn@nest1 -n 40 --no-pager", check=False).stdout
+        assert state.returncode == 0, state.stdout + journal
         info = json.loads(host.ssh("machinectl list -o json").stdout)
         assert any(m["machine"] == "nest1" for m in info)
         # The container gets its veth and a DHCP address from the host's networkd.
