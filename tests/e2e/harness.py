@@ -101,11 +101,11 @@ def check_requirements() -> None:
 
 # ---------------------------------------------------------------- mirror
 
-def apt_mirror() -> str:
+def apt_mirror(sources_dir: str = "/etc/apt/sources.list.d", sources_list: str = "/etc/apt/sources.list") -> str:
     """The Debian mirror this machine's apt uses (read at run time), or $CORRAL_MIRROR."""
     if os.environ.get("CORRAL_MIRROR"):
         return os.environ["CORRAL_MIRROR"]
-    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+    for path in sorted(glob.glob(os.path.join(sources_dir, "*.sources"))):
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
         for stanza in text.split("\n\n"):
@@ -114,7 +114,7 @@ def apt_mirror() -> str:
                 if match:
                     return match.group(1)
     with contextlib.suppress(FileNotFoundError):
-        with open("/etc/apt/sources.list", encoding="utf-8") as handle:
+        with open(sources_list, encoding="utf-8") as handle:
             for line in handle:
                 parts = line.split()
                 if len(parts) >= 3 and parts[0] == "deb" and "security" not in line:
