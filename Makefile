@@ -47,6 +47,7 @@ units: venv collection
 sanity: venv
 	@mkdir -p $(GET_PIP_STANDIN)
 	@$(PY) tests/sanity/prepare.py "$(SANITY_DIR)" "$(GET_PIP_STANDIN)"
+	$(BIN)/antsibull-changelog lint
 	cd $(SANITY_DIR) && PATH=$(BIN):$$PATH $(BIN)/ansible-test sanity --python 3.11 --requirements --color no
 
 lint: venv collection
