@@ -1,0 +1,605 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet: every machine of one host planned and reconciled in one invocation.
+
+Shape: ``desired_machines`` (merge defaults, validate) -> ``read_state`` (files,
+one batched ``systemctl show``) -> ``plan_machine`` (pure) -> apply in phases
+(images, files, one daemon-reload, enable/disable in one call, live resources,
+stop/restart/start as batched jobs, concurrent waits) -> per-machine result.
+
+Rendering and the image/runtime primitives belong to the single-purpose modules'
+module_utils; the thin adapters at the bottom of this file are the only place
+that knows their names.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from ansible_collections.corral.nspawn.plugins.module_utils.files import (
+    MANAGED_MARKER, FileResult, ensure_file, plan_file, read_text,
+)
+from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error, zone_name_error
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
+
+FLEET_MARKER = f"{MANAGED_MARKER} fleet"
+FLEET_HEADER = f"# {FLEET_MARKER}. Do not edit: changes are overwritten on the next run.\n"
+RESTART_POLICIES = ("on_change", "never", "always")
+STATES = ("running", "stopped", "present")
+MACHINE_KEYS = ("name", "template", "image", "settings", "resources", "zone", "bridge", "address",
+                "gateway", "enabled", "state", "restart")
+MACHINE_DEFAULTS = {"enabled": True, "state": "running", "restart": None}
+
+
+class FleetError(Exception):
+    """Bad input or a failed step; ``details`` go into the failure result."""
+
+    def __init__(self, msg: str, **details):
+        super().__init__(msg)
+        self.details = details
+
+
+def machine_spec() -> dict:
+    """Argument spec of one ``machines`` item (no defaults: unset keys inherit ``defaults``)."""
+    return dict(
+        name=dict(type="str", required=True),
+        template=dict(type="str"),
+        image=dict(type="dict"),
+        settings=dict(type="dict"),
+        resources=dict(type="dict"),
+        zone=dict(type="str"),
+        bridge=dict(type="str"),
+        address=dict(type="str"),
+        gateway=dict(type="str"),
+        enabled=dict(type="bool"),
+        state=dict(type="str", choices=list(STATES)),
+        restart=dict(type="str", choices=list(RESTART_POLICIES)),
+    )
+
+
+# ---------------------------------------------------------------- desired state (pure)
+
+@dataclass
+class Machine:
+    """One declared machine after merging defaults."""
+
+    name: str
+    template: Optional[str] = None
+    image: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)
+    zone: Optional[str] = None
+    bridge: Optional[str] = None
+    address: Optional[str] = None
+    gateway: Optional[str] = None
+    enabled: bool = True
+    state: str = "running"
+    restart: Optional[str] = None
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: dicts merge recursively, None in ``over`` inherits, lists replace."""
+    merged = copy.deepcopy(base)
+    for key, value in over.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def merge_machine(defaults: dict, item: dict) -> Machine:
+    """Merge one ``machines`` item over ``defaults``; unknown keys are errors."""
+    for where, data in (("defaults", defaults), (f"machines[{item.get('name')}]", item)):
+        unknown = sorted(set(data) - set(MACHINE_KEYS))
+        if unknown:
+            raise FleetError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(MACHINE_KEYS)}")
+    if "name" in defaults:
+        raise FleetError("defaults: 'name' cannot have a default; every machine names itself")
+    merged = deep_merge(deep_merge(MACHINE_DEFAULTS, defaults), item)
+    merged = {k: v for k, v in merged.items() if v is not None}
+    return Machine(**merged)
+
+
+def _check_machine(machine: Machine, template_names) -> List[str]:
+    """All problems of one merged machine, each naming the option, value and allowed form."""
+    errors = []
+    label = f"machines[{machine.name}]"
+    name_error = machine_name_error(machine.name)
+    if name_error:
+        errors.append(f"machines[].name: {name_error}")
+    if machine.state not in STATES:
+        errors.append(f"{label}.state: {machine.state!r} is not one of {', '.join(STATES)}")
+    if machine.restart is not None and machine.restart not in RESTART_POLICIES:
+        errors.append(f"{label}.restart: {machine.restart!r} is not one of {', '.join(RESTART_POLICIES)}")
+    if not isinstance(machine.enabled, bool):
+        errors.append(f"{label}.enabled: {machine.enabled!r} is not a boolean")
+    for key in ("image", "settings", "resources"):
+        if not isinstance(getattr(machine, key), dict):
+            errors.append(f"{label}.{key}: must be a dictionary of {key} options, got {getattr(machine, key)!r}")
+    if machine.template is not None and machine.template not in template_names:
+        errors.append(f"{label}.template: {machine.template!r} is not in templates "
+                      f"(declared: {', '.join(sorted(template_names)) or 'none'})")
+    if machine.template is not None and isinstance(machine.image, dict) and machine.image.get("source"):
+        errors.append(f"{label}: give either template or image.source, not both")
+    if machine.zone is not None and machine.bridge is not None:
+        errors.append(f"{label}: zone and bridge are exclusive (one virtual Ethernet link per machine)")
+    if machine.zone is not None and zone_name_error(machine.zone):
+        errors.append(f"{label}.zone: {zone_name_error(machine.zone)}")
+    if machine.bridge is not None and ifname_error(machine.bridge):
+        errors.append(f"{label}.bridge: {ifname_error(machine.bridge)}")
+    if machine.gateway is not None and machine.address is None:
+        errors.append(f"{label}.gateway: needs address (a gateway without a static address is unused)")
+    return errors
+
+
+def desired_machines(items: List[dict], defaults: dict, templates: List[dict]) -> List[Machine]:
+    """Merged, validated machines; raises one FleetError listing every problem."""
+    template_names = [t.get("name") for t in templates]
+    errors = [f"templates[{i}].name: {machine_name_error(n)}" for i, n in enumerate(template_names)
+              if machine_name_error(n)]
+    machines, seen = [], set()
+    for item in items:
+        try:
+            machine = merge_machine(defaults or {}, item)
+        except (FleetError, TypeError) as exc:
+            errors.append(str(exc))
+            continue
+        if machine.name in seen:
+            errors.append(f"machines[].name: {machine.name!r} is declared twice")
+        if machine.name in template_names:
+            errors.append(f"machines[].name: {machine.name!r} is also a template name")
+        seen.add(machine.name)
+        errors.extend(_check_machine(machine, set(template_names)))
+        machines.append(machine)
+    if errors:
+        raise FleetError("invalid fleet: " + "; ".join(errors), errors=errors)
+    return machines
+
+
+def restart_policy(machine: Machine, default: str) -> str:
+    return machine.restart or default
+
+
+# ---------------------------------------------------------------- current state
+
+@dataclass
+class Current:
+    """What is on the host for one machine now."""
+
+    root_exists: bool = False
+    settings_text: Optional[str] = None
+    dropin_text: Optional[str] = None
+    active: str = "inactive"  # systemd ActiveState of systemd-nspawn@NAME.service
+    enabled: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.active in ("active", "activating", "reloading")
+
+
+def unit_name(name: str) -> str:
+    return f"systemd-nspawn@{name}.service"
+
+
+def parse_show(text: str) -> Dict[str, dict]:
+    """``systemctl show -p Id,...`` output for several units -> {Id: {Property: value}}."""
+    units, block = {}, {}
+    for line in text.splitlines() + [""]:
+        if not line.strip():
+            if block.get("Id"):
+                units[block["Id"]] = block
+            block = {}
+            continue
+        key, _, value = line.partition("=")
+        block[key] = value
+    return units
+
+
+def is_enabled(unit_file_state: str) -> bool:
+    return unit_file_state in ("enabled", "enabled-runtime", "linked", "linked-runtime", "alias")
+
+
+# ---------------------------------------------------------------- plan (pure)
+
+@dataclass
+class MachinePlan:
+    """What must happen to one machine; decided identically in check mode and for real."""
+
+    name: str
+    image: Optional[dict] = None          # image step result (adapter): changed, created, changes, diff
+    files: List[FileResult] = field(default_factory=list)
+    settings_changed: bool = False
+    resources_changed: bool = False
+    restart_needed: bool = False          # a change needs a restart of a running machine
+    enable: Optional[bool] = None         # True enable, False disable, None leave
+    runtime: str = "none"                 # none | start | stop | restart
+    pending_restart: bool = False
+    live_resources: bool = False          # apply limits to the running unit without restart
+    changes: List[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def fleet_settings_text(rendered: str) -> str:
+    """Mark a rendered .nspawn file as fleet-managed (the prune criterion)."""
+    lines = rendered.splitlines(keepends=True)
+    if lines and MANAGED_MARKER in lines[0]:
+        lines = lines[1:]
+    return FLEET_HEADER + "".join(lines)
+
+
+def is_fleet_managed(text: Optional[str]) -> bool:
+    return text is not None and any(FLEET_MARKER in line for line in text.splitlines()[:3])
+
+
+def plan_machine(machine: Machine, current: Current, settings: FileResult, dropin: FileResult,
+                 image: Optional[dict], policy: str, settings_restart: bool = True) -> MachinePlan:
+    """Decide every action for one machine from its desired and current state.
+
+    ``settings_restart`` says whether the settings change needs a restart (the
+    settings logic knows; every key of the .nspawn file is read at start).
+    """
+    plan = MachinePlan(machine.name, image=image, files=[settings, dropin])
+    if image and image.get("changed"):
+        plan.changes.extend(image.get("changes") or ["image: prepared"])
+        plan.restart_needed = bool(image.get("restart_required", not image.get("created")))
+    if settings.changed:
+        plan.settings_changed = True
+        plan.changes.append(f"settings: {settings.action} {settings.path}")
+        plan.restart_needed = plan.restart_needed or settings_restart
+    if dropin.changed:
+        plan.resources_changed = True
+        plan.changes.append(f"resources: {dropin.action} {dropin.path}")
+        plan.live_resources = current.running and machine.state != "stopped"
+    if machine.enabled != current.enabled:
+        plan.enable = machine.enabled
+        plan.changes.append("enable" if machine.enabled else "disable")
+    _plan_runtime(plan, machine, current, policy)
+    return plan
+
+
+def _plan_runtime(plan: MachinePlan, machine: Machine, current: Current, policy: str) -> None:
+    if machine.state == "stopped":
+        if current.running:
+            plan.runtime = "stop"
+    elif machine.state == "running" and not current.running:
+        plan.runtime = "start"
+    elif current.running and (policy == "always" or (policy == "on_change" and plan.restart_needed)):
+        plan.runtime = "restart"
+    elif current.running and plan.restart_needed:
+        plan.pending_restart = True
+    if plan.runtime != "none":
+        plan.changes.append(plan.runtime)
+
+
+def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dict]:
+    """Fleet-managed machines no longer declared -> what removing each means."""
+    return [{"name": name, "purge": purge} for name in sorted(set(managed) - set(declared))]
+
+
+# ---------------------------------------------------------------- read (batched)
+
+def read_units(module, names: List[str]) -> Dict[str, dict]:
+    """ActiveState and UnitFileState of every machine's unit in ONE systemctl call."""
+    if not names:
+        return {}
+    argv = ["systemctl", "show", "--property=Id,ActiveState,UnitFileState"] + [unit_name(n) for n in names]
+    _rc, out, _err = run(module, argv)
+    return parse_show(out)
+
+
+def managed_machines(settings_dir: str) -> List[str]:
+    """Names of machines whose .nspawn file carries the fleet header."""
+    try:
+        entries = sorted(os.listdir(settings_dir))
+    except FileNotFoundError:
+        return []
+    names = []
+    for entry in entries:
+        if entry.endswith(".nspawn") and is_fleet_managed(read_head(os.path.join(settings_dir, entry))):
+            names.append(entry[:-len(".nspawn")])
+    return names
+
+
+def read_head(path: str, size: int = 512) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(size)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+# ---------------------------------------------------------------- batched systemctl actions
+
+def systemctl(module, verb: str, names: List[str], *flags: str) -> None:
+    """One systemctl call for many machines (systemd queues the jobs in parallel)."""
+    if names:
+        run(module, ["systemctl", verb, *flags] + [unit_name(n) for n in names])
+
+
+def daemon_reload(module) -> None:
+    run(module, ["systemctl", "daemon-reload"])
+
+
+# ---------------------------------------------------------------- orchestration
+
+@dataclass
+class Context:
+    module: object
+    machines_dir: str
+    settings_dir: str
+    units_dir: str
+    check_mode: bool
+    policy: str
+
+    def root(self, name: str) -> str:
+        return os.path.join(self.machines_dir, name)
+
+    def settings_path(self, name: str) -> str:
+        return os.path.join(self.settings_dir, f"{name}.nspawn")
+
+
+@dataclass
+class Desired:
+    """Rendered target of one machine: computed for all machines before the first change."""
+
+    machine: Machine
+    settings_text: str
+    settings_restart: bool
+    dropin_path: str
+    dropin_text: Optional[str]
+    image_options: Optional[dict]
+
+
+def render_all(ctx: Context, machines: List[Machine], templates: List[dict]) -> List[Desired]:
+    """Validate and render every machine (adapters validate their options); no I/O but reads."""
+    desired, errors = [], []
+    for machine in machines:
+        try:
+            desired.append(render_machine(ctx, machine, templates))
+        except FleetError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise FleetError("invalid fleet: " + "; ".join(errors), errors=errors)
+    return desired
+
+
+def render_machine(ctx: Context, machine: Machine, templates: List[dict]) -> Desired:
+    label = f"machines[{machine.name}]"
+    settings_text, settings_restart = adapter_render_settings(machine, label)
+    dropin_path, dropin_text = adapter_render_resources(ctx, machine, label)
+    image_options = image_options_for(ctx, machine, templates, label)
+    if image_options is None and machine.state == "running" and not os.path.isdir(ctx.root(machine.name)):
+        raise FleetError(f"{label}: state=running needs a root, but {ctx.root(machine.name)} does not exist "
+                         "and neither template nor image.source is given")
+    return Desired(machine, fleet_settings_text(settings_text), settings_restart, dropin_path, dropin_text,
+                   image_options)
+
+
+def image_options_for(ctx: Context, machine: Machine, templates: List[dict], label: str) -> Optional[dict]:
+    """Options for the image logic, or None when the fleet does not manage this root."""
+    options = dict(machine.image)
+    if machine.template:
+        options.update(adapter_clone_options(machine.template, ctx.root(machine.template)))
+    if machine.address:
+        options.update(adapter_address_options(machine.address, machine.gateway, label))
+    if not options.get("source") and not machine.address and not machine.image:
+        return None
+    return options
+
+
+def current_of(ctx: Context, desired: Desired, units: Dict[str, dict]) -> Current:
+    name = desired.machine.name
+    unit = units.get(unit_name(name), {})
+    return Current(
+        root_exists=os.path.isdir(ctx.root(name)),
+        settings_text=read_text(ctx.settings_path(name)),
+        dropin_text=read_text(desired.dropin_path),
+        active=unit.get("ActiveState", "inactive"),
+        enabled=is_enabled(unit.get("UnitFileState", "")),
+    )
+
+
+def reconcile_machine(ctx: Context, desired: Desired, current: Current) -> MachinePlan:
+    """Image step (acts through the image logic, honouring check mode), then the pure plan."""
+    machine = desired.machine
+    image = None
+    if desired.image_options is not None:
+        image = adapter_ensure_image(ctx, machine.name, desired.image_options)
+    settings = plan_file(ctx.settings_path(machine.name), current.settings_text, desired.settings_text)
+    dropin = plan_file(desired.dropin_path, current.dropin_text, desired.dropin_text)
+    policy = restart_policy(machine, ctx.policy)
+    return plan_machine(machine, current, settings, dropin, image, policy, desired.settings_restart)
+
+
+def apply_files(ctx: Context, plans: List[MachinePlan]) -> None:
+    """Write changed settings files and drop-ins; one daemon-reload for all drop-ins."""
+    if ctx.check_mode:
+        return
+    for plan in plans:
+        for result in plan.files:
+            if result.changed:
+                write_file(ctx.module, result)
+    if any(plan.resources_changed for plan in plans):
+        daemon_reload(ctx.module)
+
+
+def write_file(module, result: FileResult) -> None:
+    content = result.diff.get("after") if result.action != "remove" else None
+    ensure_file(module, result.path, content, 0o644)
+    if content is None:
+        remove_empty_dir(os.path.dirname(result.path))
+
+
+def remove_empty_dir(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass  # not empty (other drop-ins) or already gone: leave it
+
+
+def apply_runtime(ctx: Context, plans: List[MachinePlan], resources: Dict[str, dict], wait: bool,
+                  timeout: int) -> List[str]:
+    """Enable/disable, live limits, stop, restart and start, each as one batched call; returns warnings."""
+    if ctx.check_mode:
+        return []
+    module = ctx.module
+    systemctl(module, "enable", [p.name for p in plans if p.enable is True])
+    systemctl(module, "disable", [p.name for p in plans if p.enable is False])
+    for plan in plans:
+        if plan.live_resources and plan.runtime not in ("stop", "restart"):
+            adapter_apply_live_resources(module, plan.name, resources[plan.name])
+    systemctl(module, "stop", [p.name for p in plans if p.runtime == "stop"])
+    starting = [p.name for p in plans if p.runtime in ("start", "restart")]
+    systemctl(module, "restart", [p.name for p in plans if p.runtime == "restart"], "--no-block")
+    systemctl(module, "start", [p.name for p in plans if p.runtime == "start"], "--no-block")
+    return wait_all(module, starting, timeout) if wait else []
+
+
+def wait_all(module, names: List[str], timeout: int) -> List[str]:
+    """Wait for every started machine concurrently; one error lists all that failed."""
+    if not names:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
+        outcomes = dict(zip(names, pool.map(lambda n: adapter_wait(module, n, timeout), names)))
+    failed = {n: o for n, o in outcomes.items() if o.get("failed")}
+    if failed:
+        raise FleetError("machines did not come up: " + "; ".join(f"{n}: {o['msg']}" for n, o in failed.items()),
+                         machines_failed=failed)
+    return [f"{n}: {o['warning']}" for n, o in outcomes.items() if o.get("warning")]
+
+
+def prune(ctx: Context, declared: List[str], templates: List[str], purge: bool, units: Dict[str, dict]) -> List[str]:
+    """Remove fleet-managed machines that are no longer declared (roots only with purge)."""
+    victims = plan_prune(managed_machines(ctx.settings_dir), declared + templates, purge)
+    names = [v["name"] for v in victims]
+    if not names or ctx.check_mode:
+        return names
+    module = ctx.module
+    running = [n for n in names if units.get(unit_name(n), {}).get("ActiveState", "inactive") != "inactive"]
+    systemctl(module, "stop", running)
+    systemctl(module, "disable", names)
+    for name in names:
+        for path in [ctx.settings_path(name)] + adapter_owned_dropins(ctx, name):
+            write_file(module, FileResult(path, True, {}, "remove"))
+        if purge:
+            adapter_remove_image(ctx, name)
+    daemon_reload(module)
+    return names
+
+
+def machine_result(plan: MachinePlan, machine: Machine, current: Current) -> dict:
+    started = plan.runtime in ("start", "restart") or (current.running and plan.runtime == "none")
+    return {
+        "changed": plan.changed,
+        "changes": plan.changes,
+        "pending_restart": plan.pending_restart,
+        "state": "running" if started else "stopped",
+        "enabled": machine.enabled,
+    }
+
+
+def machine_diff(plan: MachinePlan, current: Current) -> List[dict]:
+    """Whole-file diffs of the machine's files plus a before/after of its runtime state."""
+    diffs = [r.diff for r in plan.files if r.changed and r.diff]
+    if plan.image and plan.image.get("diff"):
+        diffs.append(plan.image["diff"])
+    if plan.enable is not None or plan.runtime != "none":
+        header = f"machine {plan.name}"
+        before = f"enabled: {current.enabled}\nstate: {'running' if current.running else 'stopped'}\n"
+        after_state = {"start": "running", "restart": "running (restarted)", "stop": "stopped"}.get(
+            plan.runtime, "running" if current.running else "stopped")
+        enabled = current.enabled if plan.enable is None else plan.enable
+        diffs.append({"before_header": header, "after_header": header, "before": before,
+                      "after": f"enabled: {enabled}\nstate: {after_state}\n"})
+    return diffs
+
+
+def run_fleet(module) -> dict:
+    """The module's whole job; returns the result dict for exit_json."""
+    params = module.params
+    ctx = Context(module, params["machines_dir"], params["settings_dir"], params["units_dir"],
+                  module.check_mode, params["restart"])
+    machines = desired_machines(params["machines"], params["defaults"], params["templates"])
+    desired = render_all(ctx, machines, params["templates"])
+    template_results = {t["name"]: adapter_ensure_template(ctx, t) for t in params["templates"]}
+    declared = [m.name for m in machines]
+    template_names = list(template_results)
+    managed = managed_machines(ctx.settings_dir) if params["prune"] else []
+    units = read_units(module, declared + [n for n in managed if n not in declared])
+    currents = [current_of(ctx, d, units) for d in desired]
+    plans = [reconcile_machine(ctx, d, c) for d, c in zip(desired, currents)]
+    apply_files(ctx, plans)
+    resources = {d.machine.name: d.machine.resources for d in desired}
+    warnings = apply_runtime(ctx, plans, resources, params["wait"], params["timeout"])
+    pruned = prune(ctx, declared, template_names, params["purge"], units) if params["prune"] else []
+    for warning in warnings:
+        module.warn(warning)
+    diffs = [d for p, c in zip(plans, currents) for d in machine_diff(p, c)]
+    diffs += [{"before_header": f"machine {n}", "after_header": f"machine {n} (pruned)",
+               "before": "declared: false\n", "after": "absent\n"} for n in pruned]
+    result = {
+        "changed": any(p.changed for p in plans) or bool(pruned)
+        or any(t.get("changed") for t in template_results.values()),
+        "machines": {p.name: machine_result(p, d.machine, c) for p, d, c in zip(plans, desired, currents)},
+        "templates": {n: {"changed": t.get("changed", False), "changes": t.get("changes", [])}
+                      for n, t in template_results.items()},
+        "pruned": pruned,
+        "pending_restart": [p.name for p in plans if p.pending_restart],
+    }
+    if module._diff:
+        result["diff"] = diffs
+    return result
+
+
+# ---------------------------------------------------------------- adapters to the other module_utils
+# The only place that knows the names of the single-purpose modules' logic.
+
+def adapter_render_settings(machine: Machine, label: str):
+    raise FleetError("settings logic not available yet")
+
+
+def adapter_render_resources(ctx: Context, machine: Machine, label: str):
+    raise FleetError("resources logic not available yet")
+
+
+def adapter_clone_options(template: str, template_root: str) -> dict:
+    return {"source": "clone", "clone_from": template}
+
+
+def adapter_address_options(address: str, gateway: Optional[str], label: str) -> dict:
+    return {"address": address, "gateway": gateway}
+
+
+def adapter_ensure_image(ctx: Context, name: str, options: dict) -> dict:
+    raise FleetError("image logic not available yet")
+
+
+def adapter_ensure_template(ctx: Context, item: dict) -> dict:
+    raise FleetError("image logic not available yet")
+
+
+def adapter_remove_image(ctx: Context, name: str) -> None:
+    raise FleetError("image logic not available yet")
+
+
+def adapter_owned_dropins(ctx: Context, name: str) -> List[str]:
+    return []
+
+
+def adapter_apply_live_resources(module, name: str, resources: dict) -> None:
+    raise FleetError("resources logic not available yet")
+
+
+def adapter_wait(module, name: str, timeout: int) -> dict:
+    raise FleetError("machine logic not available yet")

@@ -1,0 +1,271 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""corral.nspawn.fleet: all systemd-nspawn machines of one host in one invocation."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: fleet
+short_description: Converge all systemd-nspawn containers of one host in one invocation
+version_added: 0.1.0
+description:
+  - Takes the full list of declared machines of a host and reconciles, in one module invocation,
+    their root filesystems (built or cloned from templates), C(.nspawn) settings, resource limits,
+    enablement at boot and running state. It reuses the logic of M(corral.nspawn.image),
+    M(corral.nspawn.settings), M(corral.nspawn.resources) and M(corral.nspawn.machine).
+  - Machines are started concurrently and waited for together.
+  - Every machine the fleet configures has a C(.nspawn) file whose header marks it as fleet-managed;
+    O(prune) only ever removes such machines.
+  - The result lists, per machine, what changed and whether a change waits for a restart.
+author:
+  - corral.nspawn contributors
+options:
+  machines:
+    description:
+      - The declared machines. Each item is merged over O(defaults) (dictionaries recursively, lists replaced).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Machine name (hostname rules, at most 64 characters).
+        type: str
+        required: true
+      template:
+        description:
+          - Name of an entry of O(templates) to clone the root from when the root does not exist yet.
+        type: str
+      image:
+        description:
+          - Options of M(corral.nspawn.image) other than C(name), C(state) and C(machines_dir)
+            (how to build the root, first-boot preparation).
+          - With O(machines[].template), C(source) and its options are filled in as a clone of the template.
+        type: dict
+      settings:
+        description:
+          - Options of M(corral.nspawn.settings) other than C(name), C(state) and C(path).
+        type: dict
+      resources:
+        description:
+          - Options of M(corral.nspawn.resources) other than C(name) and C(state). Applied live to a
+            running machine; never needs a restart.
+        type: dict
+      zone:
+        description: Attach to this network zone (C(Zone=) in the C(.nspawn) file).
+        type: str
+      bridge:
+        description: Attach to this host bridge (C(Bridge=) in the C(.nspawn) file).
+        type: str
+      address:
+        description:
+          - Static IPv4 address with prefix length on C(host0) inside the container, written into the
+            root as a systemd-networkd C(.network) file. Without it the machine uses DHCP.
+        type: str
+      gateway:
+        description: Default gateway for O(machines[].address); defaults to the first host of its subnet.
+        type: str
+      enabled:
+        description: Start the machine at boot through C(machines.target).
+        type: bool
+      state:
+        description:
+          - V(running) starts the machine, V(stopped) stops it, V(present) leaves the runtime state alone.
+        type: str
+        choices: [running, stopped, present]
+      restart:
+        description: Overrides O(restart) for this machine.
+        type: str
+        choices: [on_change, never, always]
+  defaults:
+    description: Defaults merged under every item of O(machines) (any key but C(name)).
+    type: dict
+    default: {}
+  templates:
+    description:
+      - Template images (C(name) plus options of M(corral.nspawn.image)) that machines are cloned from.
+        They are built before the machines, never started, and never pruned.
+    type: list
+    elements: dict
+    default: []
+  prune:
+    description:
+      - Remove fleet-managed machines that are not declared in O(machines) - stop, disable, remove
+        their C(.nspawn) file and resource drop-in. Machines the fleet did not create are never touched.
+    type: bool
+    default: false
+  purge:
+    description: With O(prune), also delete the root filesystems of pruned machines.
+    type: bool
+    default: false
+  restart:
+    description:
+      - V(on_change) restarts a running machine whose change needs a restart (settings, image preparation).
+      - V(never) leaves it running and lists it in RV(pending_restart).
+      - V(always) restarts every running machine on every run (always reports a change).
+    type: str
+    choices: [on_change, never, always]
+    default: on_change
+  wait:
+    description:
+      - Wait until the systemd inside every started machine reports C(running) (C(degraded) gives a warning).
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait for all machines together.
+    type: int
+    default: 120
+  machines_dir:
+    description: Directory of machine roots and templates.
+    type: path
+    default: /var/lib/machines
+  settings_dir:
+    description: Directory of C(.nspawn) files. Only change it for tests or special setups.
+    type: path
+    default: /etc/systemd/nspawn
+  units_dir:
+    description: Directory holding the C(systemd-nspawn@NAME.service.d) drop-in directories.
+    type: path
+    default: /etc/systemd/system
+attributes:
+  check_mode:
+    support: full
+    description: Predicts the same per-machine changes as a real run and writes nothing.
+  diff_mode:
+    support: full
+    description: Whole-file before/after of every settings file and drop-in, plus image and runtime actions per machine.
+  platform:
+    support: full
+    platforms: posix
+notes:
+  - Requires systemd 249 or later with systemd-machined on the host.
+seealso:
+  - module: corral.nspawn.settings
+  - module: corral.nspawn.resources
+  - module: corral.nspawn.image
+  - module: corral.nspawn.machine
+"""
+
+EXAMPLES = r"""
+- name: Three containers cloned from one template, in zone apps, running and enabled
+  corral.nspawn.fleet:
+    templates:
+      - name: debian12-tmpl
+        source: directory
+        path: /srv/images/debian12
+    defaults:
+      template: debian12-tmpl
+      zone: apps
+      resources:
+        memory_max: 512M
+    machines:
+      - name: web
+        address: 10.88.0.10/24
+      - name: app
+        address: 10.88.0.11/24
+      - name: db
+        address: 10.88.0.12/24
+        resources:
+          memory_max: 1G
+  register: fleet
+
+- name: Remove fleet machines that are no longer declared, keeping their roots
+  corral.nspawn.fleet:
+    machines:
+      - name: web
+        template: debian12-tmpl
+    prune: true
+
+- name: Apply configuration but never restart running machines
+  corral.nspawn.fleet:
+    machines: "{{ corral_fleet_machines }}"
+    restart: never
+  register: fleet
+
+- name: Show which machines wait for a restart
+  ansible.builtin.debug:
+    var: fleet.pending_restart
+"""
+
+RETURN = r"""
+machines:
+  description: Per declared machine, what happened.
+  returned: always
+  type: dict
+  contains:
+    changed:
+      description: Whether anything changed for this machine.
+      type: bool
+    changes:
+      description: What changed (or would change in check mode), in words, in order.
+      type: list
+      elements: str
+    pending_restart:
+      description: A change waits for a restart of the running machine (restart policy V(never)).
+      type: bool
+    state:
+      description: Runtime state after the run (V(running), V(stopped)).
+      type: str
+    enabled:
+      description: Enabled at boot after the run.
+      type: bool
+  sample:
+    web:
+      changed: true
+      changes: ["settings: update /etc/systemd/nspawn/web.nspawn", "restart"]
+      pending_restart: false
+      state: running
+      enabled: true
+templates:
+  description: Template names and what changed for each.
+  returned: always
+  type: dict
+  sample: {"debian12-tmpl": {"changed": false, "changes": []}}
+pruned:
+  description: Names of fleet-managed machines removed because they are no longer declared.
+  returned: always
+  type: list
+  elements: str
+  sample: [old-web]
+pending_restart:
+  description: Names of running machines whose change waits for a restart.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
+    FleetError, machine_spec, run_fleet,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            machines=dict(type="list", elements="dict", required=True, options=machine_spec()),
+            defaults=dict(type="dict", default={}),
+            templates=dict(type="list", elements="dict", default=[]),
+            prune=dict(type="bool", default=False),
+            purge=dict(type="bool", default=False),
+            restart=dict(type="str", default="on_change", choices=["on_change", "never", "always"]),
+            wait=dict(type="bool", default=True),
+            timeout=dict(type="int", default=120),
+            machines_dir=dict(type="path", default="/var/lib/machines"),
+            settings_dir=dict(type="path", default="/etc/systemd/nspawn"),
+            units_dir=dict(type="path", default="/etc/systemd/system"),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = run_fleet(module)
+    except FleetError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for the fleet planner: merging, validation, per-machine plans, batching."""
+
+import os
+
+import pytest
+
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, plan_file
+
+
+# ---------------------------------------------------------------- merging and validation
+
+def test_deep_merge_recurses_into_dicts_replaces_lists_and_inherits_none():
+    base = {"resources": {"memory_max": "512M", "cpu_quota": "50%"}, "settings": {"bind": ["/a"]}, "zone": "z"}
+    over = {"resources": {"memory_max": "1G"}, "settings": {"bind": ["/b"]}, "zone": None}
+    merged = fleet.deep_merge(base, over)
+    assert merged == {"resources": {"memory_max": "1G", "cpu_quota": "50%"}, "settings": {"bind": ["/b"]},
+                      "zone": "z"}
+    assert base["resources"]["memory_max"] == "512M"  # inputs are not mutated
+
+
+def test_machine_overrides_defaults_which_override_builtin_defaults():
+    machine = fleet.merge_machine({"state": "stopped", "resources": {"tasks_max": 10}},
+                                  {"name": "web", "resources": {"memory_max": "1G"}, "enabled": False})
+    assert (machine.state, machine.enabled) == ("stopped", False)
+    assert machine.resources == {"tasks_max": 10, "memory_max": "1G"}
+    assert fleet.merge_machine({}, {"name": "x"}).state == "running"
+
+
+@pytest.mark.parametrize("items, defaults, templates, message", [
+    ([{"name": "a"}, {"name": "a"}], {}, [], "'a' is declared twice"),
+    ([{"name": "bad name"}], {}, [], "machines[].name: 'bad name' is not a valid machine name"),
+    ([{"name": "a", "template": "nope"}], {}, [{"name": "t"}], "machines[a].template: 'nope' is not in templates (declared: t)"),
+    ([{"name": "a", "template": "t", "image": {"source": "tar"}}], {}, [{"name": "t"}], "either template or image.source"),
+    ([{"name": "a", "zone": "z", "bridge": "br0"}], {}, [], "zone and bridge are exclusive"),
+    ([{"name": "a", "zone": "much-too-long-zone"}], {}, [], "machines[a].zone:"),
+    ([{"name": "a", "bridge": "x" * 16}], {}, [], "machines[a].bridge:"),
+    ([{"name": "a", "gateway": "10.0.0.1"}], {}, [], "gateway: needs address"),
+    ([{"name": "a", "state": "sleeping"}], {}, [], "state: 'sleeping' is not one of running, stopped, present"),
+    ([{"name": "a", "restart": "sometimes"}], {}, [], "restart: 'sometimes' is not one of"),
+    ([{"name": "a", "settings": ["x"]}], {}, [], "settings: must be a dictionary"),
+    ([{"name": "a", "colour": "red"}], {}, [], "unknown key(s) colour"),
+    ([{"name": "a"}], {"name": "b"}, [], "'name' cannot have a default"),
+    ([{"name": "a"}], {"memory": "1G"}, [], "defaults: unknown key(s) memory"),
+    ([{"name": "t"}], {}, [{"name": "t"}], "'t' is also a template name"),
+    ([{"name": "a"}], {}, [{"name": "bad/tmpl"}], "templates[0].name"),
+])
+def test_invalid_fleets_fail_with_option_value_and_allowed_form(items, defaults, templates, message):
+    with pytest.raises(fleet.FleetError) as info:
+        fleet.desired_machines(items, defaults, templates)
+    assert message in str(info.value)
+
+
+def test_all_problems_are_reported_at_once():
+    with pytest.raises(fleet.FleetError) as info:
+        fleet.desired_machines([{"name": "a", "state": "x"}, {"name": "b", "zone": "z", "bridge": "b"}], {}, [])
+    assert len(info.value.details["errors"]) == 2
+
+
+def test_machine_spec_matches_machine_keys():
+    assert set(fleet.machine_spec()) == set(fleet.MACHINE_KEYS)
+    assert all("default" not in spec for spec in fleet.machine_spec().values())  # unset keys must inherit
+
+
+# ---------------------------------------------------------------- state reading helpers
+
+def test_parse_show_splits_blocks_per_unit():
+    text = ("Id=systemd-nspawn@a.service\nActiveState=active\nUnitFileState=enabled\n\n"
+            "Id=systemd-nspawn@b.service\nActiveState=inactive\nUnitFileState=disabled\n")
+    units = fleet.parse_show(text)
+    assert units["systemd-nspawn@a.service"]["ActiveState"] == "active"
+    assert units["systemd-nspawn@b.service"]["UnitFileState"] == "disabled"
+
+
+@pytest.mark.parametrize("state, expected", [
+    ("enabled", True), ("enabled-runtime", True), ("linked", True), ("disabled", False), ("", False),
+    ("static", False), ("indirect", False),
+])
+def test_is_enabled(state, expected):
+    assert fleet.is_enabled(state) is expected
+
+
+def test_fleet_header_replaces_the_generic_managed_header():
+    text = fleet.fleet_settings_text("# Managed by corral.nspawn. Do not edit.\n\n[Exec]\nBoot=yes\n")
+    assert text.startswith(fleet.FLEET_HEADER)
+    assert text.count("Managed by corral.nspawn") == 1
+    assert fleet.is_fleet_managed(text)
+    assert not fleet.is_fleet_managed("# Managed by corral.nspawn. Do not edit.\n[Exec]\n")
+    assert not fleet.is_fleet_managed(None)
+
+
+def test_managed_machines_lists_only_fleet_files(tmp_path):
+    (tmp_path / "ours.nspawn").write_text(fleet.FLEET_HEADER + "[Exec]\n")
+    (tmp_path / "single.nspawn").write_text("# Managed by corral.nspawn. Do not edit.\n[Exec]\n")
+    (tmp_path / "hand.nspawn").write_text("[Exec]\nBoot=yes\n")
+    (tmp_path / "notes.txt").write_text(fleet.FLEET_HEADER)
+    assert fleet.managed_machines(str(tmp_path)) == ["ours"]
+    assert fleet.managed_machines(str(tmp_path / "missing")) == []
+
+
+# ---------------------------------------------------------------- per-machine plan
+
+def _files(settings_changed=False, dropin_changed=False):
+    settings = plan_file("/s", "old" if settings_changed else "same", "same")
+    dropin = plan_file("/d", "old" if dropin_changed else "same", "same")
+    return settings, dropin
+
+
+RUNNING = fleet.Current(root_exists=True, active="active", enabled=True)
+STOPPED = fleet.Current(root_exists=True, active="inactive", enabled=True)
+
+
+@pytest.mark.parametrize("state, current, settings_changed, policy, runtime, pending", [
+    ("running", RUNNING, False, "on_change", "none", False),       # converged: nothing
+    ("running", RUNNING, True, "on_change", "restart", False),     # settings change restarts
+    ("running", RUNNING, True, "never", "none", True),             # ... or waits for a restart
+    ("running", RUNNING, False, "always", "restart", False),       # always restarts
+    ("running", STOPPED, True, "on_change", "start", False),       # a start picks the change up
+    ("running", STOPPED, False, "never", "start", False),
+    ("stopped", RUNNING, False, "on_change", "stop", False),
+    ("stopped", STOPPED, True, "on_change", "none", False),        # stopped: config only
+    ("present", RUNNING, True, "never", "none", True),
+    ("present", STOPPED, False, "always", "none", False),          # present never starts
+])
+def test_runtime_plan(state, current, settings_changed, policy, runtime, pending):
+    machine = fleet.Machine("m", state=state, enabled=True)
+    plan = fleet.plan_machine(machine, current, *_files(settings_changed), None, policy)
+    assert (plan.runtime, plan.pending_restart) == (runtime, pending)
+    assert plan.changed is bool(settings_changed or runtime != "none")
+
+
+def test_resource_change_is_applied_live_without_restart():
+    machine = fleet.Machine("m")
+    plan = fleet.plan_machine(machine, RUNNING, *_files(dropin_changed=True), None, "on_change")
+    assert plan.live_resources and plan.runtime == "none" and not plan.pending_restart
+    assert plan.changes == ["resources: update /d"]
+
+
+def test_settings_change_that_needs_no_restart_does_not_restart():
+    plan = fleet.plan_machine(fleet.Machine("m"), RUNNING, *_files(settings_changed=True), None, "on_change",
+                              settings_restart=False)
+    assert plan.runtime == "none" and not plan.pending_restart and plan.changed
+
+
+@pytest.mark.parametrize("enabled, current_enabled, expected", [(True, False, True), (False, True, False),
+                                                                 (True, True, None)])
+def test_enablement(enabled, current_enabled, expected):
+    current = fleet.Current(root_exists=True, active="active", enabled=current_enabled)
+    plan = fleet.plan_machine(fleet.Machine("m", enabled=enabled), current, *_files(), None, "on_change")
+    assert plan.enable is expected
+
+
+def test_new_image_starts_but_prepared_image_restarts():
+    created = {"changed": True, "created": True, "changes": ["image: clone of t"]}
+    plan = fleet.plan_machine(fleet.Machine("m"), fleet.Current(), *_files(), created, "on_change")
+    assert plan.runtime == "start" and plan.changes == ["image: clone of t", "enable", "start"]
+    prepared = {"changed": True, "created": False, "changes": ["image: host0 address"]}
+    plan = fleet.plan_machine(fleet.Machine("m"), RUNNING, *_files(), prepared, "on_change")
+    assert plan.runtime == "restart"
+
+
+def test_plan_prune_only_undeclared_sorted():
+    assert fleet.plan_prune(["c", "a", "b"], ["b"], purge=True) == [{"name": "a", "purge": True},
+                                                                   {"name": "c", "purge": True}]
+
+
+def test_machine_diff_shows_runtime_before_after():
+    plan = fleet.plan_machine(fleet.Machine("m"), STOPPED, *_files(settings_changed=True), None, "on_change")
+    diffs = fleet.machine_diff(plan, STOPPED)
+    assert diffs[0]["before_header"] == "/s"
+    assert diffs[-1]["before"] == "enabled: True\nstate: stopped\n"
+    assert diffs[-1]["after"] == "enabled: True\nstate: running\n"
+
+
+# ---------------------------------------------------------------- orchestration with a fake host
+
+class FakeHost:
+    """systemctl state of a host, driven by the argv lists the fleet runs."""
+
+    def __init__(self):
+        self.active, self.enabled, self.calls = {}, set(), []
+
+    def run_command(self, argv, **_kw):
+        self.calls.append(list(argv))
+        verb, units = argv[1], [a for a in argv[2:] if not a.startswith("-")]
+        names = [u[len("systemd-nspawn@"):-len(".service")] for u in units]
+        if verb == "show":
+            out = "".join(f"Id={u}\nActiveState={'active' if self.active.get(n) else 'inactive'}\n"
+                          f"UnitFileState={'enabled' if n in self.enabled else 'disabled'}\n\n"
+                          for u, n in zip(units, names))
+            return 0, out, ""
+        for name in names:
+            if verb in ("start", "restart"):
+                self.active[name] = True
+            elif verb == "stop":
+                self.active[name] = False
+            elif verb == "enable":
+                self.enabled.add(name)
+            elif verb == "disable":
+                self.enabled.discard(name)
+        return 0, "", ""
+
+
+class FakeModule:
+    def __init__(self, host, params, check_mode=False, diff=False):
+        self.host, self.params, self.check_mode, self._diff = host, params, check_mode, diff
+        self.warnings = []
+
+    def run_command(self, argv, **kw):
+        return self.host.run_command(argv, **kw)
+
+    def atomic_move(self, src, dest, unsafe_writes=False):
+        os.replace(src, dest)
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+
+@pytest.fixture
+def fake_adapters(monkeypatch, tmp_path):
+    """Stand-ins for the single-purpose modules' logic: settings/resources render plain INI."""
+    def render_settings(machine, label):
+        body = "".join(f"{k}={v}\n" for k, v in sorted(machine.settings.items()))
+        zone = f"[Network]\nZone={machine.zone}\n" if machine.zone else ""
+        return f"# Managed by corral.nspawn.\n[Exec]\n{body}{zone}", True
+
+    def render_resources(ctx, machine, label):
+        path = os.path.join(ctx.units_dir, f"systemd-nspawn@{machine.name}.service.d", "50-corral.conf")
+        body = "".join(f"{k}={v}\n" for k, v in sorted(machine.resources.items()))
+        return path, (f"[Service]\n{body}" if body else None)
+
+    def ensure_image(ctx, name, options):
+        root = ctx.root(name)
+        if os.path.isdir(root):
+            return {"changed": False, "created": False, "changes": []}
+        if not ctx.check_mode:
+            os.makedirs(root)
+        return {"changed": True, "created": True, "changes": [f"image: clone of {options['clone_from']}"]}
+
+    def ensure_template(ctx, item):
+        return ensure_image(ctx, item["name"], {"clone_from": item.get("path")})
+
+    live = []
+    monkeypatch.setattr(fleet, "adapter_render_settings", render_settings)
+    monkeypatch.setattr(fleet, "adapter_render_resources", render_resources)
+    monkeypatch.setattr(fleet, "adapter_ensure_image", ensure_image)
+    monkeypatch.setattr(fleet, "adapter_ensure_template", ensure_template)
+    monkeypatch.setattr(fleet, "adapter_apply_live_resources", lambda m, n, r: live.append(n))
+    monkeypatch.setattr(fleet, "adapter_wait", lambda m, n, t: {"state": "running"})
+    monkeypatch.setattr(fleet, "adapter_owned_dropins",
+                        lambda ctx, n: [os.path.join(ctx.units_dir, f"systemd-nspawn@{n}.service.d", "50-corral.conf")])
+    monkeypatch.setattr(fleet, "adapter_remove_image", lambda ctx, n: os.rmdir(ctx.root(n)))
+    return live
+
+
+def _params(tmp_path, machines, **extra):
+    params = dict(machines=machines, defaults={"template": "tmpl", "resources": {"MemoryMax": "512M"}},
+                  templates=[{"name": "tmpl", "source": "directory", "path": "/src"}], prune=False, purge=False,
+                  restart="on_change", wait=True, timeout=10, machines_dir=str(tmp_path / "machines"),
+                  settings_dir=str(tmp_path / "nspawn"), units_dir=str(tmp_path / "system"))
+    params.update(extra)
+    return params
+
+
+def _snapshot(root):
+    return sorted((str(p), p.read_text() if p.is_file() else None) for p in root.rglob("*"))
+
+
+def test_check_apply_check_apply_rhythm(tmp_path, fake_adapters):
+    host = FakeHost()
+    machines = [{"name": n} for n in ("web", "app", "db")]
+    (tmp_path / "machines").mkdir()
+    changed = []
+    for check in (True, False, True, False):
+        before = _snapshot(tmp_path)
+        result = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines), check_mode=check))
+        changed.append(result["changed"])
+        if check:
+            assert _snapshot(tmp_path) == before, "check mode wrote something"
+    assert changed == [True, True, False, False]
+    assert all(host.active[n] for n in ("web", "app", "db")) and host.enabled == {"web", "app", "db"}
+
+
+def test_machines_are_read_enabled_and_started_in_one_call_each(tmp_path, fake_adapters):
+    host = FakeHost()
+    (tmp_path / "machines").mkdir()
+    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": f"m{i}"} for i in range(20)])))
+    verbs = [c[1] for c in host.calls]
+    assert verbs.count("show") == 1 and verbs.count("enable") == 1 and verbs.count("start") == 1
+    assert verbs.count("daemon-reload") == 1
+    assert ["systemctl", "start", "--no-block"] == host.calls[verbs.index("start")][:3]
+    host.calls.clear()
+    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": f"m{i}"} for i in range(20)])))
+    assert not result["changed"] and [c[1] for c in host.calls] == ["show"]  # a no-op run is one command
+
+
+def test_limit_change_touches_only_that_machine_live(tmp_path, fake_adapters):
+    host = FakeHost()
+    (tmp_path / "machines").mkdir()
+    machines = [{"name": "web"}, {"name": "db"}]
+    fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    machines[1]["resources"] = {"MemoryMax": "1G"}
+    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    assert not result["machines"]["web"]["changed"]
+    assert result["machines"]["db"]["changes"] == [
+        f"resources: update {tmp_path}/system/systemd-nspawn@db.service.d/50-corral.conf"]
+    assert fake_adapters == ["db"] and "restart" not in [c[1] for c in host.calls]
+
+
+def test_restart_never_reports_pending_restart(tmp_path, fake_adapters):
+    host = FakeHost()
+    (tmp_path / "machines").mkdir()
+    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}])))
+    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web", "settings": {"Boot": "yes"}}],
+                                                      restart="never")))
+    assert result["pending_restart"] == ["web"] and result["machines"]["web"]["pending_restart"]
+    assert "restart" not in [c[1] for c in host.calls[-3:]]
+
+
+def test_prune_removes_only_undeclared_fleet_machines_and_keeps_roots(tmp_path, fake_adapters):
+    host = FakeHost()
+    (tmp_path / "machines").mkdir()
+    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "old"}])))
+    (tmp_path / "nspawn" / "hand.nspawn").write_text("[Exec]\nBoot=yes\n")
+    check = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True), check_mode=True))
+    assert check["pruned"] == ["old"] and (tmp_path / "nspawn" / "old.nspawn").exists()
+    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True)))
+    assert result["pruned"] == ["old"] and result["changed"]
+    assert not (tmp_path / "nspawn" / "old.nspawn").exists()
+    assert not (tmp_path / "system" / "systemd-nspawn@old.service.d").exists()
+    assert (tmp_path / "nspawn" / "hand.nspawn").exists() and (tmp_path / "machines" / "old").is_dir()
+    assert not host.active["old"] and "old" not in host.enabled and host.active["web"]
+    again = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True)))
+    assert again["pruned"] == [] and not again["changed"]
+
+
+def test_purge_removes_the_root_too(tmp_path, fake_adapters):
+    host = FakeHost()
+    (tmp_path / "machines").mkdir()
+    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "old"}])))
+    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True, purge=True)))
+    assert not (tmp_path / "machines" / "old").exists() and (tmp_path / "machines" / "web").is_dir()
+
+
+def test_bad_input_changes_nothing(tmp_path, fake_adapters):
+    host = FakeHost()
+    (tmp_path / "machines").mkdir()
+    with pytest.raises(fleet.FleetError, match="declared twice"):
+        fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "web"}])))
+    assert host.calls == [] and not (tmp_path / "nspawn").exists()
+
+
+def test_running_machine_without_root_or_source_is_refused(tmp_path, fake_adapters):
+    host = FakeHost()
+    (tmp_path / "machines").mkdir()
+    params = _params(tmp_path, [{"name": "bare"}], defaults={})
+    with pytest.raises(fleet.FleetError, match="neither template nor image.source"):
+        fleet.run_fleet(FakeModule(host, params))
+    stopped = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "bare", "state": "stopped",
+                                                                    "enabled": False}], defaults={})))
+    assert stopped["machines"]["bare"]["changes"] == [f"settings: create {tmp_path}/nspawn/bare.nspawn"]
+
+
+def test_failed_start_names_every_failed_machine(tmp_path, fake_adapters, monkeypatch):
+    host = FakeHost()
+    (tmp_path / "machines").mkdir()
+    monkeypatch.setattr(fleet, "adapter_wait", lambda m, n, t: {"failed": n != "ok", "msg": f"{n} timed out"})
+    with pytest.raises(fleet.FleetError) as info:
+        fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "ok"}, {"name": "b1"}, {"name": "b2"}])))
+    assert "b1: b1 timed out" in str(info.value) and "b2: b2 timed out" in str(info.value)
+    assert "ok:" not in str(info.value)
+
+
+def test_diff_lists_files_and_runtime_per_machine(tmp_path, fake_adapters):
+    host = FakeHost()
+    (tmp_path / "machines").mkdir()
+    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}]), check_mode=True, diff=True))
+    headers = [d["after_header"] for d in result["diff"]]
+    assert f"{tmp_path}/nspawn/web.nspawn" in headers and "machine web" in headers
