@@ -510,18 +510,23 @@ def machine_result(plan: MachinePlan, machine: Machine, current: Current) -> dic
 
 
 def machine_diff(plan: MachinePlan, current: Current) -> List[dict]:
-    """Whole-file diffs of the machine's files plus a before/after of its runtime state."""
+    """Whole-file diffs of the machine's files plus a before/after of its root and runtime state."""
     diffs = [r.diff for r in plan.files if r.changed and r.diff]
-    if plan.image and plan.image.get("diff"):
-        diffs.append(plan.image["diff"])
-    if plan.enable is not None or plan.runtime != "none":
-        header = f"machine {plan.name}"
-        before = f"enabled: {current.enabled}\nstate: {'running' if current.running else 'stopped'}\n"
-        after_state = {"start": "running", "restart": "running (restarted)", "stop": "stopped"}.get(
-            plan.runtime, "running" if current.running else "stopped")
-        enabled = current.enabled if plan.enable is None else plan.enable
-        diffs.append({"before_header": header, "after_header": header, "before": before,
-                      "after": f"enabled: {enabled}\nstate: {after_state}\n"})
+    image = plan.image or {}
+    if image.get("diff"):
+        diffs.append(image["diff"])
+    if not (image.get("changed") or plan.enable is not None or plan.runtime != "none"):
+        return diffs
+    header = f"machine {plan.name}"
+    running = "running" if current.running else "stopped"
+    before = [f"root: {'present' if current.root_exists else 'absent'}", f"enabled: {current.enabled}",
+              f"state: {running}"]
+    after_state = {"start": "running", "restart": "running (restarted)", "stop": "stopped"}.get(plan.runtime, running)
+    enabled = current.enabled if plan.enable is None else plan.enable
+    after = [f"root: {'; '.join(image['changes']) if image.get('changed') else before[0][6:]}",
+             f"enabled: {enabled}", f"state: {after_state}"]
+    diffs.append({"before_header": header, "after_header": header,
+                  "before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n"})
     return diffs
 
 
@@ -564,13 +569,44 @@ def run_fleet(module) -> dict:
 
 # ---------------------------------------------------------------- adapters to the other module_utils
 # The only place that knows the names of the single-purpose modules' logic.
+# INTERIM: minimal stand-ins until settings/resources/image/machine module_utils land.
+
+_INTERIM_SETTINGS = {"boot": ("Exec", "Boot"), "private_users": ("Exec", "PrivateUsers"),
+                     "network_veth": ("Network", "VirtualEthernet"), "hostname": ("Exec", "Hostname")}
+_INTERIM_RESOURCES = {"memory_max": "MemoryMax", "cpu_quota": "CPUQuota", "tasks_max": "TasksMax",
+                      "memory_high": "MemoryHigh", "cpu_weight": "CPUWeight"}
+
+
+def _ini_value(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
 
 def adapter_render_settings(machine: Machine, label: str):
-    raise FleetError("settings logic not available yet")
+    from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
+    sections: Dict[str, list] = {"Exec": [], "Files": [], "Network": []}
+    for key, value in machine.settings.items():
+        if key not in _INTERIM_SETTINGS:
+            raise FleetError(f"{label}.settings.{key}: unknown option")
+        section, ini = _INTERIM_SETTINGS[key]
+        sections[section].append((ini, _ini_value(value)))
+    if machine.zone:
+        sections["Network"].append(("Zone", machine.zone))
+    if machine.bridge:
+        sections["Network"].append(("Bridge", machine.bridge))
+    return unitfile.render(list(sections.items())), True
 
 
 def adapter_render_resources(ctx: Context, machine: Machine, label: str):
-    raise FleetError("resources logic not available yet")
+    from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
+    path = os.path.join(ctx.units_dir, f"{unit_name(machine.name)}.d", "50-corral-resources.conf")
+    entries = []
+    for key, value in machine.resources.items():
+        if key not in _INTERIM_RESOURCES:
+            raise FleetError(f"{label}.resources.{key}: unknown option")
+        entries.append((_INTERIM_RESOURCES[key], _ini_value(value)))
+    return path, (unitfile.render([("Service", entries)]) if entries else None)
 
 
 def adapter_clone_options(template: str, template_root: str) -> dict:
@@ -581,25 +617,74 @@ def adapter_address_options(address: str, gateway: Optional[str], label: str) ->
     return {"address": address, "gateway": gateway}
 
 
+def _host0_network(address: str, gateway: Optional[str]) -> str:
+    import ipaddress
+    iface = ipaddress.ip_interface(address)
+    gw = gateway or str(next(iface.network.hosts()))
+    return (f"# {MANAGED_MARKER}.\n[Match]\nVirtualization=container\nName=host0\n\n"
+            f"[Network]\nAddress={iface}\nGateway={gw}\nDNS={gw}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n")
+
+
 def adapter_ensure_image(ctx: Context, name: str, options: dict) -> dict:
-    raise FleetError("image logic not available yet")
+    root = ctx.root(name)
+    result = {"changed": False, "created": False, "changes": []}
+    if not os.path.isdir(root):
+        source = options.get("clone_from") or options.get("path")
+        result.update(changed=True, created=True, changes=[f"image: create {root} from {source}"])
+        if not ctx.check_mode:
+            src = ctx.root(source) if options.get("clone_from") else source
+            run(ctx.module, ["cp", "-a", "--reflink=auto", src, root + ".staging"])
+            os.rename(root + ".staging", root)
+            machine_id = os.path.join(root, "etc", "machine-id")
+            if os.path.exists(machine_id):
+                with open(machine_id, "w", encoding="utf-8"):
+                    pass
+    if options.get("address"):
+        path = os.path.join(root, "etc", "systemd", "network", "10-corral-host0.network")
+        content = _host0_network(options["address"], options.get("gateway"))
+        if read_text(path) != content:
+            result["changed"] = True
+            result["changes"].append(f"image: host0 address {options['address']}")
+            if not ctx.check_mode:
+                ensure_file(ctx.module, path, content)
+    result["restart_required"] = result["changed"] and not result["created"]
+    return result
 
 
 def adapter_ensure_template(ctx: Context, item: dict) -> dict:
-    raise FleetError("image logic not available yet")
+    options = {k: v for k, v in item.items() if k != "name"}
+    return adapter_ensure_image(ctx, item["name"], options)
 
 
 def adapter_remove_image(ctx: Context, name: str) -> None:
-    raise FleetError("image logic not available yet")
+    import shutil
+    shutil.rmtree(ctx.root(name))
 
 
 def adapter_owned_dropins(ctx: Context, name: str) -> List[str]:
-    return []
+    return [os.path.join(ctx.units_dir, f"{unit_name(name)}.d", "50-corral-resources.conf")]
 
 
 def adapter_apply_live_resources(module, name: str, resources: dict) -> None:
-    raise FleetError("resources logic not available yet")
+    props = [f"{_INTERIM_RESOURCES[k]}={_ini_value(v)}" for k, v in resources.items()]
+    if props:
+        run(module, ["systemctl", "set-property", "--runtime", unit_name(name)] + props)
 
 
 def adapter_wait(module, name: str, timeout: int) -> dict:
-    raise FleetError("machine logic not available yet")
+    import time
+    deadline = time.monotonic() + timeout
+    state = "unknown"
+    while time.monotonic() < deadline:
+        _rc, out, _err = run(module, ["systemctl", "is-active", unit_name(name)], check=False)
+        if out.strip() == "failed":
+            break
+        _rc, out, _err = run(module, ["systemctl", "-M", name, "is-system-running"], check=False)
+        state = out.strip() or state
+        if state == "running":
+            return {"state": state}
+        if state == "degraded":
+            return {"state": state, "warning": "systemd in the container reports degraded"}
+        time.sleep(0.5)
+    _rc, journal, _err = run(module, ["journalctl", "-u", unit_name(name), "-n", "20", "--no-pager"], check=False)
+    return {"failed": True, "msg": f"not running after {timeout} s (last state {state!r}); journal: {journal[-1500:]}"}

@@ -170,8 +170,8 @@ def test_machine_diff_shows_runtime_before_after():
     plan = fleet.plan_machine(fleet.Machine("m"), STOPPED, *_files(settings_changed=True), None, "on_change")
     diffs = fleet.machine_diff(plan, STOPPED)
     assert diffs[0]["before_header"] == "/s"
-    assert diffs[-1]["before"] == "enabled: True\nstate: stopped\n"
-    assert diffs[-1]["after"] == "enabled: True\nstate: running\n"
+    assert diffs[-1]["before"] == "root: present\nenabled: True\nstate: stopped\n"
+    assert diffs[-1]["after"] == "root: present\nenabled: True\nstate: running\n"
 
 
 # ---------------------------------------------------------------- orchestration with a fake host
