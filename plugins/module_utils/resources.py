@@ -1,0 +1,459 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""cgroup resource limits of ``systemd-nspawn@NAME.service`` (pure: no I/O).
+
+Options (snake_case) map to ``[Service]`` keys through one table. Values are
+validated and normalised to one canonical spelling, so ``2G`` and ``2048M`` are
+the same limit. The drop-in is the persistent truth; the keys marked ``live``
+are also pushed to a running unit with ``systemctl set-property --runtime`` and
+read back from ``systemctl show`` to verify them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Union
+
+from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
+
+UNITS_DIR = "/etc/systemd/system"
+DROPIN_NAME = "50-corral-resources.conf"
+INFINITY = "infinity"
+_SUFFIXES = "KMGTPE"
+_NUMBER = re.compile(r"^(\d+(?:\.\d+)?)([KMGTPE]?)B?$")
+_PERCENT = re.compile(r"^(\d+(?:\.\d{1,2})?)%$")
+_KEY = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+
+Value = Union[str, List[str]]
+
+
+class ResourceError(ValueError):
+    """Invalid resource options; the message names every bad option."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One option: its systemd key, value kind, and how it is read back."""
+
+    key: str
+    kind: str                     # memory | quota | weight | cpus | tasks | bandwidth | device
+    live: bool                    # applied to a running unit with set-property --runtime
+    show: Optional[str] = None    # systemctl show property used to verify (default: key)
+    neutral: str = ""             # runtime value that undoes the limit when it is removed
+
+
+TABLE: Dict[str, Spec] = {
+    "memory_max": Spec("MemoryMax", "memory", True, neutral=INFINITY),
+    "memory_high": Spec("MemoryHigh", "memory", True, neutral=INFINITY),
+    "memory_swap_max": Spec("MemorySwapMax", "memory", True, neutral=INFINITY),
+    "cpu_quota": Spec("CPUQuota", "quota", True, show="CPUQuotaPerSecUSec"),
+    "cpu_weight": Spec("CPUWeight", "weight", True),
+    "allowed_cpus": Spec("AllowedCPUs", "cpus", True),
+    "tasks_max": Spec("TasksMax", "tasks", True, neutral=INFINITY),
+    "io_weight": Spec("IOWeight", "weight", True),
+    "io_read_bandwidth_max": Spec("IOReadBandwidthMax", "bandwidth", False),
+    "io_write_bandwidth_max": Spec("IOWriteBandwidthMax", "bandwidth", False),
+    "device_allow": Spec("DeviceAllow", "device", False),
+}
+KEY_TO_OPTION = {spec.key: option for option, spec in TABLE.items()}
+LIST_KINDS = ("bandwidth", "device")
+
+
+# ---------------------------------------------------------------- units
+
+def format_size(size: int, base: int = 1024) -> str:
+    """Largest exact suffix: 2147483648 -> '2G', 1536 -> '1536' (base 1024)."""
+    for power in range(len(_SUFFIXES), 0, -1):
+        unit = base ** power
+        if size and size % unit == 0:
+            return f"{size // unit}{_SUFFIXES[power - 1]}"
+    return str(size)
+
+
+def parse_size(value, base: int = 1024) -> int:
+    """'2G' -> bytes (systemd parse_size: K M G T P E, powers of ``base``)."""
+    text = str(value).strip()
+    match = _NUMBER.match(text)
+    if not match:
+        raise ValueError(text)
+    number, suffix = match.groups()
+    multiplier = base ** (_SUFFIXES.index(suffix) + 1) if suffix else 1
+    whole, _, frac = number.partition(".")
+    size = int(whole) * multiplier + (int(frac) * multiplier) // (10 ** len(frac)) if frac else int(whole) * multiplier
+    if frac and not suffix:
+        raise ValueError(text)
+    return size
+
+
+def parse_percent(text: str) -> int:
+    """'12.5%' -> 1250 (permyriad, the resolution systemd keeps)."""
+    match = _PERCENT.match(text.strip())
+    if not match:
+        raise ValueError(text)
+    whole, _, frac = match.group(1).partition(".")
+    return int(whole) * 100 + int((frac + "00")[:2])
+
+
+def format_percent(permyriad: int) -> str:
+    whole, frac = divmod(permyriad, 100)
+    return f"{whole}%" if not frac else f"{whole}.{frac:02d}".rstrip("0") + "%"
+
+
+_TIMESPAN_UNITS = {"us": 1, "ms": 1000, "s": 1000000, "min": 60000000, "h": 3600000000}
+_TIMESPAN = re.compile(r"(\d+(?:\.\d+)?)(us|ms|min|s|h)")
+
+
+def parse_timespan_usec(text: str) -> Optional[int]:
+    """systemctl show timespans ('500ms', '1.500000s', '1min 30s') -> microseconds; infinity -> None."""
+    text = text.strip()
+    if text in ("", INFINITY):
+        return None
+    total = 0
+    for number, unit in _TIMESPAN.findall(text):
+        total += int(float(number) * _TIMESPAN_UNITS[unit])
+    return total
+
+
+def parse_cpus(value) -> List[int]:
+    """'0-2,5' / [0, 1] / 3 -> sorted CPU numbers."""
+    items = value if isinstance(value, list) else re.split(r"[,\s]+", str(value).strip())
+    cpus = set()
+    for item in items:
+        item = str(item).strip()
+        if not item:
+            continue
+        low, sep, high = item.partition("-")
+        if not low.isdigit() or (sep and not high.isdigit()):
+            raise ValueError(item)
+        first, last = int(low), int(high) if sep else int(low)
+        if last < first:
+            raise ValueError(item)
+        cpus.update(range(first, last + 1))
+    return sorted(cpus)
+
+
+def format_cpus(cpus: List[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2 5' is systemd's input; we use the kernel's '0-2,5'."""
+    ranges, start = [], None
+    for index, cpu in enumerate(cpus):
+        if start is None:
+            start = cpu
+        if index + 1 == len(cpus) or cpus[index + 1] != cpu + 1:
+            ranges.append(str(start) if start == cpu else f"{start}-{cpu}")
+            start = None
+    return ",".join(ranges)
+
+
+# ---------------------------------------------------------------- normalisers (one per kind)
+
+def _memory(value) -> str:
+    text = str(value).strip()
+    if text == INFINITY:
+        return INFINITY
+    if text.endswith("%"):
+        permyriad = parse_percent(text)
+        if permyriad > 10000:
+            raise ValueError(text)
+        return format_percent(permyriad)
+    return format_size(parse_size(text))
+
+
+def _quota(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return format_percent(parse_percent(value))
+
+
+def _weight(value) -> str:
+    text = str(value).strip()
+    if text == "idle":
+        return text
+    if not text.isdigit() or not 1 <= int(text) <= 10000:
+        raise ValueError(text)
+    return str(int(text))
+
+
+def _cpus(value) -> str:
+    cpus = parse_cpus(value)
+    if not cpus:
+        raise ValueError(value)
+    return format_cpus(cpus)
+
+
+def _tasks(value) -> str:
+    text = str(value).strip()
+    if text == INFINITY:
+        return text
+    if text.endswith("%"):
+        return format_percent(parse_percent(text))
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(text)
+    return str(int(text))
+
+
+def _bandwidth(value) -> str:
+    path, _, rate = str(value).strip().rpartition(" ")
+    path = path.strip()
+    if not path.startswith("/") or " " in path:
+        raise ValueError(value)
+    if rate == INFINITY:
+        return f"{path} {INFINITY}"
+    size = parse_size(rate, base=1000)  # systemd reads IO bandwidth in powers of 1000
+    if size < 1:
+        raise ValueError(value)
+    return f"{path} {format_size(size, base=1000)}"
+
+
+def _device(value) -> str:
+    parts = str(value).split()
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(value)
+    path, modes = parts[0], (parts[1] if len(parts) == 2 else "rwm")
+    if not (path.startswith("/dev/") or path.startswith("char-") or path.startswith("block-")) or len(path) < 6:
+        raise ValueError(value)
+    if not modes or set(modes) - set("rwm") or len(set(modes)) != len(modes):
+        raise ValueError(value)
+    return f"{path} {''.join(m for m in 'rwm' if m in modes)}"
+
+
+_NORMALISERS = {"memory": _memory, "quota": _quota, "weight": _weight, "cpus": _cpus, "tasks": _tasks,
+                "bandwidth": _bandwidth, "device": _device}
+ALLOWED = {
+    "memory": "bytes with an optional K, M, G, T suffix (powers of 1024, e.g. '512M', '2G'), "
+              "a percentage of RAM ('50%') or 'infinity'",
+    "quota": "a percentage of one CPU with up to two decimals, quoted, e.g. '50%' or '150%'",
+    "weight": "an integer 1..10000 (or 'idle' for cpu_weight)",
+    "cpus": "CPU numbers and ranges, e.g. '0-1,3' or [0, 1]",
+    "tasks": "a positive integer, a percentage ('10%') or 'infinity'",
+    "bandwidth": "'PATH RATE': an absolute device or file path and bytes per second with an optional "
+                 "K, M, G, T suffix (powers of 1000) or 'infinity', e.g. '/dev/sda 10M'",
+    "device": "'PATH [MODES]': /dev/NODE, char-GROUP or block-GROUP, MODES a combination of r, w, m "
+              "(default rwm), e.g. '/dev/fuse rwm'",
+}
+
+
+def _normalise_one(option: str, spec: Spec, value, label: str) -> Tuple[Optional[Value], Optional[str]]:
+    if spec.kind in LIST_KINDS:
+        values = value if isinstance(value, list) else [value]
+        out, bad = [], []
+        for item in values:
+            try:
+                out.append(_NORMALISERS[spec.kind](item))
+            except (ValueError, TypeError):
+                bad.append(repr(item))
+        if bad:
+            return None, f"{label}{option}: invalid {', '.join(bad)}; expected {ALLOWED[spec.kind]}"
+        return out, None
+    idle_not_allowed = option != "cpu_weight" and str(value).strip() == "idle"
+    try:
+        wrong_type = isinstance(value, (bool, dict)) or (isinstance(value, list) and spec.kind != "cpus")
+        if not idle_not_allowed and not wrong_type:
+            return _NORMALISERS[spec.kind](value), None
+    except (ValueError, TypeError):
+        pass
+    return None, f"{label}{option}: invalid value {value!r}; expected {ALLOWED[spec.kind]}"
+
+
+def _check_extra(extra: dict, label: str) -> Tuple[Dict[str, Value], List[str]]:
+    out: Dict[str, Value] = {}
+    errors = []
+    for key, value in (extra or {}).items():
+        if not _KEY.match(str(key)):
+            errors.append(f"{label}extra: key {key!r} is not a systemd key name (CamelCase letters and digits)")
+        elif key in KEY_TO_OPTION:
+            errors.append(f"{label}extra: {key} has its own option, use {KEY_TO_OPTION[key]}")
+        elif isinstance(value, (dict, type(None))):
+            errors.append(f"{label}extra: {key} must be a string, number or list of them")
+        else:
+            items = value if isinstance(value, list) else [value]
+            rendered = [("yes" if v else "no") if isinstance(v, bool) else str(v) for v in items]
+            if any("\n" in v for v in rendered):
+                errors.append(f"{label}extra: {key} must not contain a newline")
+            # an empty list is the same as an empty assignment: a reset
+            out[key] = rendered if isinstance(value, list) and rendered else (rendered or [""])[0]
+    return out, errors
+
+
+def normalize(options: dict, label: str = "") -> Dict[str, Value]:
+    """Validate options (snake_case, None = unset) -> {Key: canonical value or list}.
+
+    ``label`` prefixes option names in messages (the fleet passes 'machines[3].resources.').
+    Raises ResourceError naming every bad option, the value and the allowed form.
+    """
+    desired: Dict[str, Value] = {}
+    errors = []
+    for option, value in options.items():
+        if option == "extra" or value is None:
+            continue
+        spec = TABLE.get(option)
+        if spec is None:
+            errors.append(f"{label}{option}: unknown option; known: {', '.join(sorted(TABLE))}, extra")
+            continue
+        canonical, error = _normalise_one(option, spec, value, label)
+        if error:
+            errors.append(error)
+        elif canonical != []:
+            desired[spec.key] = canonical
+    extra, extra_errors = _check_extra(options.get("extra") or {}, label)
+    errors.extend(extra_errors)
+    if errors:
+        raise ResourceError("; ".join(errors))
+    desired.update(extra)
+    return desired
+
+
+# ---------------------------------------------------------------- drop-in file
+
+def dropin_dir(name: str, units_dir: str = UNITS_DIR) -> str:
+    return os.path.join(units_dir, f"systemd-nspawn@{name}.service.d")
+
+
+def dropin_path(name: str, units_dir: str = UNITS_DIR) -> str:
+    return os.path.join(dropin_dir(name, units_dir), DROPIN_NAME)
+
+
+def render_dropin(desired: Dict[str, Value]) -> Optional[str]:
+    """The drop-in text for ``desired`` (None: no limits, the file should not exist).
+
+    List keys start with an empty assignment so the drop-in owns the whole list
+    except for DeviceAllow, whose reset would also drop the unit's own entries
+    (/dev/net/tun, char-pts) that the container needs.
+    """
+    if not desired:
+        return None
+    entries = []
+    for key, value in desired.items():
+        if isinstance(value, list):
+            if key != "DeviceAllow":
+                entries.append((key, ""))
+            entries.extend((key, item) for item in value)
+        else:
+            entries.append((key, value))
+    return unitfile.render([("Service", entries)])
+
+
+def parse_dropin(text: Optional[str]) -> Dict[str, Value]:
+    """Our drop-in text -> {Key: value or list}, the inverse of render_dropin."""
+    if not text:
+        return {}
+    try:
+        doc = unitfile.parse(text)
+    except unitfile.UnitFileError:
+        return {}
+    seen: Dict[str, List[str]] = {}
+    for section, entries in doc:
+        if section == "Service":
+            for key, value in entries:
+                seen.setdefault(key, []).append(value)
+    values: Dict[str, Value] = {}
+    for key, items in seen.items():
+        if key in _LIST_KEYS or len(items) > 1:
+            # an empty assignment resets the list: only what follows the last reset counts
+            last_reset = max((i for i, v in enumerate(items) if v == ""), default=-1)
+            values[key] = items[last_reset + 1:]
+        else:
+            values[key] = items[0]
+    return values
+
+
+_LIST_KEYS = {spec.key for spec in TABLE.values() if spec.kind in LIST_KINDS}
+
+
+def to_options(values: Dict[str, Value]) -> dict:
+    """{Key: value} -> module-style options (snake_case, unknown keys under ``extra``)."""
+    options: dict = {}
+    for key, value in values.items():
+        if key in KEY_TO_OPTION:
+            options[KEY_TO_OPTION[key]] = value
+        else:
+            options.setdefault("extra", {})[key] = value
+    return options
+
+
+# ---------------------------------------------------------------- live state (systemctl show)
+
+def show_properties() -> List[str]:
+    """Properties to read from ``systemctl show`` to compare live values."""
+    return [spec.show or spec.key for spec in TABLE.values() if spec.live]
+
+
+def live_value(spec: Spec, shown: Optional[str]) -> Optional[str]:
+    """A ``systemctl show`` value in our canonical spelling; None when it cannot be compared."""
+    if shown is None:
+        return None
+    shown = shown.strip()
+    if spec.kind == "quota":
+        usec = parse_timespan_usec(shown)
+        return None if usec is None else format_percent(usec // 100)
+    if spec.kind == "memory":
+        return INFINITY if shown == INFINITY else (format_size(int(shown)) if shown.isdigit() else None)
+    if spec.kind == "cpus":
+        try:
+            return format_cpus(parse_cpus(shown)) if shown else ""
+        except ValueError:
+            return None
+    if spec.kind == "weight":
+        return "idle" if shown == "0" else shown
+    return shown
+
+
+def comparable(spec: Spec, value: str) -> bool:
+    """Percentages of RAM / of pid_max are resolved by systemd; show cannot confirm them."""
+    return not (spec.kind in ("memory", "tasks") and value.endswith("%"))
+
+
+@dataclass
+class LivePlan:
+    """What to push to a running unit, and what ``systemctl show`` must say afterwards."""
+
+    assignments: List[str] = field(default_factory=list)   # Key=value for set-property --runtime
+    expected: Dict[str, str] = field(default_factory=dict)  # show property -> canonical value
+    pending: List[str] = field(default_factory=list)      # changed keys that apply on the next start
+    changes: List[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.assignments)
+
+
+def plan_live(desired: Dict[str, Value], before: Dict[str, Value], shown: Dict[str, str]) -> LivePlan:
+    """Pure: decide set-property assignments for a running unit.
+
+    ``before`` is the drop-in's previous content, ``shown`` the current ``systemctl show``
+    values. A live key is set when its value differs from what systemd reports (or, when
+    systemd cannot confirm it, from the previous drop-in); a live key removed from the
+    drop-in is reset to its neutral value; other changed keys wait for a restart.
+    """
+    plan = LivePlan()
+    for spec in TABLE.values():
+        want, had = desired.get(spec.key), before.get(spec.key)
+        if not spec.live:
+            if want != had:
+                plan.pending.append(spec.key)
+            continue
+        prop = spec.show or spec.key
+        if want is None:
+            if had is not None:
+                plan.assignments.append(f"{spec.key}={spec.neutral}")
+                plan.changes.append(f"{spec.key}: {had} -> (unset)")
+            continue
+        now = live_value(spec, shown.get(prop))
+        differs = (now != want) if comparable(spec, want) and now is not None else (had != want)
+        if differs:
+            plan.assignments.append(f"{spec.key}={want}")
+            plan.changes.append(f"{spec.key}: {now or had or 'unset'} -> {want}")
+        if comparable(spec, want):
+            plan.expected[prop] = want
+    plan.pending.extend(k for k in sorted(set(desired) | set(before))
+                        if k not in KEY_TO_OPTION and desired.get(k) != before.get(k))
+    return plan
+
+
+def verify(expected: Dict[str, str], shown: Dict[str, str]) -> List[str]:
+    """Mismatches between the values we set and what ``systemctl show`` reports."""
+    by_prop = {spec.show or spec.key: spec for spec in TABLE.values()}
+    return [f"{prop}: expected {want}, systemd reports {shown.get(prop)!r}"
+            for prop, want in expected.items() if live_value(by_prop[prop], shown.get(prop)) != want]
