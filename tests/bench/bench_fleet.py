@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="1,10,50")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="leave the test host running")
+    parser.add_argument("--no-site", action="store_true", help="skip the site.yml measurement")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     host = harness.boot(HOST)
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
         inv = inventory(host, os.path.join(state, "inventory.json"))
         fleet_only = fleet_only_playbook(os.path.join(state, "fleet_only.json"))
         for count in sizes:
-            site = measure(SITE, inv, fleet_vars(count), args.repeat)
+            site = float("nan") if args.no_site else measure(SITE, inv, fleet_vars(count), args.repeat)
             role = measure(fleet_only, inv, fleet_vars(count), args.repeat)
             naive = measure(NAIVE, inv, naive_vars(count), args.repeat)
             rows.append((count, site, role, naive))
