@@ -24,6 +24,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.files import (
     MANAGED_MARKER, FileResult, ensure_file, plan_file, read_text,
 )
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error, zone_name_error
+from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
 FLEET_MARKER = f"{MANAGED_MARKER} fleet"
@@ -178,6 +179,7 @@ class Current:
     dropin_text: Optional[str] = None
     active: str = "inactive"  # systemd ActiveState of systemd-nspawn@NAME.service
     enabled: bool = False
+    unit: dict = field(default_factory=dict)  # every property read by the batched systemctl show
 
     @property
     def running(self) -> bool:
@@ -221,7 +223,7 @@ class MachinePlan:
     enable: Optional[bool] = None         # True enable, False disable, None leave
     runtime: str = "none"                 # none | start | stop | restart
     pending_restart: bool = False
-    live_resources: bool = False          # apply limits to the running unit without restart
+    live: List[str] = field(default_factory=list)  # Key=value set on the running unit, no restart
     changes: List[str] = field(default_factory=list)
 
     @property
@@ -242,11 +244,12 @@ def is_fleet_managed(text: Optional[str]) -> bool:
 
 
 def plan_machine(machine: Machine, current: Current, settings: FileResult, dropin: FileResult,
-                 image: Optional[dict], policy: str, settings_restart: bool = True) -> MachinePlan:
+                 image: Optional[dict], policy: str, settings_restart: bool = True, live=None) -> MachinePlan:
     """Decide every action for one machine from its desired and current state.
 
     ``settings_restart`` says whether the settings change needs a restart (the
-    settings logic knows; every key of the .nspawn file is read at start).
+    settings logic knows). ``live`` is the resources logic's plan for the running
+    unit (assignments to push now, keys that only apply at the next start).
     """
     plan = MachinePlan(machine.name, image=image, files=[settings, dropin])
     if image and image.get("changed"):
@@ -259,7 +262,10 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     if dropin.changed:
         plan.resources_changed = True
         plan.changes.append(f"resources: {dropin.action} {dropin.path}")
-        plan.live_resources = current.running and machine.state != "stopped"
+    if live is not None and current.running and machine.state != "stopped":
+        plan.live = list(live.assignments)
+        plan.changes.extend(f"resources live: {change}" for change in live.changes if not dropin.changed)
+        plan.restart_needed = plan.restart_needed or bool(live.pending and dropin.changed)
     if machine.enabled != current.enabled:
         plan.enable = machine.enabled
         plan.changes.append("enable" if machine.enabled else "disable")
@@ -289,10 +295,11 @@ def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dic
 # ---------------------------------------------------------------- read (batched)
 
 def read_units(module, names: List[str]) -> Dict[str, dict]:
-    """ActiveState and UnitFileState of every machine's unit in ONE systemctl call."""
+    """State, enablement and live limits of every machine's unit in ONE systemctl call."""
     if not names:
         return {}
-    argv = ["systemctl", "show", "--property=Id,ActiveState,UnitFileState"] + [unit_name(n) for n in names]
+    props = ["Id", "ActiveState", "UnitFileState"] + adapter_live_properties()
+    argv = ["systemctl", "show", "--property=" + ",".join(props)] + [unit_name(n) for n in names]
     _rc, out, _err = run(module, argv)
     return parse_show(out)
 
@@ -358,6 +365,7 @@ class Desired:
     dropin_path: str
     dropin_text: Optional[str]
     image_options: Optional[dict]
+    resources: dict = field(default_factory=dict)  # normalised limits {Key: value}
 
 
 def render_all(ctx: Context, machines: List[Machine], templates: List[dict]) -> List[Desired]:
@@ -376,13 +384,14 @@ def render_all(ctx: Context, machines: List[Machine], templates: List[dict]) -> 
 def render_machine(ctx: Context, machine: Machine, templates: List[dict]) -> Desired:
     label = f"machines[{machine.name}]"
     settings_text, settings_restart = adapter_render_settings(machine, label)
-    dropin_path, dropin_text = adapter_render_resources(ctx, machine, label)
+    resources = adapter_resources(machine, label)
+    dropin_path, dropin_text = adapter_render_resources(ctx, machine.name, resources)
     image_options = image_options_for(ctx, machine, templates, label)
     if image_options is None and machine.state == "running" and not os.path.isdir(ctx.root(machine.name)):
         raise FleetError(f"{label}: state=running needs a root, but {ctx.root(machine.name)} does not exist "
                          "and neither template nor image.source is given")
     return Desired(machine, fleet_settings_text(settings_text), settings_restart, dropin_path, dropin_text,
-                   image_options)
+                   image_options, resources)
 
 
 def image_options_for(ctx: Context, machine: Machine, templates: List[dict], label: str) -> Optional[dict]:
@@ -406,6 +415,7 @@ def current_of(ctx: Context, desired: Desired, units: Dict[str, dict]) -> Curren
         dropin_text=read_text(desired.dropin_path),
         active=unit.get("ActiveState", "inactive"),
         enabled=is_enabled(unit.get("UnitFileState", "")),
+        unit=unit,
     )
 
 
@@ -418,7 +428,8 @@ def reconcile_machine(ctx: Context, desired: Desired, current: Current) -> Machi
     settings = plan_file(ctx.settings_path(machine.name), current.settings_text, desired.settings_text)
     dropin = plan_file(desired.dropin_path, current.dropin_text, desired.dropin_text)
     policy = restart_policy(machine, ctx.policy)
-    return plan_machine(machine, current, settings, dropin, image, policy, desired.settings_restart)
+    live = adapter_plan_live(desired.resources, current) if current.running else None
+    return plan_machine(machine, current, settings, dropin, image, policy, desired.settings_restart, live)
 
 
 def apply_files(ctx: Context, plans: List[MachinePlan]) -> None:
@@ -447,8 +458,7 @@ def remove_empty_dir(path: str) -> None:
         pass  # not empty (other drop-ins) or already gone: leave it
 
 
-def apply_runtime(ctx: Context, plans: List[MachinePlan], resources: Dict[str, dict], wait: bool,
-                  timeout: int) -> List[str]:
+def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: int) -> List[str]:
     """Enable/disable, live limits, stop, restart and start, each as one batched call; returns warnings."""
     if ctx.check_mode:
         return []
@@ -456,8 +466,8 @@ def apply_runtime(ctx: Context, plans: List[MachinePlan], resources: Dict[str, d
     systemctl(module, "enable", [p.name for p in plans if p.enable is True])
     systemctl(module, "disable", [p.name for p in plans if p.enable is False])
     for plan in plans:
-        if plan.live_resources and plan.runtime not in ("stop", "restart"):
-            adapter_apply_live_resources(module, plan.name, resources[plan.name])
+        if plan.live and plan.runtime not in ("stop", "restart"):
+            adapter_apply_live_resources(module, plan.name, plan.live)
     systemctl(module, "stop", [p.name for p in plans if p.runtime == "stop"])
     starting = [p.name for p in plans if p.runtime in ("start", "restart")]
     systemctl(module, "restart", [p.name for p in plans if p.runtime == "restart"], "--no-block")
@@ -545,8 +555,7 @@ def run_fleet(module) -> dict:
     currents = [current_of(ctx, d, units) for d in desired]
     plans = [reconcile_machine(ctx, d, c) for d, c in zip(desired, currents)]
     apply_files(ctx, plans)
-    resources = {d.machine.name: d.machine.resources for d in desired}
-    warnings = apply_runtime(ctx, plans, resources, params["wait"], params["timeout"])
+    warnings = apply_runtime(ctx, plans, params["wait"], params["timeout"])
     pruned = prune(ctx, declared, template_names, params["purge"], units) if params["prune"] else []
     for warning in warnings:
         module.warn(warning)
@@ -573,8 +582,6 @@ def run_fleet(module) -> dict:
 
 _INTERIM_SETTINGS = {"boot": ("Exec", "Boot"), "private_users": ("Exec", "PrivateUsers"),
                      "network_veth": ("Network", "VirtualEthernet"), "hostname": ("Exec", "Hostname")}
-_INTERIM_RESOURCES = {"memory_max": "MemoryMax", "cpu_quota": "CPUQuota", "tasks_max": "TasksMax",
-                      "memory_high": "MemoryHigh", "cpu_weight": "CPUWeight"}
 
 
 def _ini_value(value) -> str:
@@ -598,15 +605,24 @@ def adapter_render_settings(machine: Machine, label: str):
     return unitfile.render(list(sections.items())), True
 
 
-def adapter_render_resources(ctx: Context, machine: Machine, label: str):
-    from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
-    path = os.path.join(ctx.units_dir, f"{unit_name(machine.name)}.d", "50-corral-resources.conf")
-    entries = []
-    for key, value in machine.resources.items():
-        if key not in _INTERIM_RESOURCES:
-            raise FleetError(f"{label}.resources.{key}: unknown option")
-        entries.append((_INTERIM_RESOURCES[key], _ini_value(value)))
-    return path, (unitfile.render([("Service", entries)]) if entries else None)
+def adapter_resources(machine: Machine, label: str) -> dict:
+    """Validated, normalised limits {Key: value} (resources logic)."""
+    try:
+        return resources_utils.normalize(machine.resources, f"{label}.resources.")
+    except resources_utils.ResourceError as exc:
+        raise FleetError(str(exc)) from None
+
+
+def adapter_render_resources(ctx: Context, name: str, desired: dict):
+    return resources_utils.dropin_path(name, ctx.units_dir), resources_utils.render_dropin(desired)
+
+
+def adapter_live_properties() -> List[str]:
+    return resources_utils.show_properties()
+
+
+def adapter_plan_live(desired: dict, current: Current):
+    return resources_utils.plan_live(desired, resources_utils.parse_dropin(current.dropin_text), current.unit)
 
 
 def adapter_clone_options(template: str, template_root: str) -> dict:
@@ -662,13 +678,11 @@ def adapter_remove_image(ctx: Context, name: str) -> None:
 
 
 def adapter_owned_dropins(ctx: Context, name: str) -> List[str]:
-    return [os.path.join(ctx.units_dir, f"{unit_name(name)}.d", "50-corral-resources.conf")]
+    return [resources_utils.dropin_path(name, ctx.units_dir)]
 
 
-def adapter_apply_live_resources(module, name: str, resources: dict) -> None:
-    props = [f"{_INTERIM_RESOURCES[k]}={_ini_value(v)}" for k, v in resources.items()]
-    if props:
-        run(module, ["systemctl", "set-property", "--runtime", unit_name(name)] + props)
+def adapter_apply_live_resources(module, name: str, assignments: List[str]) -> None:
+    run(module, ["systemctl", "set-property", "--runtime", unit_name(name)] + assignments)
 
 
 def adapter_wait(module, name: str, timeout: int) -> dict:

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import fleet
-from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, plan_file
+from ansible_collections.corral.nspawn.plugins.module_utils import resources
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, plan_file, read_text
 
 
 # ---------------------------------------------------------------- merging and validation
@@ -133,9 +134,22 @@ def test_runtime_plan(state, current, settings_changed, policy, runtime, pending
 
 def test_resource_change_is_applied_live_without_restart():
     machine = fleet.Machine("m")
-    plan = fleet.plan_machine(machine, RUNNING, *_files(dropin_changed=True), None, "on_change")
-    assert plan.live_resources and plan.runtime == "none" and not plan.pending_restart
+    live = resources.plan_live({"MemoryMax": "1G"}, {"MemoryMax": "512M"}, {"MemoryMax": str(512 * 1024 ** 2)})
+    plan = fleet.plan_machine(machine, RUNNING, *_files(dropin_changed=True), None, "on_change", live=live)
+    assert plan.live == ["MemoryMax=1G"] and plan.runtime == "none" and not plan.pending_restart
     assert plan.changes == ["resources: update /d"]
+
+
+def test_live_drift_without_file_change_is_repaired_and_reported():
+    live = resources.plan_live({"MemoryMax": "1G"}, {"MemoryMax": "1G"}, {"MemoryMax": "infinity"})
+    plan = fleet.plan_machine(fleet.Machine("m"), RUNNING, *_files(), None, "on_change", live=live)
+    assert plan.live == ["MemoryMax=1G"] and plan.changes == ["resources live: MemoryMax: infinity -> 1G"]
+
+
+def test_limit_that_only_applies_at_start_needs_a_restart():
+    live = resources.plan_live({"DeviceAllow": ["/dev/fuse rwm"]}, {}, {})
+    plan = fleet.plan_machine(fleet.Machine("m"), RUNNING, *_files(dropin_changed=True), None, "never", live=live)
+    assert plan.pending_restart and plan.live == []
 
 
 def test_settings_change_that_needs_no_restart_does_not_restart():
@@ -177,10 +191,20 @@ def test_machine_diff_shows_runtime_before_after():
 # ---------------------------------------------------------------- orchestration with a fake host
 
 class FakeHost:
-    """systemctl state of a host, driven by the argv lists the fleet runs."""
+    """systemctl state of a host, driven by the argv lists the fleet runs.
 
-    def __init__(self):
-        self.active, self.enabled, self.calls = {}, set(), []
+    A started unit takes its MemoryMax from the drop-in on disk, set-property
+    --runtime changes it live; ``show`` reports it in bytes like systemd.
+    """
+
+    def __init__(self, units_dir=None):
+        self.active, self.enabled, self.calls, self.memory = {}, set(), [], {}
+        self.units_dir = units_dir
+
+    def _memory_from_dropin(self, name):
+        text = read_text(resources.dropin_path(name, self.units_dir)) if self.units_dir else None
+        value = resources.parse_dropin(text).get("MemoryMax")
+        return str(resources.parse_size(value)) if value else "infinity"
 
     def run_command(self, argv, **_kw):
         self.calls.append(list(argv))
@@ -188,12 +212,21 @@ class FakeHost:
         names = [u[len("systemd-nspawn@"):-len(".service")] for u in units]
         if verb == "show":
             out = "".join(f"Id={u}\nActiveState={'active' if self.active.get(n) else 'inactive'}\n"
-                          f"UnitFileState={'enabled' if n in self.enabled else 'disabled'}\n\n"
+                          f"UnitFileState={'enabled' if n in self.enabled else 'disabled'}\n"
+                          f"MemoryMax={self.memory.get(n, 'infinity')}\n\n"
                           for u, n in zip(units, names))
             return 0, out, ""
+        if verb == "set-property":
+            name = argv[3][len("systemd-nspawn@"):-len(".service")]
+            for assignment in argv[4:]:
+                key, _, value = assignment.partition("=")
+                if key == "MemoryMax":
+                    self.memory[name] = str(resources.parse_size(value)) if value != "infinity" else value
+            return 0, "", ""
         for name in names:
             if verb in ("start", "restart"):
                 self.active[name] = True
+                self.memory[name] = self._memory_from_dropin(name)
             elif verb == "stop":
                 self.active[name] = False
             elif verb == "enable":
@@ -226,11 +259,6 @@ def fake_adapters(monkeypatch, tmp_path):
         zone = f"[Network]\nZone={machine.zone}\n" if machine.zone else ""
         return f"# Managed by corral.nspawn.\n[Exec]\n{body}{zone}", True
 
-    def render_resources(ctx, machine, label):
-        path = os.path.join(ctx.units_dir, f"systemd-nspawn@{machine.name}.service.d", "50-corral.conf")
-        body = "".join(f"{k}={v}\n" for k, v in sorted(machine.resources.items()))
-        return path, (f"[Service]\n{body}" if body else None)
-
     def ensure_image(ctx, name, options):
         root = ctx.root(name)
         if os.path.isdir(root):
@@ -244,19 +272,17 @@ def fake_adapters(monkeypatch, tmp_path):
 
     live = []
     monkeypatch.setattr(fleet, "adapter_render_settings", render_settings)
-    monkeypatch.setattr(fleet, "adapter_render_resources", render_resources)
     monkeypatch.setattr(fleet, "adapter_ensure_image", ensure_image)
     monkeypatch.setattr(fleet, "adapter_ensure_template", ensure_template)
-    monkeypatch.setattr(fleet, "adapter_apply_live_resources", lambda m, n, r: live.append(n))
+    real_live = fleet.adapter_apply_live_resources
+    monkeypatch.setattr(fleet, "adapter_apply_live_resources", lambda m, n, a: (live.append(n), real_live(m, n, a)))
     monkeypatch.setattr(fleet, "adapter_wait", lambda m, n, t: {"state": "running"})
-    monkeypatch.setattr(fleet, "adapter_owned_dropins",
-                        lambda ctx, n: [os.path.join(ctx.units_dir, f"systemd-nspawn@{n}.service.d", "50-corral.conf")])
     monkeypatch.setattr(fleet, "adapter_remove_image", lambda ctx, n: os.rmdir(ctx.root(n)))
     return live
 
 
 def _params(tmp_path, machines, **extra):
-    params = dict(machines=machines, defaults={"template": "tmpl", "resources": {"MemoryMax": "512M"}},
+    params = dict(machines=machines, defaults={"template": "tmpl", "resources": {"memory_max": "512M"}},
                   templates=[{"name": "tmpl", "source": "directory", "path": "/src"}], prune=False, purge=False,
                   restart="on_change", wait=True, timeout=10, machines_dir=str(tmp_path / "machines"),
                   settings_dir=str(tmp_path / "nspawn"), units_dir=str(tmp_path / "system"))
@@ -269,7 +295,7 @@ def _snapshot(root):
 
 
 def test_check_apply_check_apply_rhythm(tmp_path, fake_adapters):
-    host = FakeHost()
+    host = FakeHost(str(tmp_path / "system"))
     machines = [{"name": n} for n in ("web", "app", "db")]
     (tmp_path / "machines").mkdir()
     changed = []
@@ -284,7 +310,7 @@ def test_check_apply_check_apply_rhythm(tmp_path, fake_adapters):
 
 
 def test_machines_are_read_enabled_and_started_in_one_call_each(tmp_path, fake_adapters):
-    host = FakeHost()
+    host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": f"m{i}"} for i in range(20)])))
     verbs = [c[1] for c in host.calls]
@@ -297,20 +323,20 @@ def test_machines_are_read_enabled_and_started_in_one_call_each(tmp_path, fake_a
 
 
 def test_limit_change_touches_only_that_machine_live(tmp_path, fake_adapters):
-    host = FakeHost()
+    host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     machines = [{"name": "web"}, {"name": "db"}]
     fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
-    machines[1]["resources"] = {"MemoryMax": "1G"}
+    machines[1]["resources"] = {"memory_max": "1G"}
     result = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
     assert not result["machines"]["web"]["changed"]
     assert result["machines"]["db"]["changes"] == [
-        f"resources: update {tmp_path}/system/systemd-nspawn@db.service.d/50-corral.conf"]
+        f"resources: update {tmp_path}/system/systemd-nspawn@db.service.d/50-corral-resources.conf"]
     assert fake_adapters == ["db"] and "restart" not in [c[1] for c in host.calls]
 
 
 def test_restart_never_reports_pending_restart(tmp_path, fake_adapters):
-    host = FakeHost()
+    host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}])))
     result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web", "settings": {"Boot": "yes"}}],
@@ -320,7 +346,7 @@ def test_restart_never_reports_pending_restart(tmp_path, fake_adapters):
 
 
 def test_prune_removes_only_undeclared_fleet_machines_and_keeps_roots(tmp_path, fake_adapters):
-    host = FakeHost()
+    host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "old"}])))
     (tmp_path / "nspawn" / "hand.nspawn").write_text("[Exec]\nBoot=yes\n")
@@ -337,7 +363,7 @@ def test_prune_removes_only_undeclared_fleet_machines_and_keeps_roots(tmp_path, 
 
 
 def test_purge_removes_the_root_too(tmp_path, fake_adapters):
-    host = FakeHost()
+    host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "old"}])))
     fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True, purge=True)))
@@ -345,7 +371,7 @@ def test_purge_removes_the_root_too(tmp_path, fake_adapters):
 
 
 def test_bad_input_changes_nothing(tmp_path, fake_adapters):
-    host = FakeHost()
+    host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     with pytest.raises(fleet.FleetError, match="declared twice"):
         fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "web"}])))
@@ -353,7 +379,7 @@ def test_bad_input_changes_nothing(tmp_path, fake_adapters):
 
 
 def test_running_machine_without_root_or_source_is_refused(tmp_path, fake_adapters):
-    host = FakeHost()
+    host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     params = _params(tmp_path, [{"name": "bare"}], defaults={})
     with pytest.raises(fleet.FleetError, match="neither template nor image.source"):
@@ -364,7 +390,7 @@ def test_running_machine_without_root_or_source_is_refused(tmp_path, fake_adapte
 
 
 def test_failed_start_names_every_failed_machine(tmp_path, fake_adapters, monkeypatch):
-    host = FakeHost()
+    host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     monkeypatch.setattr(fleet, "adapter_wait", lambda m, n, t: {"failed": n != "ok", "msg": f"{n} timed out"})
     with pytest.raises(fleet.FleetError) as info:
@@ -374,7 +400,7 @@ def test_failed_start_names_every_failed_machine(tmp_path, fake_adapters, monkey
 
 
 def test_diff_lists_files_and_runtime_per_machine(tmp_path, fake_adapters):
-    host = FakeHost()
+    host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}]), check_mode=True, diff=True))
     headers = [d["after_header"] for d in result["diff"]]
