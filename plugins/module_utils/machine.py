@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Runtime and boot state of nspawn containers: read -> plan (pure) -> apply.
+
+``plan`` decides from the desired ``state``/``enabled`` and the unit's current
+state; ``apply`` acts (skipped in check mode); ``wait_running`` polls the
+container's own systemd; ``start_many`` starts several containers with one
+systemctl call and waits for all of them concurrently (used by the fleet).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+from ansible_collections.corral.nspawn.plugins.module_utils import systemd
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
+
+STATES = ("running", "stopped", "restarted")
+SETTINGS_DIRS = ("/etc/systemd/nspawn", "/run/systemd/nspawn")
+IMAGE_DIRS = ("/etc/machines", "/run/machines", "/var/lib/machines", "/var/lib/container",
+              "/usr/local/lib/machines", "/usr/lib/machines")
+UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "MainPID",
+                   "ActiveEnterTimestamp", "Result")
+DOWN_STATES = ("failed", "inactive")
+
+
+class MachineError(Exception):
+    """A step failed; ``details`` go into the failure result."""
+
+    def __init__(self, msg: str, **details):
+        super().__init__(msg)
+        self.details = details
+
+
+@dataclass
+class Current:
+    """The container unit as systemd reports it now."""
+
+    name: str
+    active: str = "inactive"          # ActiveState of systemd-nspawn@NAME.service
+    sub: str = "dead"
+    enabled: bool = False             # the instance is wanted by machines.target
+    target_enabled: bool = True       # machines.target itself is enabled
+    main_pid: int = 0
+    since: Optional[int] = None       # ActiveEnterTimestamp, unix seconds
+
+    @property
+    def running(self) -> bool:
+        return self.active in systemd.RUNNING_STATES
+
+
+def parse_timestamp(value: str) -> Optional[int]:
+    """'@1700000000' (systemctl show --timestamp=unix) -> 1700000000; '' / 'n/a' -> None."""
+    value = (value or "").strip()
+    return int(value[1:]) if value.startswith("@") and value[1:].isdigit() else None
+
+
+def current_from_show(name: str, unit: Dict[str, str], target: Dict[str, str]) -> Current:
+    pid = unit.get("MainPID", "0")
+    return Current(
+        name=name,
+        active=unit.get("ActiveState", "inactive"),
+        sub=unit.get("SubState", "dead"),
+        enabled=systemd.is_enabled(unit.get("UnitFileState", "")),
+        target_enabled=systemd.is_enabled(target.get("UnitFileState", "enabled")),
+        main_pid=int(pid) if pid.isdigit() else 0,
+        since=parse_timestamp(unit.get("ActiveEnterTimestamp", "")),
+    )
+
+
+def read_current(module, name: str) -> Current:
+    unit = systemd.unit_name(name)
+    units = systemd.show(module, [unit, systemd.MACHINES_TARGET], UNIT_PROPERTIES)
+    return current_from_show(name, units.get(unit, {}), units.get(systemd.MACHINES_TARGET, {}))
+
+
+# ---------------------------------------------------------------- plan (pure)
+
+@dataclass
+class Plan:
+    """What must happen to one container; decided the same way in check mode and for real."""
+
+    name: str
+    enable: Optional[bool] = None     # True enable, False disable, None leave
+    runtime: str = "none"             # none | start | stop | restart
+    changes: List[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def plan(name: str, state: Optional[str], enabled: Optional[bool], current: Current) -> Plan:
+    """Decide enable/disable and start/stop/restart from desired vs current state."""
+    result = Plan(name)
+    if enabled is True and not (current.enabled and current.target_enabled):
+        result.enable = True
+        result.changes.append(f"enable {systemd.unit_name(name)} (machines.target)")
+    elif enabled is False and current.enabled:
+        result.enable = False
+        result.changes.append(f"disable {systemd.unit_name(name)}")
+    if state == "running" and not current.running:
+        result.runtime = "start"
+    elif state == "stopped" and current.running:
+        result.runtime = "stop"
+    elif state == "restarted":
+        result.runtime = "restart" if current.running else "start"
+    if result.runtime != "none":
+        result.changes.append(f"{result.runtime} {systemd.unit_name(name)}")
+    return result
+
+
+def pending_restart(current: Current, config_mtimes: Sequence[float]) -> bool:
+    """A running container whose settings changed after it started needs a restart."""
+    if not current.running or current.since is None:
+        return False
+    return any(int(mtime) > current.since for mtime in config_mtimes)
+
+
+def settings_mtimes(name: str, dirs: Sequence[str] = SETTINGS_DIRS) -> List[float]:
+    """Modification times of the trusted .nspawn files of ``name`` (read at container start)."""
+    mtimes = []
+    for directory in dirs:
+        try:
+            mtimes.append(os.stat(os.path.join(directory, f"{name}.nspawn")).st_mtime)
+        except OSError:
+            continue
+    return mtimes
+
+
+# ---------------------------------------------------------------- wait
+
+@dataclass
+class WaitResult:
+    """Outcome of waiting for one container's systemd."""
+
+    name: str
+    ok: bool
+    state: str = ""                   # the container's is-system-running answer
+    seconds: float = 0.0
+    warning: Optional[str] = None
+    msg: Optional[str] = None         # failure message (unit status + journal tail)
+
+    def as_dict(self) -> dict:
+        data = {"ok": self.ok, "state": self.state, "seconds": round(self.seconds, 1)}
+        data.update({k: v for k, v in (("warning", self.warning), ("msg", self.msg)) if v})
+        return data
+
+
+def failed_units(module, name: str) -> List[str]:
+    """Failed units inside the container (explains 'degraded')."""
+    _rc, out, _err = run(module, ["systemctl", "--machine", name, "list-units", "--failed",
+                                  "--no-legend", "--plain", "--no-pager"], check=False)
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def wait_running(module, name: str, timeout: float, poll: float = 1.0) -> WaitResult:
+    """Poll until the container's systemd reports running/degraded, its unit dies, or timeout."""
+    started = time.monotonic()
+    state = ""
+    while True:
+        state = systemd.system_state(module, name)
+        elapsed = time.monotonic() - started
+        if state == "running":
+            return WaitResult(name, True, state, elapsed)
+        if state == "degraded":
+            failed = ", ".join(failed_units(module, name)) or "unknown"
+            return WaitResult(name, True, state, elapsed,
+                              warning=f"machine {name}: its systemd reports degraded (failed units: {failed})")
+        unit = systemd.show_unit(module, systemd.unit_name(name), ("ActiveState",))
+        if unit.get("ActiveState") in DOWN_STATES:
+            return WaitResult(name, False, state, elapsed, msg=(
+                f"machine {name}: the container stopped while booting "
+                f"(unit {unit.get('ActiveState')})\n{systemd.failure_report(module, name)}"))
+        if elapsed >= timeout:
+            return WaitResult(name, False, state, elapsed, msg=(
+                f"machine {name}: its systemd did not report running within {timeout:g} s "
+                f"(last state {state or 'unreachable'!r})\n{systemd.failure_report(module, name)}"))
+        time.sleep(poll)
+
+
+def wait_many(module, names: Sequence[str], timeout: float, poll: float = 1.0) -> Dict[str, WaitResult]:
+    """Wait for several containers concurrently (each one is mostly sleeping)."""
+    if not names:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        results = pool.map(lambda n: wait_running(module, n, timeout, poll), names)
+        return dict(zip(names, results))
+
+
+# ---------------------------------------------------------------- apply
+
+def _start_failure(module, name: str, error: CommandError) -> WaitResult:
+    return WaitResult(name, False, "", 0.0, msg=(
+        f"machine {name}: start failed: {(error.err or error.out).strip()}\n{systemd.failure_report(module, name)}"))
+
+
+def start_many(module, names: Sequence[str], timeout: float, wait: bool = True,
+               poll: float = 1.0) -> Dict[str, WaitResult]:
+    """Start containers with ONE systemctl call, then wait for all of them concurrently.
+
+    Returns {name: WaitResult}; a container whose start failed gets ok=False and a
+    message with its unit status and journal tail. Not for check mode (callers skip it).
+    """
+    names = list(names)
+    if not names:
+        return {}
+    systemd.reset_failed(module, names)
+    failed: Dict[str, WaitResult] = {}
+    try:
+        systemd.start(module, names)
+    except CommandError as error:
+        # one failed unit fails the whole call: find out which ones
+        units = systemd.show(module, [systemd.unit_name(n) for n in names], ("ActiveState",))
+        for name in names:
+            if units.get(systemd.unit_name(name), {}).get("ActiveState") not in systemd.RUNNING_STATES:
+                failed[name] = _start_failure(module, name, error)
+    rest = [n for n in names if n not in failed]
+    results = wait_many(module, rest, timeout, poll) if wait else {n: WaitResult(n, True) for n in rest}
+    results.update(failed)
+    return {n: results[n] for n in names}
+
+
+def apply(module, plan_: Plan, wait: bool, timeout: float) -> Optional[WaitResult]:
+    """Carry out ``plan_`` (never in check mode); returns the wait outcome when it waited."""
+    if plan_.enable is True:
+        systemd.enable(module, [plan_.name])
+    elif plan_.enable is False:
+        systemd.disable(module, [plan_.name])
+    if plan_.runtime == "stop":
+        systemd.stop(module, [plan_.name])
+    elif plan_.runtime == "start":
+        return start_many(module, [plan_.name], timeout, wait)[plan_.name]
+    elif plan_.runtime == "restart":
+        try:
+            systemd.restart(module, [plan_.name])
+        except CommandError as error:
+            return _start_failure(module, plan_.name, error)
+        return wait_running(module, plan_.name, timeout) if wait else None
+    return None
+
+
+def image_error(module, name: str) -> Optional[str]:
+    """None when machined finds an image for ``name``, else a message listing where it looked."""
+    if systemd.image_info(module, name) is not None:
+        return None
+    return (f"no such image: machine {name!r} has no root directory or disk image in "
+            f"{', '.join(IMAGE_DIRS)} (create it first, e.g. with corral.nspawn.image)")
