@@ -24,7 +24,9 @@ from ansible_collections.corral.nspawn.plugins.module_utils.files import (
     MANAGED_MARKER, FileResult, ensure_file, plan_file, read_text,
 )
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error, zone_name_error
+from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
+from ansible_collections.corral.nspawn.plugins.module_utils import systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
 FLEET_MARKER = f"{MANAGED_MARKER} fleet"
@@ -186,26 +188,7 @@ class Current:
         return self.active in ("active", "activating", "reloading")
 
 
-def unit_name(name: str) -> str:
-    return f"systemd-nspawn@{name}.service"
-
-
-def parse_show(text: str) -> Dict[str, dict]:
-    """``systemctl show -p Id,...`` output for several units -> {Id: {Property: value}}."""
-    units, block = {}, {}
-    for line in text.splitlines() + [""]:
-        if not line.strip():
-            if block.get("Id"):
-                units[block["Id"]] = block
-            block = {}
-            continue
-        key, _, value = line.partition("=")
-        block[key] = value
-    return units
-
-
-def is_enabled(unit_file_state: str) -> bool:
-    return unit_file_state in ("enabled", "enabled-runtime", "linked", "linked-runtime", "alias")
+unit_name = systemd.unit_name
 
 
 # ---------------------------------------------------------------- plan (pure)
@@ -296,12 +279,8 @@ def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dic
 
 def read_units(module, names: List[str]) -> Dict[str, dict]:
     """State, enablement and live limits of every machine's unit in ONE systemctl call."""
-    if not names:
-        return {}
-    props = ["Id", "ActiveState", "UnitFileState"] + adapter_live_properties()
-    argv = ["systemctl", "show", "--property=" + ",".join(props)] + [unit_name(n) for n in names]
-    _rc, out, _err = run(module, argv)
-    return parse_show(out)
+    props = ["ActiveState", "UnitFileState"] + adapter_live_properties()
+    return systemd.show(module, [unit_name(n) for n in names], props)
 
 
 def managed_machines(settings_dir: str) -> List[str]:
@@ -323,18 +302,6 @@ def read_head(path: str, size: int = 512) -> Optional[str]:
             return handle.read(size)
     except (FileNotFoundError, IsADirectoryError):
         return None
-
-
-# ---------------------------------------------------------------- batched systemctl actions
-
-def systemctl(module, verb: str, names: List[str], *flags: str) -> None:
-    """One systemctl call for many machines (systemd queues the jobs in parallel)."""
-    if names:
-        run(module, ["systemctl", verb, *flags] + [unit_name(n) for n in names])
-
-
-def daemon_reload(module) -> None:
-    run(module, ["systemctl", "daemon-reload"])
 
 
 # ---------------------------------------------------------------- orchestration
@@ -414,7 +381,7 @@ def current_of(ctx: Context, desired: Desired, units: Dict[str, dict]) -> Curren
         settings_text=read_text(ctx.settings_path(name)),
         dropin_text=read_text(desired.dropin_path),
         active=unit.get("ActiveState", "inactive"),
-        enabled=is_enabled(unit.get("UnitFileState", "")),
+        enabled=systemd.is_enabled(unit.get("UnitFileState", "")),
         unit=unit,
     )
 
@@ -441,7 +408,7 @@ def apply_files(ctx: Context, plans: List[MachinePlan]) -> None:
             if result.changed:
                 write_file(ctx.module, result)
     if any(plan.resources_changed for plan in plans):
-        daemon_reload(ctx.module)
+        systemd.daemon_reload(ctx.module)
 
 
 def write_file(module, result: FileResult) -> None:
@@ -463,30 +430,24 @@ def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: i
     if ctx.check_mode:
         return []
     module = ctx.module
-    systemctl(module, "enable", [p.name for p in plans if p.enable is True])
-    systemctl(module, "disable", [p.name for p in plans if p.enable is False])
+    systemd.enable(module, [p.name for p in plans if p.enable is True])
+    systemd.disable(module, [p.name for p in plans if p.enable is False])
     for plan in plans:
         if plan.live and plan.runtime not in ("stop", "restart"):
-            adapter_apply_live_resources(module, plan.name, plan.live)
-    systemctl(module, "stop", [p.name for p in plans if p.runtime == "stop"])
-    starting = [p.name for p in plans if p.runtime in ("start", "restart")]
-    systemctl(module, "restart", [p.name for p in plans if p.runtime == "restart"], "--no-block")
-    systemctl(module, "start", [p.name for p in plans if p.runtime == "start"], "--no-block")
-    return wait_all(module, starting, timeout) if wait else []
+            systemd.set_property_runtime(module, unit_name(plan.name), plan.live)
+    systemd.stop(module, [p.name for p in plans if p.runtime == "stop"])
+    outcomes = adapter_restart(module, [p.name for p in plans if p.runtime == "restart"], timeout, wait)
+    outcomes.update(adapter_start(module, [p.name for p in plans if p.runtime == "start"], timeout, wait))
+    return check_outcomes(outcomes)
 
 
-def wait_all(module, names: List[str], timeout: int) -> List[str]:
-    """Wait for every started machine concurrently; one error lists all that failed."""
-    if not names:
-        return []
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
-        outcomes = dict(zip(names, pool.map(lambda n: adapter_wait(module, n, timeout), names)))
-    failed = {n: o for n, o in outcomes.items() if o.get("failed")}
+def check_outcomes(outcomes: Dict[str, dict]) -> List[str]:
+    """One error listing every machine that did not come up; warnings (degraded) otherwise."""
+    failed = {n: o for n, o in outcomes.items() if not o.get("ok", True)}
     if failed:
-        raise FleetError("machines did not come up: " + "; ".join(f"{n}: {o['msg']}" for n, o in failed.items()),
+        raise FleetError("machines did not come up: " + "; ".join(f"{n}: {o.get('msg')}" for n, o in failed.items()),
                          machines_failed=failed)
-    return [f"{n}: {o['warning']}" for n, o in outcomes.items() if o.get("warning")]
+    return [o["warning"] for o in outcomes.values() if o.get("warning")]
 
 
 def prune(ctx: Context, declared: List[str], templates: List[str], purge: bool, units: Dict[str, dict]) -> List[str]:
@@ -497,14 +458,14 @@ def prune(ctx: Context, declared: List[str], templates: List[str], purge: bool, 
         return names
     module = ctx.module
     running = [n for n in names if units.get(unit_name(n), {}).get("ActiveState", "inactive") != "inactive"]
-    systemctl(module, "stop", running)
-    systemctl(module, "disable", names)
+    systemd.stop(module, running)
+    systemd.disable(module, names)
     for name in names:
         for path in [ctx.settings_path(name)] + adapter_owned_dropins(ctx, name):
             write_file(module, FileResult(path, True, {}, "remove"))
         if purge:
             adapter_remove_image(ctx, name)
-    daemon_reload(module)
+    systemd.daemon_reload(module)
     return names
 
 
@@ -681,24 +642,18 @@ def adapter_owned_dropins(ctx: Context, name: str) -> List[str]:
     return [resources_utils.dropin_path(name, ctx.units_dir)]
 
 
-def adapter_apply_live_resources(module, name: str, assignments: List[str]) -> None:
-    run(module, ["systemctl", "set-property", "--runtime", unit_name(name)] + assignments)
+def adapter_start(module, names: List[str], timeout: int, wait: bool) -> Dict[str, dict]:
+    """Start in ONE systemctl call, wait for all concurrently (machine logic)."""
+    return {n: r.as_dict() for n, r in machine_utils.start_many(module, names, timeout, wait).items()}
 
 
-def adapter_wait(module, name: str, timeout: int) -> dict:
-    import time
-    deadline = time.monotonic() + timeout
-    state = "unknown"
-    while time.monotonic() < deadline:
-        _rc, out, _err = run(module, ["systemctl", "is-active", unit_name(name)], check=False)
-        if out.strip() == "failed":
-            break
-        _rc, out, _err = run(module, ["systemctl", "-M", name, "is-system-running"], check=False)
-        state = out.strip() or state
-        if state == "running":
-            return {"state": state}
-        if state == "degraded":
-            return {"state": state, "warning": "systemd in the container reports degraded"}
-        time.sleep(0.5)
-    _rc, journal, _err = run(module, ["journalctl", "-u", unit_name(name), "-n", "20", "--no-pager"], check=False)
-    return {"failed": True, "msg": f"not running after {timeout} s (last state {state!r}); journal: {journal[-1500:]}"}
+def adapter_restart(module, names: List[str], timeout: int, wait: bool) -> Dict[str, dict]:
+    if not names:
+        return {}
+    try:
+        systemd.restart(module, names)
+    except CommandError as exc:
+        return {n: {"ok": False, "msg": f"restart failed: {exc}"} for n in names}
+    if not wait:
+        return {}
+    return {n: r.as_dict() for n, r in machine_utils.wait_many(module, names, timeout).items()}

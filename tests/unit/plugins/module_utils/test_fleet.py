@@ -67,22 +67,6 @@ def test_machine_spec_matches_machine_keys():
 
 # ---------------------------------------------------------------- state reading helpers
 
-def test_parse_show_splits_blocks_per_unit():
-    text = ("Id=systemd-nspawn@a.service\nActiveState=active\nUnitFileState=enabled\n\n"
-            "Id=systemd-nspawn@b.service\nActiveState=inactive\nUnitFileState=disabled\n")
-    units = fleet.parse_show(text)
-    assert units["systemd-nspawn@a.service"]["ActiveState"] == "active"
-    assert units["systemd-nspawn@b.service"]["UnitFileState"] == "disabled"
-
-
-@pytest.mark.parametrize("state, expected", [
-    ("enabled", True), ("enabled-runtime", True), ("linked", True), ("disabled", False), ("", False),
-    ("static", False), ("indirect", False),
-])
-def test_is_enabled(state, expected):
-    assert fleet.is_enabled(state) is expected
-
-
 def test_fleet_header_replaces_the_generic_managed_header():
     text = fleet.fleet_settings_text("# Managed by corral.nspawn. Do not edit.\n\n[Exec]\nBoot=yes\n")
     assert text.startswith(fleet.FLEET_HEADER)
@@ -208,7 +192,9 @@ class FakeHost:
 
     def run_command(self, argv, **_kw):
         self.calls.append(list(argv))
-        verb, units = argv[1], [a for a in argv[2:] if not a.startswith("-")]
+        if argv[1] == "--machine":  # the container's own systemd
+            return (0, "running\n", "") if self.active.get(argv[2]) else (1, "", "Failed to connect to bus")
+        verb, units = argv[1], [a for a in argv[2:] if a.startswith("systemd-nspawn@")]
         names = [u[len("systemd-nspawn@"):-len(".service")] for u in units]
         if verb == "show":
             out = "".join(f"Id={u}\nActiveState={'active' if self.active.get(n) else 'inactive'}\n"
@@ -274,9 +260,6 @@ def fake_adapters(monkeypatch, tmp_path):
     monkeypatch.setattr(fleet, "adapter_render_settings", render_settings)
     monkeypatch.setattr(fleet, "adapter_ensure_image", ensure_image)
     monkeypatch.setattr(fleet, "adapter_ensure_template", ensure_template)
-    real_live = fleet.adapter_apply_live_resources
-    monkeypatch.setattr(fleet, "adapter_apply_live_resources", lambda m, n, a: (live.append(n), real_live(m, n, a)))
-    monkeypatch.setattr(fleet, "adapter_wait", lambda m, n, t: {"state": "running"})
     monkeypatch.setattr(fleet, "adapter_remove_image", lambda ctx, n: os.rmdir(ctx.root(n)))
     return live
 
@@ -316,7 +299,7 @@ def test_machines_are_read_enabled_and_started_in_one_call_each(tmp_path, fake_a
     verbs = [c[1] for c in host.calls]
     assert verbs.count("show") == 1 and verbs.count("enable") == 1 and verbs.count("start") == 1
     assert verbs.count("daemon-reload") == 1
-    assert ["systemctl", "start", "--no-block"] == host.calls[verbs.index("start")][:3]
+    assert len(host.calls[verbs.index("start")]) == 2 + 20  # every machine in the one start call
     host.calls.clear()
     result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": f"m{i}"} for i in range(20)])))
     assert not result["changed"] and [c[1] for c in host.calls] == ["show"]  # a no-op run is one command
@@ -332,7 +315,8 @@ def test_limit_change_touches_only_that_machine_live(tmp_path, fake_adapters):
     assert not result["machines"]["web"]["changed"]
     assert result["machines"]["db"]["changes"] == [
         f"resources: update {tmp_path}/system/systemd-nspawn@db.service.d/50-corral-resources.conf"]
-    assert fake_adapters == ["db"] and "restart" not in [c[1] for c in host.calls]
+    assert [c[3:] for c in host.calls if c[1] == "set-property"] == [["systemd-nspawn@db.service", "MemoryMax=1G"]]
+    assert "restart" not in [c[1] for c in host.calls] and host.memory["db"] == str(1024 ** 3)
 
 
 def test_restart_never_reports_pending_restart(tmp_path, fake_adapters):
@@ -392,7 +376,8 @@ def test_running_machine_without_root_or_source_is_refused(tmp_path, fake_adapte
 def test_failed_start_names_every_failed_machine(tmp_path, fake_adapters, monkeypatch):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
-    monkeypatch.setattr(fleet, "adapter_wait", lambda m, n, t: {"failed": n != "ok", "msg": f"{n} timed out"})
+    monkeypatch.setattr(fleet, "adapter_start", lambda m, names, t, w: {
+        n: {"ok": n == "ok", "msg": f"{n} timed out"} for n in names})
     with pytest.raises(fleet.FleetError) as info:
         fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "ok"}, {"name": "b1"}, {"name": "b2"}])))
     assert "b1: b1 timed out" in str(info.value) and "b2: b2 timed out" in str(info.value)
