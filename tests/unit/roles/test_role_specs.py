@@ -1,0 +1,52 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Roles: argument_specs document every variable, defaults mirror them 1:1, the guide is current."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROLES = ("host", "network", "fleet")
+
+
+def load(*parts):
+    with open(os.path.join(ROOT, *parts), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_defaults_mirror_argument_specs(role):
+    options = load("roles", role, "meta", "argument_specs.yml")["argument_specs"]["main"]["options"]
+    defaults = load("roles", role, "defaults", "main.yml")
+    assert set(defaults) == set(options), "defaults/main.yml and meta/argument_specs.yml list different variables"
+    for name, spec in options.items():
+        assert name.startswith(f"corral_{role}_"), f"{name}: role variables are prefixed corral_{role}_"
+        assert spec.get("description"), f"{name}: undocumented"
+        assert defaults[name] == spec.get("default"), f"{name}: default {defaults[name]!r} != spec {spec.get('default')!r}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_internal_facts_are_underscore_prefixed(role):
+    tasks_dir = os.path.join(ROOT, "roles", role, "tasks")
+    for name in os.listdir(tasks_dir):
+        with open(os.path.join(tasks_dir, name), encoding="utf-8") as handle:
+            text = handle.read()
+        for var in re.findall(r"^\s+register:\s*(\S+)", text, re.M) + re.findall(r"set_fact:\n\s+(\w+):", text):
+            assert var.startswith("_corral_"), f"{role}/tasks/{name}: internal fact {var} must start with _corral_"
+
+
+def test_fleet_role_machine_keys_match_the_module():
+    from ansible_collections.corral.nspawn.plugins.module_utils import fleet
+    options = load("roles", "fleet", "meta", "argument_specs.yml")["argument_specs"]["main"]["options"]
+    assert set(options["corral_fleet_machines"]["options"]) == set(fleet.MACHINE_KEYS)
+
+
+def test_user_guide_variables_reference_is_current():
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "gen_role_vars.py"), "--check"],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
