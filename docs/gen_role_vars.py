@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Render the roles' meta/argument_specs.yml as the variables reference of docs/user-guide.md.

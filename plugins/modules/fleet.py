@@ -20,7 +20,7 @@ description:
     O(prune) only ever removes such machines.
   - The result lists, per machine, what changed and whether a change waits for a restart.
 author:
-  - corral.nspawn contributors
+  - corral.nspawn contributors (@corral-nspawn)
 options:
   machines:
     description:
@@ -136,6 +136,7 @@ attributes:
     support: full
     description: Whole-file before/after of every settings file and drop-in, plus image and runtime actions per machine.
   platform:
+    description: Linux hosts with systemd 249 or newer and systemd-machined.
     support: full
     platforms: posix
 notes:

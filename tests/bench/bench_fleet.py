@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark: a no-op re-run of the fleet for 1, 10 and 50 containers vs a naive loop.
@@ -86,7 +85,7 @@ def timed(playbook: str, inv: str, extra: dict, expect_noop: bool) -> float:
 
 def measure(playbook: str, inv: str, extra: dict, repeat: int) -> float:
     timed(playbook, inv, extra, expect_noop=False)  # converge first, not timed
-    return statistics.median(timed(playbook, inv, extra, expect_noop=True) for _ in range(repeat))
+    return statistics.median(timed(playbook, inv, extra, expect_noop=True) for _run in range(repeat))
 
 
 def main(argv=None) -> int:

@@ -93,7 +93,7 @@ def test_containers_talk_in_the_zone_reach_the_uplink_and_serve_the_forward(flee
                  check=False)
         fetch = ("python3 -c \"import urllib.request,sys; "
                  "sys.stdout.write(urllib.request.urlopen('http://203.0.113.1:8080/hostname', timeout=5).read().decode())\"")
-        for _ in range(20):
+        for _attempt in range(20):
             got = host.uplink(fetch)
             if got.returncode == 0:
                 break

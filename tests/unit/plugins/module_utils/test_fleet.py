@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import fleet
 from ansible_collections.corral.nspawn.plugins.module_utils import resources
-from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, plan_file, read_text
+from ansible_collections.corral.nspawn.plugins.module_utils.files import plan_file, read_text
 
 
 # ---------------------------------------------------------------- merging and validation
@@ -142,8 +142,9 @@ def test_settings_change_that_needs_no_restart_does_not_restart():
     assert plan.runtime == "none" and not plan.pending_restart and plan.changed
 
 
-@pytest.mark.parametrize("enabled, current_enabled, expected", [(True, False, True), (False, True, False),
-                                                                 (True, True, None)])
+@pytest.mark.parametrize("enabled, current_enabled, expected", [
+    (True, False, True), (False, True, False), (True, True, None),
+])
 def test_enablement(enabled, current_enabled, expected):
     current = fleet.Current(root_exists=True, active="active", enabled=current_enabled)
     plan = fleet.plan_machine(fleet.Machine("m", enabled=enabled), current, *_files(), None, "on_change")
@@ -160,8 +161,8 @@ def test_new_image_starts_but_prepared_image_restarts():
 
 
 def test_plan_prune_only_undeclared_sorted():
-    assert fleet.plan_prune(["c", "a", "b"], ["b"], purge=True) == [{"name": "a", "purge": True},
-                                                                   {"name": "c", "purge": True}]
+    expected = [{"name": "a", "purge": True}, {"name": "c", "purge": True}]
+    assert fleet.plan_prune(["c", "a", "b"], ["b"], purge=True) == expected
 
 
 def test_machine_diff_shows_runtime_before_after():
@@ -205,7 +206,7 @@ class FakeHost:
         if verb == "set-property":
             name = argv[3][len("systemd-nspawn@"):-len(".service")]
             for assignment in argv[4:]:
-                key, _, value = assignment.partition("=")
+                key, _sep, value = assignment.partition("=")
                 if key == "MemoryMax":
                     self.memory[name] = str(resources.parse_size(value)) if value != "infinity" else value
             return 0, "", ""
@@ -368,8 +369,8 @@ def test_running_machine_without_root_or_source_is_refused(tmp_path, fake_adapte
     params = _params(tmp_path, [{"name": "bare"}], defaults={})
     with pytest.raises(fleet.FleetError, match="neither template nor image.source"):
         fleet.run_fleet(FakeModule(host, params))
-    stopped = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "bare", "state": "stopped",
-                                                                    "enabled": False}], defaults={})))
+    bare = [{"name": "bare", "state": "stopped", "enabled": False}]
+    stopped = fleet.run_fleet(FakeModule(host, _params(tmp_path, bare, defaults={})))
     assert stopped["machines"]["bare"]["changes"] == [f"settings: create {tmp_path}/nspawn/bare.nspawn"]
 
 
