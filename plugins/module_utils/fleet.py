@@ -182,6 +182,7 @@ class Current:
     active: str = "inactive"  # systemd ActiveState of systemd-nspawn@NAME.service
     enabled: bool = False
     unit: dict = field(default_factory=dict)  # every property read by the batched systemctl show
+    stale: bool = False  # running since before its current settings file was written (a pending restart)
 
     @property
     def running(self) -> bool:
@@ -242,6 +243,8 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
         plan.settings_changed = True
         plan.changes.append(f"settings: {settings.action} {settings.path}")
         plan.restart_needed = plan.restart_needed or settings_restart
+    elif current.stale:
+        plan.restart_needed = True  # an earlier run changed the settings and did not restart
     if dropin.changed:
         plan.resources_changed = True
         plan.changes.append(f"resources: {dropin.action} {dropin.path}")
@@ -279,7 +282,7 @@ def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dic
 
 def read_units(module, names: List[str]) -> Dict[str, dict]:
     """State, enablement and live limits of every machine's unit in ONE systemctl call."""
-    props = ["ActiveState", "UnitFileState"] + adapter_live_properties()
+    props = ["ActiveState", "UnitFileState", "ActiveEnterTimestamp"] + adapter_live_properties()
     return systemd.show(module, [unit_name(n) for n in names], props)
 
 
@@ -383,6 +386,7 @@ def current_of(ctx: Context, desired: Desired, units: Dict[str, dict]) -> Curren
         active=unit.get("ActiveState", "inactive"),
         enabled=systemd.is_enabled(unit.get("UnitFileState", "")),
         unit=unit,
+        stale=adapter_stale(name, unit, ctx.settings_path(name)),
     )
 
 
@@ -640,6 +644,16 @@ def adapter_remove_image(ctx: Context, name: str) -> None:
 
 def adapter_owned_dropins(ctx: Context, name: str) -> List[str]:
     return [resources_utils.dropin_path(name, ctx.units_dir)]
+
+
+def adapter_stale(name: str, unit: dict, settings_path: str) -> bool:
+    """The running container started before its settings file was last written (machine logic)."""
+    current = machine_utils.current_from_show(name, unit, {})
+    try:
+        mtimes = [os.stat(settings_path).st_mtime]
+    except OSError:
+        return False
+    return machine_utils.pending_restart(current, mtimes)
 
 
 def adapter_start(module, names: List[str], timeout: int, wait: bool) -> Dict[str, dict]:

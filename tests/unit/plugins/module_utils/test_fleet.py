@@ -3,6 +3,7 @@
 """Unit tests for the fleet planner: merging, validation, per-machine plans, batching."""
 
 import os
+import time
 
 import pytest
 
@@ -185,6 +186,7 @@ class FakeHost:
     def __init__(self, units_dir=None):
         self.active, self.enabled, self.calls, self.memory = {}, set(), [], {}
         self.units_dir = units_dir
+        self.since = None  # ActiveEnterTimestamp (unix seconds) reported for active units; None: now
 
     def _memory_from_dropin(self, name):
         text = read_text(resources.dropin_path(name, self.units_dir)) if self.units_dir else None
@@ -200,7 +202,8 @@ class FakeHost:
         if verb == "show":
             out = "".join(f"Id={u}\nActiveState={'active' if self.active.get(n) else 'inactive'}\n"
                           f"UnitFileState={'enabled' if n in self.enabled else 'disabled'}\n"
-                          f"MemoryMax={self.memory.get(n, 'infinity')}\n\n"
+                          f"MemoryMax={self.memory.get(n, 'infinity')}\n"
+                          f"ActiveEnterTimestamp=@{self.since or int(time.time()) + 5}\n\n"
                           for u, n in zip(units, names))
             return 0, out, ""
         if verb == "set-property":
@@ -213,6 +216,7 @@ class FakeHost:
         for name in names:
             if verb in ("start", "restart"):
                 self.active[name] = True
+                self.since = None
                 self.memory[name] = self._memory_from_dropin(name)
             elif verb == "stop":
                 self.active[name] = False
@@ -391,3 +395,26 @@ def test_diff_lists_files_and_runtime_per_machine(tmp_path, fake_adapters):
     result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}]), check_mode=True, diff=True))
     headers = [d["after_header"] for d in result["diff"]]
     assert f"{tmp_path}/nspawn/web.nspawn" in headers and "machine web" in headers
+
+
+@pytest.mark.parametrize("policy, runtime, pending, changed", [
+    ("never", "none", True, False),        # still pending on the next run, nothing to change
+    ("on_change", "restart", False, True),  # the next on_change run applies it
+])
+def test_pending_restart_survives_the_run_that_caused_it(policy, runtime, pending, changed):
+    stale = fleet.Current(root_exists=True, active="active", enabled=True, stale=True)
+    plan = fleet.plan_machine(fleet.Machine("m"), stale, *_files(), None, policy)
+    assert (plan.runtime, plan.pending_restart, plan.changed) == (runtime, pending, changed)
+
+
+def test_restart_never_is_still_reported_on_the_following_run(tmp_path, fake_adapters):
+    host = FakeHost(str(tmp_path / "system"))
+    (tmp_path / "machines").mkdir()
+    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}])))
+    host.since = 1  # the container started long before the settings below are written
+    machines = [{"name": "web", "settings": {"Boot": "yes"}}]
+    first = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines, restart="never")))
+    second = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines, restart="never")))
+    assert first["pending_restart"] == second["pending_restart"] == ["web"] and not second["changed"]
+    third = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    assert third["machines"]["web"]["changes"] == ["restart"]
