@@ -251,3 +251,74 @@ def image_error(module, name: str) -> Optional[str]:
         return None
     return (f"no such image: machine {name!r} has no root directory or disk image in "
             f"{', '.join(IMAGE_DIRS)} (create it first, e.g. with corral.nspawn.image)")
+
+
+# ---------------------------------------------------------------- read-only description (machine_info)
+
+def parse_os_release(text: Optional[str]) -> Dict[str, str]:
+    """os-release text -> {KEY: value} (quotes removed)."""
+    values = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            values[key] = value.strip().strip("\"'")
+    return values
+
+
+def image_os(root: Optional[str]) -> Optional[str]:
+    """PRETTY_NAME of a directory image (None for disk images or without os-release)."""
+    if not root or not os.path.isdir(root):
+        return None
+    for rel in ("etc/os-release", "usr/lib/os-release"):
+        try:
+            with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as handle:
+                release = parse_os_release(handle.read())
+        except OSError:
+            continue
+        return release.get("PRETTY_NAME") or release.get("NAME")
+    return None
+
+
+def unit_doc_values(text: Optional[str]) -> Dict[str, Dict[str, object]]:
+    """Unit-file text -> {Section: {Key: value, or list when repeated}} (None/invalid -> {})."""
+    from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
+    try:
+        doc = unitfile.normalize(unitfile.parse(text or ""))
+    except unitfile.UnitFileError:
+        return {}
+    out: Dict[str, Dict[str, object]] = {}
+    for section, entries in doc:
+        values: Dict[str, object] = {}
+        for key, value in entries:
+            previous = values.get(key)
+            values[key] = value if previous is None else (previous if isinstance(previous, list) else [previous]) + [value]
+        out[section] = values
+    return out
+
+
+def describe(name: str, image: Optional[dict], running: Optional[dict], unit: Dict[str, str],
+             settings_path: str, settings_text: Optional[str], dropin_path: str,
+             dropin_values: Dict[str, object], os_name: Optional[str]) -> dict:
+    """One machine's description from what was read (pure)."""
+    addresses = (running or {}).get("addresses") or ""
+    if isinstance(addresses, str):
+        addresses = [a for a in addresses.split() if a and a != "-"]
+    usage = (image or {}).get("usage")
+    return {
+        "name": name,
+        "state": "running" if running or unit.get("ActiveState") in systemd.RUNNING_STATES else "stopped",
+        "active_state": unit.get("ActiveState", "inactive"),
+        "enabled": systemd.is_enabled(unit.get("UnitFileState", "")),
+        "image": image is not None,
+        "root": (image or {}).get("path"),
+        "type": (image or {}).get("type"),
+        "read_only": bool((image or {}).get("ro")),
+        "size": usage if isinstance(usage, int) and usage < 2 ** 63 else None,
+        "os": os_name or (" ".join(filter(None, [(running or {}).get("os"), (running or {}).get("version")])) or None),
+        "addresses": list(addresses),
+        "main_pid": int(unit.get("MainPID", "0") or 0) if unit.get("MainPID", "0").isdigit() else 0,
+        "settings_path": settings_path if settings_text is not None else None,
+        "settings": unit_doc_values(settings_text),
+        "resources_path": dropin_path if dropin_values else None,
+        "resources": dropin_values,
+    }

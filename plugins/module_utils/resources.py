@@ -42,17 +42,16 @@ class Spec:
     kind: str                     # memory | quota | weight | cpus | tasks | bandwidth | device
     live: bool                    # applied to a running unit with set-property --runtime
     show: Optional[str] = None    # systemctl show property used to verify (default: key)
-    neutral: str = ""             # runtime value that undoes the limit when it is removed
 
 
 TABLE: Dict[str, Spec] = {
-    "memory_max": Spec("MemoryMax", "memory", True, neutral=INFINITY),
-    "memory_high": Spec("MemoryHigh", "memory", True, neutral=INFINITY),
-    "memory_swap_max": Spec("MemorySwapMax", "memory", True, neutral=INFINITY),
+    "memory_max": Spec("MemoryMax", "memory", True),
+    "memory_high": Spec("MemoryHigh", "memory", True),
+    "memory_swap_max": Spec("MemorySwapMax", "memory", True),
     "cpu_quota": Spec("CPUQuota", "quota", True, show="CPUQuotaPerSecUSec"),
     "cpu_weight": Spec("CPUWeight", "weight", True),
     "allowed_cpus": Spec("AllowedCPUs", "cpus", True),
-    "tasks_max": Spec("TasksMax", "tasks", True, neutral=INFINITY),
+    "tasks_max": Spec("TasksMax", "tasks", True),
     "io_weight": Spec("IOWeight", "weight", True),
     "io_read_bandwidth_max": Spec("IOReadBandwidthMax", "bandwidth", False),
     "io_write_bandwidth_max": Spec("IOWriteBandwidthMax", "bandwidth", False),
@@ -387,7 +386,7 @@ def live_value(spec: Spec, shown: Optional[str]) -> Optional[str]:
     shown = shown.strip()
     if spec.kind == "quota":
         usec = parse_timespan_usec(shown)
-        return None if usec is None else format_percent(usec // 100)
+        return "" if usec is None else format_percent(usec // 100)
     if spec.kind == "memory":
         return INFINITY if shown == INFINITY else (format_size(int(shown)) if shown.isdigit() else None)
     if spec.kind == "cpus":
@@ -396,7 +395,7 @@ def live_value(spec: Spec, shown: Optional[str]) -> Optional[str]:
         except ValueError:
             return None
     if spec.kind == "weight":
-        return "idle" if shown == "0" else shown
+        return {"0": "idle", "[not set]": ""}.get(shown, shown)
     return shown
 
 
@@ -410,6 +409,7 @@ class LivePlan:
     """What to push to a running unit, and what ``systemctl show`` must say afterwards."""
 
     assignments: List[str] = field(default_factory=list)   # Key=value for set-property --runtime
+    resets: List[str] = field(default_factory=list)        # keys removed from the drop-in ("Key=" above)
     expected: Dict[str, str] = field(default_factory=dict)  # show property -> canonical value
     pending: List[str] = field(default_factory=list)      # changed keys that apply on the next start
     changes: List[str] = field(default_factory=list)
@@ -425,7 +425,7 @@ def plan_live(desired: Dict[str, Value], before: Dict[str, Value], shown: Dict[s
     ``before`` is the drop-in's previous content, ``shown`` the current ``systemctl show``
     values. A live key is set when its value differs from what systemd reports (or, when
     systemd cannot confirm it, from the previous drop-in); a live key removed from the
-    drop-in is reset to its neutral value; other changed keys wait for a restart.
+    drop-in is reset to the unit's own value; other changed keys wait for a restart.
     """
     plan = LivePlan()
     for spec in TABLE.values():
@@ -437,7 +437,9 @@ def plan_live(desired: Dict[str, Value], before: Dict[str, Value], shown: Dict[s
         prop = spec.show or spec.key
         if want is None:
             if had is not None:
-                plan.assignments.append(f"{spec.key}={spec.neutral}")
+                # 'Key=' lifts the limit; apply_live first replaces it with the unit's own value
+                plan.assignments.append(f"{spec.key}=")
+                plan.resets.append(spec.key)
                 plan.changes.append(f"{spec.key}: {had} -> (unset)")
             continue
         now = live_value(spec, shown.get(prop))
@@ -450,6 +452,19 @@ def plan_live(desired: Dict[str, Value], before: Dict[str, Value], shown: Dict[s
     plan.pending.extend(k for k in sorted(set(desired) | set(before))
                         if k not in KEY_TO_OPTION and desired.get(k) != before.get(k))
     return plan
+
+
+def show_property(key: str) -> str:
+    """The systemctl show property that reports ``key`` (CPUQuota -> CPUQuotaPerSecUSec)."""
+    spec = TABLE[KEY_TO_OPTION[key]]
+    return spec.show or key
+
+
+def reset_assignment(key: str, shown: Dict[str, str]) -> str:
+    """'Key=value' restoring what the unit has without our drop-in (value read after a reload)."""
+    spec = TABLE[KEY_TO_OPTION[key]]
+    value = live_value(spec, shown.get(spec.show or key))
+    return f"{key}={value or ''}"
 
 
 def verify(expected: Dict[str, str], shown: Dict[str, str]) -> List[str]:

@@ -1,0 +1,198 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: machine
+short_description: Start, stop, restart and enable systemd-nspawn containers
+version_added: 0.1.0
+description:
+  - Controls the runtime state and the boot-time enablement of the container O(name), run as
+    C(systemd-nspawn@NAME.service).
+  - O(enabled=true) does what C(machinectl enable) does, it enables the instance and C(machines.target),
+    so the container starts at boot.
+  - With O(wait=true) a start waits until the container's own systemd reports V(running). V(degraded) is
+    accepted with a warning naming the failed units. A timeout or a container that dies while booting fails
+    with the unit status and the last lines of its journal.
+  - O(state=restarted) always restarts. To restart only when configuration changed, notify a handler from
+    the M(corral.nspawn.settings) task (see EXAMPLES); RV(pending_restart) tells when a running container
+    started before its C(.nspawn) settings were last written.
+author:
+  - corral.nspawn contributors
+options:
+  name:
+    description: Machine name; its image must exist (for example C(/var/lib/machines/NAME)) to start it.
+    type: str
+    required: true
+  state:
+    description:
+      - V(running) starts the container if it is not running; V(stopped) stops it;
+        V(restarted) restarts it (or starts it when it is stopped). Omit to leave it as it is.
+    type: str
+    choices: [running, stopped, restarted]
+  enabled:
+    description: Whether the container starts at boot (through C(machines.target)). Omit to leave it as it is.
+    type: bool
+  wait:
+    description:
+      - Wait until the container's systemd reports V(running) or V(degraded) (after a start or restart, and
+        also when it was already running). Needs a container booted with systemd (C(Boot=yes), the default
+        of C(systemd-nspawn@.service)).
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait with O(wait=true).
+    type: int
+    default: 90
+attributes:
+  check_mode:
+    description: Predicts the same RV(changed) as a real run and changes nothing (no wait after a predicted start).
+    support: full
+  diff_mode:
+    description: Shows state and enablement before and after.
+    support: full
+  platform:
+    description: Hosts with systemd 249 or newer, systemd-machined and D-Bus.
+    platforms: posix
+seealso:
+  - module: corral.nspawn.resources
+  - module: corral.nspawn.machine_info
+"""
+
+EXAMPLES = r"""
+- name: Start web1 now and at every boot, wait until it has booted
+  corral.nspawn.machine:
+    name: web1
+    state: running
+    enabled: true
+    timeout: 120
+
+- name: Stop and disable old1
+  corral.nspawn.machine:
+    name: old1
+    state: stopped
+    enabled: false
+
+# Restart only when a settings change needs it: the handler runs when the
+# settings task changed, and its condition skips changes that apply without a restart.
+- name: Settings of web1
+  corral.nspawn.settings:
+    name: web1
+    hostname: web1
+  register: web1_settings
+  notify: Restart web1
+
+# In the play's handlers section:
+- name: Restart web1
+  corral.nspawn.machine:
+    name: web1
+    state: restarted
+  when: web1_settings.restart_required | default(true)
+"""
+
+RETURN = r"""
+state:
+  description: Runtime state after the run (V(running) or V(stopped); predicted in check mode).
+  returned: always
+  type: str
+active_state:
+  description: C(ActiveState) of the unit as read before any change.
+  returned: always
+  type: str
+  sample: active
+enabled:
+  description: Whether the container starts at boot after the run.
+  returned: always
+  type: bool
+system_state:
+  description: The container's C(systemctl is-system-running) answer after waiting (empty when not waited).
+  returned: always
+  type: str
+  sample: running
+pending_restart:
+  description: The container is running and its C(.nspawn) settings changed after it started.
+  returned: always
+  type: bool
+main_pid:
+  description: Main PID of the container unit after the run (0 when stopped or in check mode after a predicted change).
+  returned: always
+  type: int
+changes:
+  description: What changed, in words.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.corral.nspawn.plugins.module_utils import machine, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+
+
+def validate(module) -> None:
+    params = module.params
+    error = machine_name_error(params["name"])
+    if error:
+        module.fail_json(msg=f"name: {error}")
+    if params["timeout"] < 1:
+        module.fail_json(msg=f"timeout: {params['timeout']} is not allowed; give a number of seconds >= 1")
+    error = systemd.machined_error(module)
+    if error:
+        module.fail_json(msg=error)
+    if params["state"] in ("running", "restarted"):
+        error = machine.image_error(module, params["name"])
+        if error:
+            module.fail_json(msg=error)
+
+
+def run(module) -> dict:
+    params, name = module.params, module.params["name"]
+    current = machine.read_current(module, name)
+    todo = machine.plan(name, params["state"], params["enabled"], current)
+    running = current.running if todo.runtime == "none" else todo.runtime != "stop"
+    waited = None
+    if not module.check_mode:
+        waited = machine.apply(module, todo, params["wait"], params["timeout"])
+    if waited is None and params["wait"] and running and todo.runtime == "none":
+        waited = machine.wait_running(module, name, params["timeout"])
+    if waited is not None and not waited.ok:
+        module.fail_json(msg=waited.msg, changed=todo.changed, changes=todo.changes, system_state=waited.state)
+    if waited is not None and waited.warning:
+        module.warn(waited.warning)
+    after = machine.read_current(module, name) if todo.changed and not module.check_mode else current
+    enabled = current.enabled if todo.enable is None else todo.enable
+    result = dict(changed=todo.changed, state="running" if running else "stopped", active_state=current.active,
+                  enabled=enabled, system_state=waited.state if waited else "", changes=todo.changes,
+                  main_pid=after.main_pid if after is not current or todo.runtime == "none" else 0,
+                  pending_restart=todo.runtime not in ("start", "restart") and machine.pending_restart(
+                      after, machine.settings_mtimes(name)))
+    if module._diff and todo.changed:
+        result["diff"] = {"before": {"state": "running" if current.running else "stopped", "enabled": current.enabled},
+                          "after": {"state": result["state"], "enabled": enabled}}
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(name=dict(type="str", required=True),
+                           state=dict(type="str", choices=list(machine.STATES)),
+                           enabled=dict(type="bool"),
+                           wait=dict(type="bool", default=True),
+                           timeout=dict(type="int", default=90)),
+        required_one_of=[("state", "enabled")],
+        supports_check_mode=True)
+    validate(module)
+    try:
+        module.exit_json(**run(module))
+    except CommandError as exc:
+        detail = systemd.failure_report(module, module.params["name"])
+        module.fail_json(msg=f"{exc}\n{detail}", rc=exc.rc, stdout=exc.out, stderr=exc.err)
+
+
+if __name__ == "__main__":
+    main()
