@@ -268,9 +268,12 @@ def _check_extra(extra: dict, label: str) -> Tuple[Dict[str, Value], List[str]]:
             errors.append(f"{label}extra: {key} must be a string, number or list of them")
         else:
             items = value if isinstance(value, list) else [value]
-            rendered = [("yes" if v else "no") if isinstance(v, bool) else str(v) for v in items]
+            # systemd strips whitespace around values: store them the way it reads them back
+            rendered = [("yes" if v else "no") if isinstance(v, bool) else str(v).strip() for v in items]
             if any("\n" in v for v in rendered):
                 errors.append(f"{label}extra: {key} must not contain a newline")
+            elif isinstance(value, list) and "" in rendered:
+                errors.append(f"{label}extra: {key} list items must not be empty (an empty value resets the key)")
             # an empty list is the same as an empty assignment: a reset
             out[key] = rendered if isinstance(value, list) and rendered else (rendered or [""])[0]
     return out, errors

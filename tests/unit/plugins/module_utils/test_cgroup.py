@@ -1,0 +1,102 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for reconciling resource limits: drop-in, one reload, live set-property, verify."""
+
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.corral.nspawn.plugins.module_utils import cgroup, resources
+
+UNIT = "systemd-nspawn@web1.service"
+SHOW = ("systemctl", "show")
+
+
+class Module:
+    """Fake AnsibleModule: scripted ``systemctl show`` answers, records commands."""
+
+    def __init__(self, shows, check_mode=False):
+        self.shows = list(shows)
+        self.calls = []
+        self.check_mode = check_mode
+
+    def run_command(self, argv, **kwargs):
+        self.calls.append(argv)
+        if tuple(argv[:2]) == SHOW:
+            props = dict(self.shows.pop(0) if len(self.shows) > 1 else self.shows[0])
+            return 0, "".join(f"{k}={v}\n" for k, v in dict(Id=UNIT, **props).items()), ""
+        return 0, "", ""
+
+    def atomic_move(self, src, dest, unsafe_writes=False):
+        shutil.move(src, dest)
+
+    def commands(self):
+        return [c[1:3] if c[0] == "systemctl" else c[:1] for c in self.calls if tuple(c[:2]) != SHOW]
+
+
+RUNNING = {"ActiveState": "active", "ActiveEnterTimestamp": "@1000", "MemoryMax": "infinity",
+           "CPUQuotaPerSecUSec": "infinity", "TasksMax": "16384"}
+LIMITED = dict(RUNNING, MemoryMax="268435456", CPUQuotaPerSecUSec="500ms")
+DESIRED = resources.normalize({"memory_max": "256M", "cpu_quota": "50%"})
+
+
+def test_check_mode_predicts_changes_and_writes_nothing(tmp_path):
+    module = Module([RUNNING], check_mode=True)
+    result = cgroup.reconcile(module, "web1", DESIRED, str(tmp_path))
+    assert result.changed and result.file.action == "create"
+    assert result.live.assignments == ["MemoryMax=256M", "CPUQuota=50%"]
+    assert not os.listdir(tmp_path) and module.commands() == []
+
+
+def test_apply_writes_reloads_sets_live_and_verifies_then_is_idempotent(tmp_path):
+    module = Module([RUNNING, LIMITED])
+    result = cgroup.reconcile(module, "web1", DESIRED, str(tmp_path))
+    assert result.changed and not result.pending_restart
+    assert module.commands() == [["daemon-reload"], ["set-property", "--runtime"]]
+    assert ["systemctl", "set-property", "--runtime", UNIT, "MemoryMax=256M", "CPUQuota=50%"] in module.calls
+    path = resources.dropin_path("web1", str(tmp_path))
+    mtime = os.stat(path).st_mtime_ns
+    again = Module([LIMITED])
+    second = cgroup.reconcile(again, "web1", DESIRED, str(tmp_path))
+    assert not second.changed and again.commands() == [] and os.stat(path).st_mtime_ns == mtime
+
+
+def test_stopped_container_gets_the_file_and_a_reload_only(tmp_path):
+    module = Module([dict(RUNNING, ActiveState="inactive")])
+    result = cgroup.reconcile(module, "web1", DESIRED, str(tmp_path))
+    assert result.changed and not result.running and module.commands() == [["daemon-reload"]]
+
+
+def test_systemd_refusing_a_limit_is_an_error(tmp_path):
+    module = Module([RUNNING, RUNNING])  # show after set-property still unlimited
+    with pytest.raises(cgroup.LimitsError, match="MemoryMax: expected 256M, systemd reports 'infinity'"):
+        cgroup.reconcile(module, "web1", DESIRED, str(tmp_path))
+
+
+def test_removed_limit_goes_back_to_the_units_own_value(tmp_path):
+    control = tmp_path / "control" / f"{UNIT}.d"
+    control.mkdir(parents=True)
+    (control / "50-TasksMax.conf").write_text("[Service]\nTasksMax=300\n")
+    (control / "50-MemoryMax.conf").write_text("[Service]\nMemoryMax=256M\n")
+    live = resources.plan_live(resources.normalize({"memory_max": "256M"}),
+                               resources.normalize({"memory_max": "256M", "tasks_max": 300}),
+                               dict(LIMITED, TasksMax="300"))
+    assert live.resets == ["TasksMax"]
+    module = Module([dict(LIMITED, TasksMax="16384")])
+    cgroup.apply_live(module, "web1", live, control_dir=str(tmp_path / "control"))
+    assert sorted(os.listdir(control)) == ["50-MemoryMax.conf"]
+    assert module.commands() == [["daemon-reload"], ["set-property", "--runtime"]]
+    assert module.calls[-2][-1] == "TasksMax=16384"
+
+
+def test_restart_only_keys_report_pending_restart(tmp_path):
+    desired = resources.normalize({"device_allow": ["/dev/fuse"]})
+    result = cgroup.reconcile(Module([RUNNING], check_mode=True), "web1", desired, str(tmp_path))
+    assert result.pending_restart and result.live.assignments == []
+
+
+def test_absent_removes_file_and_empty_dir(tmp_path):
+    cgroup.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", DESIRED, str(tmp_path))
+    result = cgroup.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", {}, str(tmp_path))
+    assert result.file.action == "remove" and os.listdir(tmp_path) == []

@@ -1,0 +1,232 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for machine runtime planning, waiting, start_many and the info description."""
+
+import os
+import threading
+
+import pytest
+
+from ansible_collections.corral.nspawn.plugins.module_utils import machine
+
+
+class ScriptedModule:
+    """Answers commands from {argv prefix: [(rc, out, err), ...]} (the last answer repeats)."""
+
+    def __init__(self, answers=None, check_mode=False):
+        self.answers = {k: list(v) if isinstance(v, list) else [v] for k, v in (answers or {}).items()}
+        self.calls = []
+        self.check_mode = check_mode
+        self._lock = threading.Lock()
+
+    def run_command(self, argv, **kwargs):
+        with self._lock:
+            self.calls.append(argv)
+            for prefix in sorted(self.answers, key=len, reverse=True):
+                if tuple(argv[:len(prefix)]) == prefix:
+                    queue = self.answers[prefix]
+                    return queue.pop(0) if len(queue) > 1 else queue[0]
+        return 0, "", ""
+
+    def verbs(self):
+        return [c[1] if c[0] == "systemctl" else c[0] for c in self.calls]
+
+
+def current(active="inactive", enabled=False, target=True, since=None):
+    return machine.Current("web1", active=active, enabled=enabled, target_enabled=target, since=since)
+
+
+# ---------------------------------------------------------------- plan
+
+@pytest.mark.parametrize("state, enabled, now, runtime, enable", [
+    ("running", None, current(), "start", None),
+    ("running", None, current("active"), "none", None),
+    ("running", None, current("activating"), "none", None),
+    ("running", None, current("failed"), "start", None),
+    ("running", None, current("deactivating"), "start", None),
+    ("stopped", None, current("active"), "stop", None),
+    ("stopped", None, current("failed"), "none", None),
+    ("stopped", None, current(), "none", None),
+    ("restarted", None, current("active"), "restart", None),
+    ("restarted", None, current(), "start", None),
+    (None, True, current(), "none", True),
+    (None, True, current(enabled=True), "none", None),
+    (None, True, current(enabled=True, target=False), "none", True),
+    (None, False, current(enabled=True), "none", False),
+    (None, False, current(), "none", None),
+    ("running", True, current("active", enabled=True), "none", None),
+])
+def test_plan_table(state, enabled, now, runtime, enable):
+    todo = machine.plan("web1", state, enabled, now)
+    assert (todo.runtime, todo.enable) == (runtime, enable)
+    assert todo.changed == (runtime != "none" or enable is not None)
+
+
+def test_plan_describes_changes_in_words():
+    todo = machine.plan("web1", "running", True, current())
+    assert todo.changes == ["enable systemd-nspawn@web1.service (machines.target)",
+                            "start systemd-nspawn@web1.service"]
+
+
+def test_current_from_show():
+    now = machine.current_from_show("web1", {"ActiveState": "active", "UnitFileState": "enabled", "MainPID": "42",
+                                             "ActiveEnterTimestamp": "@1700000000"},
+                                    {"UnitFileState": "disabled"})
+    assert (now.running, now.enabled, now.target_enabled, now.main_pid, now.since) == \
+        (True, True, False, 42, 1700000000)
+    empty = machine.current_from_show("web1", {"ActiveEnterTimestamp": "n/a"}, {})
+    assert (empty.running, empty.enabled, empty.target_enabled, empty.since) == (False, False, True, None)
+
+
+@pytest.mark.parametrize("active, since, mtimes, pending", [
+    ("active", 1000, [1001.5], True),
+    ("active", 1000, [1000.9], False),   # written in the second it started: before the start
+    ("active", 1000, [999.0], False),
+    ("active", 1000, [], False),
+    ("inactive", 1000, [2000.0], False),
+    ("active", None, [2000.0], False),
+])
+def test_pending_restart(active, since, mtimes, pending):
+    assert machine.pending_restart(current(active, since=since), mtimes) is pending
+
+
+def test_settings_mtimes_reads_trusted_dirs_only(tmp_path):
+    etc, run = tmp_path / "etc", tmp_path / "run"
+    etc.mkdir()
+    (etc / "web1.nspawn").write_text("[Exec]\n")
+    os.utime(etc / "web1.nspawn", (1234, 1234))
+    assert machine.settings_mtimes("web1", [str(etc), str(run)]) == [1234.0]
+
+
+# ---------------------------------------------------------------- wait
+
+IS_RUNNING = ("systemctl", "--machine", "web1", "is-system-running")
+SHOW = ("systemctl", "show")
+
+
+def test_wait_polls_until_running():
+    module = ScriptedModule({IS_RUNNING: [(1, "", "Failed to connect to bus"), (1, "starting\n", ""),
+                                          (0, "running\n", "")],
+                             SHOW: (0, "Id=systemd-nspawn@web1.service\nActiveState=active\n", "")})
+    result = machine.wait_running(module, "web1", timeout=30, poll=0)
+    assert (result.ok, result.state, result.warning) == (True, "running", None)
+    assert sum(1 for c in module.calls if tuple(c[:4]) == IS_RUNNING) == 3
+
+
+def test_degraded_is_ok_with_a_warning_naming_failed_units():
+    module = ScriptedModule({IS_RUNNING: (1, "degraded\n", ""),
+                             ("systemctl", "--machine", "web1", "list-units"): (0, "foo.service loaded failed failed x\n", "")})
+    result = machine.wait_running(module, "web1", timeout=30, poll=0)
+    assert result.ok and result.state == "degraded"
+    assert result.warning == "machine web1: its systemd reports degraded (failed units: foo.service)"
+
+
+def test_timeout_error_carries_the_journal_tail():
+    module = ScriptedModule({IS_RUNNING: (1, "starting\n", ""),
+                             SHOW: (0, "Id=systemd-nspawn@web1.service\nActiveState=active\n", ""),
+                             ("journalctl",): (0, "web1 systemd[1]: Starting slow.service...\n", "")})
+    result = machine.wait_running(module, "web1", timeout=0, poll=0)
+    assert not result.ok
+    assert "did not report running within 0 s (last state 'starting')" in result.msg
+    assert "Starting slow.service" in result.msg
+
+
+def test_container_dying_while_booting_fails_early_with_status():
+    module = ScriptedModule({IS_RUNNING: (1, "", "No machine 'web1' known"),
+                             SHOW: (0, "Id=systemd-nspawn@web1.service\nActiveState=failed\n", ""),
+                             ("systemctl", "status"): (3, "Active: failed (Result: exit-code)\n", "")})
+    result = machine.wait_running(module, "web1", timeout=300, poll=0)
+    assert not result.ok and "stopped while booting (unit failed)" in result.msg
+    assert "Result: exit-code" in result.msg
+
+
+# ---------------------------------------------------------------- start_many / apply
+
+def _show_active(names, failed=()):
+    return "\n\n".join(f"Id=systemd-nspawn@{n}.service\nActiveState={'failed' if n in failed else 'active'}"
+                       for n in names) + "\n"
+
+
+def test_start_many_starts_in_one_call_and_waits_for_all():
+    module = ScriptedModule({("systemctl", "--machine"): (0, "running\n", "")})
+    results = machine.start_many(module, ["a", "b", "c"], timeout=10, poll=0)
+    assert [c for c in module.calls if c[1] == "start"] == [
+        ["systemctl", "start", "systemd-nspawn@a.service", "systemd-nspawn@b.service", "systemd-nspawn@c.service"]]
+    assert list(results) == ["a", "b", "c"] and all(r.ok for r in results.values())
+    assert module.verbs()[0] == "reset-failed"
+
+
+def test_start_many_reports_which_container_failed_and_still_waits_for_the_others():
+    module = ScriptedModule({("systemctl", "start"): (1, "", "Job for systemd-nspawn@b.service failed"),
+                             SHOW: (0, _show_active(["a", "b"], failed=["b"]), ""),
+                             ("systemctl", "--machine"): (0, "running\n", ""),
+                             ("journalctl",): (0, "Directory doesn't look like an OS root\n", "")})
+    results = machine.start_many(module, ["a", "b"], timeout=10, poll=0)
+    assert results["a"].ok
+    assert not results["b"].ok and "machine b: start failed: Job for" in results["b"].msg
+    assert "OS root" in results["b"].msg
+    assert results["b"].as_dict()["ok"] is False
+
+
+def test_start_many_without_wait_does_not_ask_the_containers():
+    module = ScriptedModule()
+    results = machine.start_many(module, ["a"], timeout=10, wait=False)
+    assert results["a"].ok and not any("--machine" in c for c in module.calls)
+    assert machine.start_many(module, [], timeout=10) == {}
+
+
+@pytest.mark.parametrize("todo, verbs", [
+    (machine.Plan("web1", enable=True, runtime="start"), ["enable", "reset-failed", "start"]),
+    (machine.Plan("web1", enable=False, runtime="stop"), ["disable", "stop"]),
+    (machine.Plan("web1", runtime="restart"), ["restart"]),
+    (machine.Plan("web1"), []),
+])
+def test_apply_runs_the_planned_commands_only(todo, verbs):
+    module = ScriptedModule()
+    machine.apply(module, todo, wait=False, timeout=10)
+    assert module.verbs() == verbs
+
+
+def test_restart_failure_returns_a_failed_wait_result_with_journal():
+    module = ScriptedModule({("systemctl", "restart"): (1, "", "Job failed"),
+                             ("journalctl",): (0, "boom\n", "")})
+    result = machine.apply(module, machine.Plan("web1", runtime="restart"), wait=True, timeout=10)
+    assert not result.ok and "start failed: Job failed" in result.msg and "boom" in result.msg
+
+
+def test_image_error_lists_where_it_looked():
+    module = ScriptedModule({("machinectl", "--no-pager", "show-image"): (1, "", "No image")})
+    message = machine.image_error(module, "nope")
+    assert message.startswith("no such image: machine 'nope'") and "/var/lib/machines" in message
+    assert machine.image_error(ScriptedModule({("machinectl",): (0, "Path=/var/lib/machines/a\n", "")}), "a") is None
+
+
+# ---------------------------------------------------------------- info
+
+def test_describe_merges_machined_unit_and_files():
+    entry = machine.describe(
+        "web1", {"name": "web1", "type": "directory", "ro": False, "usage": None, "path": "/var/lib/machines/web1"},
+        {"machine": "web1", "os": "debian", "version": "12", "addresses": "10.0.0.2\nfe80::1"},
+        {"ActiveState": "active", "UnitFileState": "enabled", "MainPID": "42"},
+        "/etc/systemd/nspawn/web1.nspawn", "[Exec]\nBoot=yes\n[Files]\nBind=/a\nBind=/b\n",
+        "/x/50-corral-resources.conf", {"MemoryMax": "256M"}, None)
+    assert entry["state"] == "running" and entry["enabled"] and entry["main_pid"] == 42
+    assert entry["addresses"] == ["10.0.0.2", "fe80::1"] and entry["os"] == "debian 12"
+    assert entry["settings"] == {"Exec": {"Boot": "yes"}, "Files": {"Bind": ["/a", "/b"]}}
+    assert entry["resources"] == {"MemoryMax": "256M"} and entry["size"] is None
+
+
+def test_describe_stopped_image_without_files():
+    entry = machine.describe("db", {"name": "db", "usage": 2 ** 64 - 1}, None, {"ActiveState": "inactive"},
+                             "/etc/systemd/nspawn/db.nspawn", None, "/x", {}, "Debian GNU/Linux 12 (bookworm)")
+    assert (entry["state"], entry["settings_path"], entry["resources_path"], entry["size"]) == \
+        ("stopped", None, None, None)
+    assert entry["os"] == "Debian GNU/Linux 12 (bookworm)" and entry["addresses"] == []
+
+
+def test_image_os_reads_os_release(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "os-release").write_text('NAME="Debian GNU/Linux"\nPRETTY_NAME="Debian 12"\n')
+    assert machine.image_os(str(tmp_path)) == "Debian 12"
+    assert machine.image_os(str(tmp_path / "missing")) is None
+

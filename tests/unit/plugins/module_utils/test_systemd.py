@@ -1,0 +1,146 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for the systemctl/machinectl/journalctl wrappers (argv built, output parsed)."""
+
+import pytest
+
+from ansible_collections.corral.nspawn.plugins.module_utils import systemd
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+
+
+class FakeModule:
+    """Answers commands from a table {argv prefix tuple: (rc, out, err)}; records every argv."""
+
+    def __init__(self, answers=None, bins=("machinectl",)):
+        self.answers = answers or {}
+        self.calls = []
+        self.bins = bins
+        self.check_mode = False
+
+    def run_command(self, argv, **kwargs):
+        assert isinstance(argv, list) and kwargs.get("expand_user_and_vars") is False
+        self.calls.append(argv)
+        for prefix in sorted(self.answers, key=len, reverse=True):
+            if tuple(argv[:len(prefix)]) == prefix:
+                return self.answers[prefix]
+        return 0, "", ""
+
+    def get_bin_path(self, name):
+        return f"/usr/bin/{name}" if name in self.bins else None
+
+
+SHOW = """Id=systemd-nspawn@web1.service
+ActiveState=active
+UnitFileState=enabled
+ActiveEnterTimestamp=@1700000000
+
+Id=machines.target
+ActiveState=active
+UnitFileState=enabled
+"""
+
+
+def test_show_reads_several_units_in_one_call_with_unix_timestamps():
+    module = FakeModule({("systemctl", "show"): (0, SHOW, "")})
+    units = systemd.show(module, ["systemd-nspawn@web1.service", "machines.target"], ["ActiveState", "Id"])
+    assert module.calls == [["systemctl", "show", "--timestamp=unix", "--property=Id,ActiveState",
+                             "systemd-nspawn@web1.service", "machines.target"]]
+    assert units["systemd-nspawn@web1.service"]["ActiveEnterTimestamp"] == "@1700000000"
+    assert units["machines.target"]["UnitFileState"] == "enabled"
+
+
+def test_show_of_nothing_runs_nothing():
+    module = FakeModule()
+    assert systemd.show(module, [], ["ActiveState"]) == {}
+    assert module.calls == []
+
+
+def test_parse_show_keeps_values_with_equals_signs_and_multiple_lines():
+    units = systemd.parse_show("Id=a.service\nEnvironment=A=1 B=2\nDeviceAllow=/dev/fuse rwm\n")
+    assert units == {"a.service": {"Id": "a.service", "Environment": "A=1 B=2", "DeviceAllow": "/dev/fuse rwm"}}
+
+
+@pytest.mark.parametrize("state, enabled", [
+    ("enabled", True), ("enabled-runtime", True), ("linked", True), ("alias", True),
+    ("disabled", False), ("static", False), ("indirect", False), ("", False), ("masked", False),
+])
+def test_is_enabled(state, enabled):
+    assert systemd.is_enabled(state) is enabled
+
+
+def test_enable_is_what_machinectl_enable_does_for_all_names_at_once():
+    module = FakeModule()
+    systemd.enable(module, ["a", "b"])
+    systemd.disable(module, ["a"])
+    systemd.enable(module, [])
+    assert module.calls == [
+        ["systemctl", "enable", "systemd-nspawn@a.service", "systemd-nspawn@b.service", "machines.target"],
+        ["systemctl", "disable", "systemd-nspawn@a.service"],
+    ]
+
+
+@pytest.mark.parametrize("func, verb", [(systemd.start, "start"), (systemd.stop, "stop"),
+                                        (systemd.restart, "restart")])
+def test_runtime_verbs_batch_names(func, verb):
+    module = FakeModule()
+    func(module, ["a", "b"])
+    assert module.calls == [["systemctl", verb, "systemd-nspawn@a.service", "systemd-nspawn@b.service"]]
+
+
+def test_set_property_runtime_passes_each_assignment_as_one_argument():
+    module = FakeModule()
+    systemd.set_property_runtime(module, "systemd-nspawn@a.service", ["MemoryMax=256M", "CPUQuota=50%"])
+    assert module.calls == [["systemctl", "set-property", "--runtime", "systemd-nspawn@a.service",
+                             "MemoryMax=256M", "CPUQuota=50%"]]
+
+
+def test_failed_start_raises_command_error_with_stderr():
+    module = FakeModule({("systemctl", "start"): (1, "", "Job for x failed")})
+    with pytest.raises(CommandError, match="Job for x failed"):
+        systemd.start(module, ["x"])
+
+
+@pytest.mark.parametrize("rc, out, state", [
+    (0, "running\n", "running"),
+    (1, "degraded\n", "degraded"),
+    (1, "starting\n", "starting"),
+    (1, "", ""),  # container bus not up yet: error on stderr only
+])
+def test_system_state_asks_the_containers_systemd(rc, out, state):
+    module = FakeModule({("systemctl", "--machine", "web1", "is-system-running"): (rc, out, "Failed to connect")})
+    assert systemd.system_state(module, "web1") == state
+
+
+def test_failure_report_has_status_and_journal():
+    module = FakeModule({("systemctl", "status"): (3, "x systemd-nspawn@a.service - Container a\n", ""),
+                         ("journalctl",): (0, "nspawn[1]: Directory doesn't look like an OS root\n", "")})
+    report = systemd.failure_report(module, "a", lines=7)
+    assert "--- systemctl status systemd-nspawn@a.service\nx systemd-nspawn@a.service" in report
+    assert "look like an OS root" in report
+    assert ["journalctl", "--no-pager", "--quiet", "-o", "short-iso", "-n", "7", "-u",
+            "systemd-nspawn@a.service"] in module.calls
+
+
+def test_machined_error_names_the_missing_piece():
+    assert "install the systemd-container package" in systemd.machined_error(FakeModule(bins=()))
+    down = FakeModule({("machinectl",): (1, "", "Failed to connect to bus: No such file or directory")})
+    message = systemd.machined_error(down)
+    assert "systemd-machined is not available" in message and "Failed to connect to bus" in message
+    assert systemd.machined_error(FakeModule()) is None
+
+
+def test_image_info_parses_show_image_and_none_when_missing():
+    module = FakeModule({("machinectl", "--no-pager", "show-image", "web1"):
+                         (0, "Name=web1\nPath=/var/lib/machines/web1\nType=directory\n", ""),
+                         ("machinectl", "--no-pager", "show-image", "nope"): (1, "", "No image 'nope' known")})
+    assert systemd.image_info(module, "web1")["Path"] == "/var/lib/machines/web1"
+    assert systemd.image_info(module, "nope") is None
+
+
+def test_list_machines_parses_json_and_rejects_garbage():
+    module = FakeModule({("machinectl", "--no-pager", "--output=json", "list"):
+                         (0, '[{"machine":"web1","class":"container","addresses":"10.0.0.2\\nfe80::1"}]', "")})
+    assert systemd.list_machines(module)[0]["machine"] == "web1"
+    bad = FakeModule({("machinectl", "--no-pager", "--output=json", "list-images"): (0, "MACHINE CLASS", "")})
+    with pytest.raises(systemd.SystemdError, match="unexpected output"):
+        systemd.list_images(bad)
