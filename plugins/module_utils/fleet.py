@@ -24,6 +24,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.files import (
     MANAGED_MARKER, FileResult, ensure_file, plan_file, read_text,
 )
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error, zone_name_error
+from ansible_collections.corral.nspawn.plugins.module_utils import cgroup
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import systemd
@@ -207,7 +208,7 @@ class MachinePlan:
     enable: Optional[bool] = None         # True enable, False disable, None leave
     runtime: str = "none"                 # none | start | stop | restart
     pending_restart: bool = False
-    live: List[str] = field(default_factory=list)  # Key=value set on the running unit, no restart
+    live: Optional[object] = None  # the resources logic's LivePlan for the running unit (no restart)
     changes: List[str] = field(default_factory=list)
 
     @property
@@ -249,7 +250,7 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
         plan.resources_changed = True
         plan.changes.append(f"resources: {dropin.action} {dropin.path}")
     if live is not None and current.running and machine.state != "stopped":
-        plan.live = list(live.assignments)
+        plan.live = live if live.assignments else None
         plan.changes.extend(f"resources live: {change}" for change in live.changes if not dropin.changed)
         plan.restart_needed = plan.restart_needed or bool(live.pending and dropin.changed)
     if machine.enabled != current.enabled:
@@ -438,7 +439,7 @@ def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: i
     systemd.disable(module, [p.name for p in plans if p.enable is False])
     for plan in plans:
         if plan.live and plan.runtime not in ("stop", "restart"):
-            systemd.set_property_runtime(module, unit_name(plan.name), plan.live)
+            adapter_apply_live(module, plan.name, plan.live)
     systemd.stop(module, [p.name for p in plans if p.runtime == "stop"])
     outcomes = adapter_restart(module, [p.name for p in plans if p.runtime == "restart"], timeout, wait)
     outcomes.update(adapter_start(module, [p.name for p in plans if p.runtime == "start"], timeout, wait))
@@ -644,6 +645,14 @@ def adapter_remove_image(ctx: Context, name: str) -> None:
 
 def adapter_owned_dropins(ctx: Context, name: str) -> List[str]:
     return [resources_utils.dropin_path(name, ctx.units_dir)]
+
+
+def adapter_apply_live(module, name: str, live) -> None:
+    """set-property --runtime (resets of removed limits included), verified with systemctl show."""
+    try:
+        cgroup.apply_live(module, name, live)
+    except cgroup.LimitsError as exc:
+        raise FleetError(str(exc), **exc.details) from None
 
 
 def adapter_stale(name: str, unit: dict, settings_path: str) -> bool:

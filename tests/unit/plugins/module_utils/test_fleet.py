@@ -121,20 +121,21 @@ def test_resource_change_is_applied_live_without_restart():
     machine = fleet.Machine("m")
     live = resources.plan_live({"MemoryMax": "1G"}, {"MemoryMax": "512M"}, {"MemoryMax": str(512 * 1024 ** 2)})
     plan = fleet.plan_machine(machine, RUNNING, *_files(dropin_changed=True), None, "on_change", live=live)
-    assert plan.live == ["MemoryMax=1G"] and plan.runtime == "none" and not plan.pending_restart
+    assert plan.live.assignments == ["MemoryMax=1G"] and plan.runtime == "none" and not plan.pending_restart
     assert plan.changes == ["resources: update /d"]
 
 
 def test_live_drift_without_file_change_is_repaired_and_reported():
     live = resources.plan_live({"MemoryMax": "1G"}, {"MemoryMax": "1G"}, {"MemoryMax": "infinity"})
     plan = fleet.plan_machine(fleet.Machine("m"), RUNNING, *_files(), None, "on_change", live=live)
-    assert plan.live == ["MemoryMax=1G"] and plan.changes == ["resources live: MemoryMax: infinity -> 1G"]
+    assert plan.live.assignments == ["MemoryMax=1G"]
+    assert plan.changes == ["resources live: MemoryMax: infinity -> 1G"]
 
 
 def test_limit_that_only_applies_at_start_needs_a_restart():
     live = resources.plan_live({"DeviceAllow": ["/dev/fuse rwm"]}, {}, {})
     plan = fleet.plan_machine(fleet.Machine("m"), RUNNING, *_files(dropin_changed=True), None, "never", live=live)
-    assert plan.pending_restart and plan.live == []
+    assert plan.pending_restart and plan.live is None
 
 
 def test_settings_change_that_needs_no_restart_does_not_restart():
