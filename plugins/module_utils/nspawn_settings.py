@@ -1,0 +1,367 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Settings (``.nspawn`` files) of one container: validate, render, compare. Pure: no I/O.
+
+Public API (the settings module and the fleet module call these):
+
+- ``OPTION_SPEC``: argument spec of every settings option (plus ``extra``).
+- ``build_settings(params, systemd_version=None) -> (text, warnings)``, raises ``SettingsError``.
+- ``build_document(params) -> (Document, warnings)``: the same before rendering.
+- ``settings_path(name, directory)``, ``untrusted_path(name, directory)``.
+- ``restart_required(before_text, after_text) -> bool``.
+- ``trust_warnings(text, path)``, ``version_warnings(text, version)``, ``parse_version(text)``.
+- ``to_options(text) -> dict``: a settings file read back as options (for info).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+from typing import Dict, List, Optional, Tuple, Union
+
+from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.schema import (
+    BY_KEY, SECTIONS, TABLE, Key, argspec, check_ambient_capability, check_capability, check_word)
+
+SETTINGS_DIR = "/etc/systemd/nspawn"
+TRUSTED_DIRS = ("/etc/systemd/nspawn", "/run/systemd/nspawn")
+UNTRUSTED_DIR = "/var/lib/machines"
+_TRUE = ("yes", "true", "on", "1")
+_FALSE = ("no", "false", "off", "0")
+_EXTRA_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_NEEDS_QUOTES = re.compile(r"[\s'\"]")
+_UPPERCASE_CHECKS = (check_capability, check_ambient_capability)  # systemd reads capability names in any case
+
+Value = Union[str, List[str]]
+
+
+class SettingsError(ValueError):
+    """Invalid settings; the message names each bad option, its value and the allowed form."""
+
+
+def _option_spec() -> dict:
+    spec = {option: argspec(key) for option, key in TABLE.items()}
+    spec["environment"] = {"type": "raw"}  # a dict NAME: value, or a list of NAME=VALUE
+    spec["extra"] = {"type": "dict"}
+    return spec
+
+
+OPTION_SPEC = _option_spec()
+
+
+# ---------------------------------------------------------------- values
+
+def _as_bool(value) -> Optional[bool]:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return True if text in _TRUE else False if text in _FALSE else None
+
+
+def _quote(item: str) -> str:
+    """Quote a word the way systemd's strv parser unquotes it."""
+    if not item or _NEEDS_QUOTES.search(item):
+        return f"'{item}'" if '"' in item else f'"{item}"'
+    return item
+
+
+def _environment_items(value) -> List[str]:
+    if isinstance(value, dict):
+        items = []
+        for name, val in value.items():
+            if isinstance(val, bool) or val is None or isinstance(val, (dict, list)):
+                raise ValueError(f"the value of {name!r} must be a string or number (quote yes/no/true/false)")
+            items.append(f"{name}={val}")
+        return items
+    return _list_items(value)
+
+
+def _list_items(value) -> List[str]:
+    items = value if isinstance(value, list) else [value]
+    if any(isinstance(item, (dict, list)) or item is None for item in items):
+        raise ValueError("must be a list of strings")
+    return [str(item) for item in items]
+
+
+def _item_error(spec: Key, item: str) -> Optional[str]:
+    if "\n" in item:
+        return "must not contain a line break"
+    error = spec.check(item) if spec.check else None
+    if not error and spec.quote:
+        error = check_word(item)
+    return error
+
+
+def _scalar(spec: Key, value) -> str:
+    """One scalar option value in the form systemd reads; ValueError carries the allowed form."""
+    if spec.kind == "bool":
+        parsed = _as_bool(value)
+        if parsed is None:
+            raise ValueError("must be a boolean (true/false)")
+        return "yes" if parsed else "no"
+    if spec.kind == "int":
+        if isinstance(value, bool) or not re.match(r"^-?\d+$", str(value).strip()):
+            raise ValueError(f"must be an integer {spec.minimum}..{spec.maximum}")
+        number = int(str(value).strip())
+        if not spec.minimum <= number <= spec.maximum:
+            raise ValueError(f"must be an integer {spec.minimum}..{spec.maximum}")
+        return str(number)
+    if spec.bools and isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (dict, list)):
+        raise ValueError("must be a single value, not a list or mapping")
+    text = str(value).strip()
+    if spec.kind == "enum":
+        text = {"true": "yes", "false": "no", "on": "yes", "off": "no"}.get(text, text) if spec.bools else text
+        if text not in spec.choices:
+            raise ValueError(f"must be one of {', '.join(spec.choices)}")
+        return text
+    error = _item_error(spec, text)
+    if error:
+        raise ValueError(error)
+    return text
+
+
+def _normalize_one(option: str, spec: Key, value) -> Value:
+    if spec.kind not in ("list_repeated", "list_joined"):
+        return _scalar(spec, value)
+    items = _environment_items(value) if option == "environment" else _list_items(value)
+    if spec.check in _UPPERCASE_CHECKS:
+        items = [item if item == "all" else item.upper() for item in items]
+    for item in items:
+        error = _item_error(spec, item)
+        if error:
+            raise ValueError(f"item {item!r} {error}")
+    return items
+
+
+def did_you_mean(word: str, candidates, cutoff: float = 0.8) -> Optional[str]:
+    """The closest candidate (case-insensitive), or None."""
+    lowered = {c.lower(): c for c in candidates}
+    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
+    return lowered[match[0]] if match else None
+
+
+def normalize(params: dict) -> Dict[str, Value]:
+    """Validate catalogue options (None = unset) into rendered values; all errors at once."""
+    values, errors = {}, []
+    for option, value in params.items():
+        if option == "extra" or value is None:
+            continue
+        spec = TABLE.get(option)
+        if spec is None:
+            hint = did_you_mean(option, TABLE)
+            errors.append(f"{option}: unknown option" + (f"; did you mean {hint}?" if hint else ""))
+            continue
+        try:
+            rendered = _normalize_one(option, spec, value)
+        except ValueError as exc:
+            shown = "" if spec.kind.startswith("list") and str(exc).startswith("item ") else f"{value!r} "
+            errors.append(f"{option}: {shown}{exc}")
+            continue
+        if rendered != []:
+            values[option] = rendered
+    errors.extend(conflicts(values))
+    if errors:
+        raise SettingsError("; ".join(errors))
+    return values
+
+
+def conflicts(values: Dict[str, Value]) -> List[str]:
+    """Combinations systemd-nspawn refuses at start, reported before anything is written."""
+    errors = []
+    if values.get("boot") == "yes" and values.get("process_two") == "yes":
+        errors.append("boot and process_two: Boot=yes may not be combined with ProcessTwo=yes; choose one")
+    if values.get("read_only") == "yes" and values.get("volatile", "no") != "no":
+        errors.append("read_only and volatile: ReadOnly=yes cannot be combined with Volatile= "
+                      "(volatile already implies a read-only base)")
+    if "bridge" in values and "zone" in values:
+        errors.append("bridge and zone: a container joins either a Bridge= or a Zone=, not both")
+    if "private_users_ownership" in values and "private_users_chown" in values:
+        errors.append("private_users_ownership and private_users_chown: set only private_users_ownership "
+                      "(PrivateUsersChown= is its deprecated spelling)")
+    implying = [o for o in ("virtual_ethernet", "virtual_ethernet_extra", "interface", "macvlan", "ipvlan",
+                            "bridge", "zone") if o in values and values[o] != "no"]
+    if values.get("private_network") == "no" and implying:
+        errors.append(f"private_network: false contradicts {', '.join(implying)}, which implies Private=yes")
+    if values.get("private_network") == "no" and "port" in values and not implying:
+        errors.append("port: Port= needs private networking, but private_network is false")
+    return errors
+
+
+# ---------------------------------------------------------------- extra keys
+
+def _known_keys() -> Dict[str, str]:
+    """'Section.Key' -> option, for suggestions."""
+    return {f"{section}.{key}": option for (section, key), option in BY_KEY.items()}
+
+
+def _extra_key_error(section: str, key: str) -> Optional[str]:
+    label = f"extra.{section}.{key}"
+    option = BY_KEY.get((section, key))
+    if option:
+        return f"{label}: {key}= is in the catalogue; use the option {option}"
+    if not _EXTRA_KEY.match(key):
+        return f"{label}: {key!r} is not a systemd key name (letters and digits, starting with a letter)"
+    hint = did_you_mean(key, [k for (_s, k) in BY_KEY])
+    if hint:
+        (sect, real), = [sk for sk in BY_KEY if sk[1] == hint]
+        return f"{label}: unknown key; did you mean {sect}.{real} (option {BY_KEY[(sect, real)]})?"
+    return None
+
+
+def _extra_values(label: str, value) -> List[str]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if item is None or isinstance(item, (dict, list)):
+            raise SettingsError(f"{label}: {value!r} must be a string, number, boolean or a list of them")
+        text = ("yes" if item else "no") if isinstance(item, bool) else str(item)
+        if "\n" in text:
+            raise SettingsError(f"{label}: {text!r} must not contain a line break")
+        out.append(text)
+    return out
+
+
+def extra_entries(extra: Optional[dict]) -> Tuple[Dict[str, List[Tuple[str, str]]], List[str]]:
+    """Validate ``extra: {Section: {Key: value}}``; near-miss keys fail with 'did you mean'."""
+    entries: Dict[str, List[Tuple[str, str]]] = {}
+    warnings, errors = [], []
+    for section, keys in (extra or {}).items():
+        if section not in SECTIONS:
+            hint = did_you_mean(str(section), SECTIONS, cutoff=0.5)
+            errors.append(f"extra.{section}: unknown section; allowed: {', '.join(SECTIONS)}"
+                          + (f" (did you mean {hint}?)" if hint else ""))
+            continue
+        if not isinstance(keys, dict):
+            errors.append(f"extra.{section}: must be a mapping of Key: value, got {keys!r}")
+            continue
+        for key, value in keys.items():
+            error = _extra_key_error(section, str(key))
+            if error:
+                errors.append(error)
+                continue
+            try:
+                entries.setdefault(section, []).extend((key, v) for v in _extra_values(f"extra.{section}.{key}", value))
+            except SettingsError as exc:
+                errors.append(str(exc))
+                continue
+            warnings.append(f"extra.{section}.{key}: not in the catalogue of corral.nspawn, written as given; "
+                            "systemd-nspawn ignores keys it does not know (with a warning in its log)")
+    if errors:
+        raise SettingsError("; ".join(errors))
+    return entries, warnings
+
+
+# ---------------------------------------------------------------- documents
+
+def build_document(params: dict) -> Tuple[unitfile.Document, List[str]]:
+    """Validated params -> Document (catalogue order, then extra keys) and warnings."""
+    errors = []
+    try:
+        values = normalize(params)
+    except SettingsError as exc:
+        values, errors = {}, [str(exc)]
+    try:
+        extra, warnings = extra_entries(params.get("extra"))
+    except SettingsError as exc:
+        extra, warnings = {}, []
+        errors.append(str(exc))
+    if errors:
+        raise SettingsError("; ".join(errors))
+    doc: unitfile.Document = [(section, []) for section in SECTIONS]
+    for option, spec in TABLE.items():
+        if option in values:
+            doc[SECTIONS.index(spec.section)][1].extend(_entries(spec, values[option]))
+    for section, items in extra.items():
+        doc[SECTIONS.index(section)][1].extend(items)
+    return doc, warnings
+
+
+def _entries(spec: Key, value: Value) -> List[Tuple[str, str]]:
+    if spec.kind == "list_joined":
+        return [(spec.key, " ".join(_quote(v) if spec.quote else v for v in value))]
+    if spec.kind == "list_repeated":
+        return [(spec.key, _quote(v) if spec.quote else v) for v in value]
+    return [(spec.key, value)]
+
+
+def build_settings(params: dict, systemd_version: Optional[int] = None,
+                   header: Optional[str] = unitfile.HEADER) -> Tuple[str, List[str]]:
+    """Validate ``params`` and render the .nspawn text; warnings list newer/extra keys."""
+    doc, warnings = build_document(params)
+    text = unitfile.render(doc, header=header)
+    if systemd_version:
+        warnings.extend(version_warnings(text, systemd_version))
+    return text, warnings
+
+
+def settings_path(name: str, directory: str = SETTINGS_DIR) -> str:
+    return os.path.join(directory, f"{name}.nspawn")
+
+
+def untrusted_path(name: str, directory: str = UNTRUSTED_DIR) -> str:
+    """Where systemd-nspawn looks for an untrusted settings file next to the image."""
+    return os.path.join(directory, f"{name}.nspawn")
+
+
+def _used(text: Optional[str]) -> List[Tuple[str, Key]]:
+    doc = unitfile.parse(text or "")
+    seen = []
+    for section, entries in doc:
+        for key, _value in entries:
+            option = BY_KEY.get((section, key))
+            if option and (option, TABLE[option]) not in seen:
+                seen.append((option, TABLE[option]))
+    return seen
+
+
+def restart_required(before: Optional[str], after: Optional[str]) -> bool:
+    """systemd-nspawn reads the file only at start: any semantic change needs a restart."""
+    return not unitfile.equivalent(before or "", after or "")
+
+
+def trust_warnings(text: Optional[str], path: str) -> List[str]:
+    """Privileged keys are ignored by systemd-nspawn outside /etc and /run/systemd/nspawn."""
+    if os.path.dirname(os.path.normpath(path)) in TRUSTED_DIRS:
+        return []
+    privileged = [f"{spec.section}.{spec.key}" for _o, spec in _used(text) if spec.privileged]
+    if not privileged:
+        return []
+    return [f"{path} is not in a trusted settings directory ({', '.join(TRUSTED_DIRS)}): systemd-nspawn "
+            f"ignores the privileged keys {', '.join(privileged)} there"]
+
+
+def version_warnings(text: Optional[str], version: int) -> List[str]:
+    return [f"{option} ({spec.section}.{spec.key}=) needs systemd {spec.since}; this host runs systemd {version}"
+            for option, spec in _used(text) if spec.since > version]
+
+
+def parse_version(text: str) -> Optional[int]:
+    """'systemd 252 (252.38-1~deb12u1)' -> 252."""
+    match = re.search(r"systemd (\d+)", text or "")
+    return int(match.group(1)) if match else None
+
+
+def to_options(text: Optional[str]) -> dict:
+    """A settings file read back as options; keys outside the catalogue go to ``extra``."""
+    options: dict = {}
+    for section, entries in unitfile.normalize(unitfile.parse(text or "")):
+        for key, value in entries:
+            option = BY_KEY.get((section, key))
+            if option is None:
+                options.setdefault("extra", {}).setdefault(section, {}).setdefault(key, []).append(value)
+                continue
+            spec = TABLE[option]
+            if spec.kind == "bool":
+                options[option] = _as_bool(value)
+            elif spec.kind == "list_joined":
+                options.setdefault(option, []).extend(shlex.split(value) if spec.quote else value.split())
+            elif spec.kind == "list_repeated":
+                options.setdefault(option, []).append(shlex.split(value)[0] if spec.quote and value else value)
+            else:
+                options[option] = value
+    return options

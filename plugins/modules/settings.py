@@ -1,0 +1,199 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: settings
+short_description: The .nspawn settings file of a systemd-nspawn container
+version_added: 0.1.0
+description:
+  - Writes C(/etc/systemd/nspawn/NAME.nspawn), the settings systemd-nspawn reads when the container O(name) starts
+    (see the systemd.nspawn(5) manual page), or removes it with O(state=absent).
+  - Every key of the C([Exec]), C([Files]) and C([Network]) sections has an option; values are typed and validated
+    before anything is written, and bad input fails with a message naming the option, the value and the allowed form.
+  - Keys newer than the catalogue go into O(extra) (with a warning); a key in O(extra) that is close to a known one fails
+    with a "did you mean" suggestion.
+  - The settings take effect when the container starts next; RV(restart_required) says whether a running container
+    must be restarted for a change (use M(corral.nspawn.machine) with O(corral.nspawn.machine#module:state=restarted)).
+  - Writes to C(/etc/systemd/nspawn/), the trusted location where privileged keys take effect. If a C(.nspawn) file for
+    the same machine lies next to the image in C(/var/lib/machines/), the module warns (systemd ignores privileged keys
+    there, and such files come with images from elsewhere).
+author:
+  - corral.nspawn contributors
+extends_documentation_fragment:
+  - corral.nspawn.settings
+options:
+  name:
+    description: Machine name; the file is C(NAME.nspawn).
+    type: str
+    required: true
+  state:
+    description: V(present) writes the file; V(absent) removes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  path:
+    description:
+      - Write this file instead of C(/etc/systemd/nspawn/NAME.nspawn), for tests and special setups.
+      - Outside C(/etc/systemd/nspawn/) and C(/run/systemd/nspawn/) systemd-nspawn ignores privileged keys; the module
+        warns when the file holds any.
+    type: path
+attributes:
+  check_mode:
+    description: Predicts the same RV(changed) as a real run and writes nothing.
+    support: full
+  diff_mode:
+    description: Shows the whole file before and after.
+    support: full
+  platform:
+    description: Hosts with systemd 249 or newer; keys of newer systemd versions give a warning on older hosts.
+    platforms: posix
+seealso:
+  - module: corral.nspawn.machine
+  - module: corral.nspawn.resources
+"""
+
+EXAMPLES = r"""
+- name: Settings of web1 - host directory bound in, environment, hostname, a port forward
+  corral.nspawn.settings:
+    name: web1
+    hostname: web1.example.test
+    environment:
+      APP_ENV: production
+      GREETING: hello world
+    bind:
+      - /srv/web1/data:/var/lib/app
+    bind_read_only:
+      - /etc/ssl/certs
+    port:
+      - tcp:8080:80
+  register: web1_settings
+
+- name: Restart web1 only when its settings changed
+  corral.nspawn.machine:
+    name: web1
+    state: restarted
+  when: web1_settings.restart_required
+
+- name: Docker inside a container needs a few privileges
+  corral.nspawn.settings:
+    name: docker1
+    capability: [all]
+    system_call_filter: ["add_key", "keyctl", "bpf"]
+    private_users: false
+
+- name: A key newer than the catalogue (written with a warning)
+  corral.nspawn.settings:
+    name: web2
+    boot: true
+    extra:
+      Exec:
+        RestrictAddressFamilies: AF_INET AF_INET6 AF_UNIX
+
+- name: Remove the settings of an old machine
+  corral.nspawn.settings:
+    name: old1
+    state: absent
+"""
+
+RETURN = r"""
+path:
+  description: The settings file.
+  returned: always
+  type: str
+  sample: /etc/systemd/nspawn/web1.nspawn
+content:
+  description: The text the file has after the run (V(null) with O(state=absent)).
+  returned: always
+  type: str
+  sample: "# Managed by corral.nspawn. ...\n\n[Exec]\nHostname=web1\n"
+settings:
+  description: The settings written, as C(Section) to C(Key) to a list of values.
+  returned: always
+  type: dict
+  sample: {"Exec": {"Hostname": ["web1"]}, "Files": {"Bind": ["/srv/web1/data:/var/lib/app"]}}
+restart_required:
+  description: The change takes effect only after the container restarts (systemd-nspawn reads the file at start).
+  returned: always
+  type: bool
+systemd_version:
+  description: The systemd version of the host (V(null) when C(systemctl) was not found).
+  returned: always
+  type: int
+  sample: 252
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings as ns, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
+from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
+
+
+def argument_spec() -> dict:
+    spec = dict(name=dict(type="str", required=True),
+                state=dict(type="str", choices=["present", "absent"], default="present"),
+                path=dict(type="path"))
+    spec.update(ns.OPTION_SPEC)
+    return spec
+
+
+def host_systemd_version(module):
+    binary = module.get_bin_path("systemctl")
+    if not binary:
+        return None
+    rc, out, _err = run(module, [binary, "--version"], check=False)
+    return ns.parse_version(out) if rc == 0 else None
+
+
+def as_sections(text):
+    values = {}
+    for section, entries in unitfile.normalize(unitfile.parse(text or "")):
+        for key, value in entries:
+            values.setdefault(section, {}).setdefault(key, []).append(value)
+    return values
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
+    error = machine_name_error(params["name"])
+    if error:
+        module.fail_json(msg=f"name: {error}")
+    path = params["path"] or ns.settings_path(params["name"])
+    version = host_systemd_version(module)
+    content, warnings = None, []
+    if params["state"] == "present":
+        options = {k: v for k, v in params.items() if k in ns.OPTION_SPEC}
+        try:
+            content, warnings = ns.build_settings(options, systemd_version=version)
+        except ns.SettingsError as exc:
+            module.fail_json(msg=str(exc), path=path)
+        warnings += ns.trust_warnings(content, path)
+    before = read_text(path)
+    if before is not None and not is_managed(before) and before != content:
+        warnings.append(f"{path} was not written by corral.nspawn; it is replaced (see the diff for what it held)")
+    untrusted = ns.untrusted_path(params["name"])
+    if os.path.exists(untrusted) and os.path.normpath(path) != untrusted:
+        warnings.append(f"{untrusted} exists next to the image: systemd-nspawn reads it only when no file exists in "
+                        "/etc/systemd/nspawn or /run/systemd/nspawn, ignores its privileged keys, and it came with "
+                        "the image; remove it unless you trust it")
+    result = ensure_file(module, path, content, 0o644)
+    for warning in warnings:
+        module.warn(warning)
+    output = dict(changed=result.changed, path=path, content=content, settings=as_sections(content),
+                  restart_required=result.changed and ns.restart_required(before, content),
+                  systemd_version=version)
+    if module._diff and result.changed:
+        output["diff"] = result.diff
+    module.exit_json(**output)
+
+
+if __name__ == "__main__":
+    main()
