@@ -26,6 +26,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.files import (
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error, zone_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils import cgroup
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
+from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
@@ -216,14 +217,6 @@ class MachinePlan:
         return bool(self.changes)
 
 
-def fleet_settings_text(rendered: str) -> str:
-    """Mark a rendered .nspawn file as fleet-managed (the prune criterion)."""
-    lines = rendered.splitlines(keepends=True)
-    if lines and MANAGED_MARKER in lines[0]:
-        lines = lines[1:]
-    return FLEET_HEADER + "".join(lines)
-
-
 def is_fleet_managed(text: Optional[str]) -> bool:
     return text is not None and any(FLEET_MARKER in line for line in text.splitlines()[:3])
 
@@ -332,11 +325,11 @@ class Desired:
 
     machine: Machine
     settings_text: str
-    settings_restart: bool
     dropin_path: str
     dropin_text: Optional[str]
     image_options: Optional[dict]
     resources: dict = field(default_factory=dict)  # normalised limits {Key: value}
+    warnings: List[str] = field(default_factory=list)
 
 
 def render_all(ctx: Context, machines: List[Machine], templates: List[dict]) -> List[Desired]:
@@ -354,15 +347,14 @@ def render_all(ctx: Context, machines: List[Machine], templates: List[dict]) -> 
 
 def render_machine(ctx: Context, machine: Machine, templates: List[dict]) -> Desired:
     label = f"machines[{machine.name}]"
-    settings_text, settings_restart = adapter_render_settings(machine, label)
+    settings_text, warnings = adapter_render_settings(ctx, machine, label)
     resources = adapter_resources(machine, label)
     dropin_path, dropin_text = adapter_render_resources(ctx, machine.name, resources)
     image_options = image_options_for(ctx, machine, templates, label)
     if image_options is None and machine.state == "running" and not os.path.isdir(ctx.root(machine.name)):
         raise FleetError(f"{label}: state=running needs a root, but {ctx.root(machine.name)} does not exist "
                          "and neither template nor image.source is given")
-    return Desired(machine, fleet_settings_text(settings_text), settings_restart, dropin_path, dropin_text,
-                   image_options, resources)
+    return Desired(machine, settings_text, dropin_path, dropin_text, image_options, resources, warnings)
 
 
 def image_options_for(ctx: Context, machine: Machine, templates: List[dict], label: str) -> Optional[dict]:
@@ -401,7 +393,8 @@ def reconcile_machine(ctx: Context, desired: Desired, current: Current) -> Machi
     dropin = plan_file(desired.dropin_path, current.dropin_text, desired.dropin_text)
     policy = restart_policy(machine, ctx.policy)
     live = adapter_plan_live(desired.resources, current) if current.running else None
-    return plan_machine(machine, current, settings, dropin, image, policy, desired.settings_restart, live)
+    settings_restart = adapter_settings_restart(current.settings_text, desired.settings_text)
+    return plan_machine(machine, current, settings, dropin, image, policy, settings_restart, live)
 
 
 def apply_files(ctx: Context, plans: List[MachinePlan]) -> None:
@@ -523,7 +516,7 @@ def run_fleet(module) -> dict:
     apply_files(ctx, plans)
     warnings = apply_runtime(ctx, plans, params["wait"], params["timeout"])
     pruned = prune(ctx, declared, template_names, params["purge"], units) if params["prune"] else []
-    for warning in warnings:
+    for warning in [w for d in desired for w in d.warnings] + warnings:
         module.warn(warning)
     diffs = [d for p, c in zip(plans, currents) for d in machine_diff(p, c)]
     diffs += [{"before_header": f"machine {n}", "after_header": f"machine {n} (pruned)",
@@ -544,31 +537,30 @@ def run_fleet(module) -> dict:
 
 # ---------------------------------------------------------------- adapters to the other module_utils
 # The only place that knows the names of the single-purpose modules' logic.
-# INTERIM: minimal stand-ins until settings/resources/image/machine module_utils land.
+# INTERIM (image only): a minimal clone + host0 file until the images module_utils land.
 
-_INTERIM_SETTINGS = {"boot": ("Exec", "Boot"), "private_users": ("Exec", "PrivateUsers"),
-                     "network_veth": ("Network", "VirtualEthernet"), "hostname": ("Exec", "Hostname")}
+def adapter_render_settings(ctx: Context, machine: Machine, label: str):
+    """The .nspawn text (fleet header) and warnings from the settings logic; zone/bridge are shorthands."""
+    params = dict(machine.settings)
+    for key in ("zone", "bridge"):
+        value = getattr(machine, key)
+        if value is not None:
+            if params.get(key) not in (None, value):
+                raise FleetError(f"{label}: {key}={value!r} and settings.{key}={params[key]!r} disagree")
+            params[key] = value
+    try:
+        text, warnings = nspawn_settings.build_settings(params, header=FLEET_HEADER)
+    except nspawn_settings.SettingsError as exc:
+        raise FleetError(f"{label}.settings: {exc}") from None
+    untrusted = nspawn_settings.untrusted_path(machine.name, ctx.machines_dir)
+    if os.path.exists(untrusted):
+        warnings.append(f"{label}: {untrusted} exists next to the image; systemd-nspawn ignores its privileged "
+                        "keys, and such files have been an escape vector - remove it")
+    return text, [f"{label}: {w}" for w in warnings]
 
 
-def _ini_value(value) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-def adapter_render_settings(machine: Machine, label: str):
-    from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
-    sections: Dict[str, list] = {"Exec": [], "Files": [], "Network": []}
-    for key, value in machine.settings.items():
-        if key not in _INTERIM_SETTINGS:
-            raise FleetError(f"{label}.settings.{key}: unknown option")
-        section, ini = _INTERIM_SETTINGS[key]
-        sections[section].append((ini, _ini_value(value)))
-    if machine.zone:
-        sections["Network"].append(("Zone", machine.zone))
-    if machine.bridge:
-        sections["Network"].append(("Bridge", machine.bridge))
-    return unitfile.render(list(sections.items())), True
+def adapter_settings_restart(before: Optional[str], after: Optional[str]) -> bool:
+    return nspawn_settings.restart_required(before, after)
 
 
 def adapter_resources(machine: Machine, label: str) -> dict:

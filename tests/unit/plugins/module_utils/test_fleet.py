@@ -68,13 +68,34 @@ def test_machine_spec_matches_machine_keys():
 
 # ---------------------------------------------------------------- state reading helpers
 
-def test_fleet_header_replaces_the_generic_managed_header():
-    text = fleet.fleet_settings_text("# Managed by corral.nspawn. Do not edit.\n\n[Exec]\nBoot=yes\n")
-    assert text.startswith(fleet.FLEET_HEADER)
-    assert text.count("Managed by corral.nspawn") == 1
+def test_fleet_settings_carry_the_fleet_header(tmp_path):
+    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
+    text, warnings = fleet.adapter_render_settings(ctx, fleet.Machine("web", zone="apps", settings={"boot": True}),
+                                                   "machines[web]")
+    assert text.startswith(fleet.FLEET_HEADER) and text.count("Managed by corral.nspawn") == 1
+    assert "[Exec]\nBoot=yes\n" in text and "[Network]\nZone=apps\n" in text and warnings == []
     assert fleet.is_fleet_managed(text)
     assert not fleet.is_fleet_managed("# Managed by corral.nspawn. Do not edit.\n[Exec]\n")
     assert not fleet.is_fleet_managed(None)
+
+
+@pytest.mark.parametrize("machine, message", [
+    (fleet.Machine("a", settings={"bot": True}), "machines[a].settings: bot: unknown option; did you mean boot?"),
+    (fleet.Machine("a", zone="z1", settings={"zone": "z2"}), "zone='z1' and settings.zone='z2' disagree"),
+    (fleet.Machine("a", resources={"memory_max": "lots"}), "machines[a].resources.memory_max: invalid value"),
+])
+def test_settings_and_resources_are_validated_by_their_own_logic(tmp_path, machine, message):
+    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
+    with pytest.raises(fleet.FleetError) as info:
+        fleet.render_all(ctx, [machine], [])
+    assert message in str(info.value)
+
+
+def test_settings_file_next_to_the_image_is_warned_about(tmp_path):
+    ctx = fleet.Context(None, str(tmp_path), str(tmp_path / "etc"), str(tmp_path), False, "on_change")
+    (tmp_path / "web.nspawn").write_text("[Network]\nPrivate=no\n")
+    _text, warnings = fleet.adapter_render_settings(ctx, fleet.Machine("web"), "machines[web]")
+    assert "web.nspawn exists next to the image" in warnings[0]
 
 
 def test_managed_machines_lists_only_fleet_files(tmp_path):
@@ -246,11 +267,6 @@ class FakeModule:
 @pytest.fixture
 def fake_adapters(monkeypatch, tmp_path):
     """Stand-ins for the single-purpose modules' logic: settings/resources render plain INI."""
-    def render_settings(machine, label):
-        body = "".join(f"{k}={v}\n" for k, v in sorted(machine.settings.items()))
-        zone = f"[Network]\nZone={machine.zone}\n" if machine.zone else ""
-        return f"# Managed by corral.nspawn.\n[Exec]\n{body}{zone}", True
-
     def ensure_image(ctx, name, options):
         root = ctx.root(name)
         if os.path.isdir(root):
@@ -263,7 +279,6 @@ def fake_adapters(monkeypatch, tmp_path):
         return ensure_image(ctx, item["name"], {"clone_from": item.get("path")})
 
     live = []
-    monkeypatch.setattr(fleet, "adapter_render_settings", render_settings)
     monkeypatch.setattr(fleet, "adapter_ensure_image", ensure_image)
     monkeypatch.setattr(fleet, "adapter_ensure_template", ensure_template)
     monkeypatch.setattr(fleet, "adapter_remove_image", lambda ctx, n: os.rmdir(ctx.root(n)))
@@ -329,7 +344,7 @@ def test_restart_never_reports_pending_restart(tmp_path, fake_adapters):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}])))
-    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web", "settings": {"Boot": "yes"}}],
+    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web", "settings": {"boot": True}}],
                                                       restart="never")))
     assert result["pending_restart"] == ["web"] and result["machines"]["web"]["pending_restart"]
     assert "restart" not in [c[1] for c in host.calls[-3:]]
@@ -413,7 +428,7 @@ def test_restart_never_is_still_reported_on_the_following_run(tmp_path, fake_ada
     (tmp_path / "machines").mkdir()
     fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}])))
     host.since = 1  # the container started long before the settings below are written
-    machines = [{"name": "web", "settings": {"Boot": "yes"}}]
+    machines = [{"name": "web", "settings": {"boot": True}}]
     first = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines, restart="never")))
     second = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines, restart="never")))
     assert first["pending_restart"] == second["pending_restart"] == ["web"] and not second["changed"]
