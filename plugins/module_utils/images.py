@@ -1,0 +1,781 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Container root filesystems: validate, read what is on disk, plan, build, remove.
+
+A root is built in ``MACHINES_DIR/.corral-staging-NAME/root`` (same filesystem),
+prepared there, and renamed to ``MACHINES_DIR/NAME`` only when complete, so an
+interrupted run never leaves something that looks finished. The next run kills
+processes still working in the staging dir, unmounts what they mounted there and
+removes it before building again.
+
+Public API (used by the image and fleet modules):
+``IMAGE_OPTION_SPEC``, ``normalize(params)``, ``validate(params)``,
+``ensure_image(module, params) -> dict``, ``ensure_post_setup(module, root, params)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+from urllib.parse import urlparse
+
+from ansible_collections.corral.nspawn.plugins.module_utils import images_backends as backends
+from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
+from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import (  # noqa: F401 (re-exported)
+    SetupError, ensure_post_setup, wants_post_setup)
+from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
+
+DEFAULT_MACHINES_DIR = "/var/lib/machines"
+IMPORTD_DIR = "/var/lib/machines"  # systemd-importd always imports here
+RECORD = ".corral-image"           # inside the root: how it was made (drift detection)
+CHECKSUM_ALGORITHMS = ("sha256", "sha384", "sha512", "sha1", "md5")
+BTRFS_MAGIC = "btrfs"
+
+IMAGE_OPTION_SPEC: Dict[str, dict] = dict(
+    name=dict(type="str", required=True),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    machines_dir=dict(type="path", default=DEFAULT_MACHINES_DIR),
+    source=dict(type="str", choices=list(backends.SOURCES)),
+    force=dict(type="bool", default=False),
+    suite=dict(type="str"),
+    variant=dict(type="str"),
+    components=dict(type="list", elements="str"),
+    include=dict(type="list", elements="str"),
+    exclude=dict(type="list", elements="str"),
+    mirror=dict(type="str"),
+    keyring=dict(type="path", no_log=False),
+    arch=dict(type="str"),
+    packages=dict(type="list", elements="str"),
+    pacstrap_host_cache=dict(type="bool", default=True),
+    pacstrap_init_keyring=dict(type="bool", default=True, no_log=False),
+    releasever=dict(type="str"),
+    repos=dict(type="list", elements="str"),
+    mkosi_directory=dict(type="path"),
+    extra_args=dict(type="list", elements="str"),
+    path=dict(type="path"),
+    url=dict(type="str"),
+    checksum=dict(type="str"),
+    validate_certs=dict(type="bool", default=True),
+    importer=dict(type="str", choices=["auto", "importctl", "machinectl", "tar"], default="auto"),
+    clone_from=dict(type="str"),
+    hostname=dict(type="str"),
+    reset_machine_id=dict(type="bool", default=True),
+    regenerate_ssh_host_keys=dict(type="bool", default=True, no_log=False),
+    root_password=dict(type="str", no_log=True),
+    root_password_hash=dict(type="str", no_log=True),
+    authorized_keys=dict(type="list", elements="str", no_log=False),
+    enable_networkd=dict(type="bool"),
+    enable_resolved=dict(type="bool", default=False),
+    address=dict(type="str"),
+    gateway=dict(type="str"),
+    dns=dict(type="list", elements="str"),
+    securetty_fix=dict(type="bool", default=False),
+)
+
+IMAGE_MUTUALLY_EXCLUSIVE = [("root_password", "root_password_hash"), ("path", "url")]
+
+# Options that belong to one group of sources only (anything else given with them is an error).
+_OWNERS = {}
+for _source, _keys in backends.SOURCE_KEYS.items():
+    for _key in _keys:
+        _OWNERS.setdefault(_key, set()).add(_source)
+_OWNERS["validate_certs"] = {"tar", "raw"}
+_OWNERS["importer"] = {"tar", "raw"}
+
+
+class ImageError(Exception):
+    """The image cannot be made as asked; the message names the option and what is allowed."""
+
+
+# ---------------------------------------------------------------- validation (pure)
+
+def normalize(params: dict) -> dict:
+    """``params`` with every option of IMAGE_OPTION_SPEC present (defaults filled in)."""
+    out = dict(params)
+    for key, spec in IMAGE_OPTION_SPEC.items():
+        if out.get(key) is None:
+            out[key] = spec.get("default")
+    return out
+
+
+def _given(params: dict, key: str) -> bool:
+    value = params.get(key)
+    default = IMAGE_OPTION_SPEC.get(key, {}).get("default")
+    return value is not None and value != default
+
+
+def validate(params: dict) -> List[str]:
+    """Every problem with the options, before anything is read or changed."""
+    errors = []
+    error = machine_name_error(params.get("name"))
+    if error:
+        errors.append(f"name: {error}")
+    if not os.path.isabs(params.get("machines_dir") or ""):
+        errors.append(f"machines_dir: {params.get('machines_dir')!r} must be an absolute path")
+    if params.get("state") == "absent":
+        return errors
+    source = params.get("source")
+    for key, owners in _OWNERS.items():
+        if _given(params, key) and source not in owners:
+            errors.append(f"{key}: only used with source={'/'.join(sorted(owners))}, not with source={source}")
+    if source:
+        errors += _validate_source(params, source)
+    errors += _validate_setup(params, source)
+    return errors
+
+
+def _require(params: dict, keys, source: str) -> List[str]:
+    return [f"{key}: required with source={source}" for key in keys if not params.get(key)]
+
+
+def _validate_source(params: dict, source: str) -> List[str]:
+    if source == "debootstrap":
+        errors = _require(params, ["suite"], source)
+        if params.get("variant") and not re.match(r"^[a-z][a-z0-9-]*$", params["variant"]):
+            errors.append(f"variant: {params['variant']!r} is not a debootstrap variant (e.g. minbase, buildd)")
+        return errors
+    if source == "dnf":
+        return _require(params, ["releasever", "packages"], source)
+    if source == "zypper":
+        return _require(params, ["packages"], source)
+    if source == "mkosi":
+        return _require(params, ["mkosi_directory"], source)
+    if source in backends.IMPORT_SOURCES:
+        return _validate_import(params, source)
+    if source == "clone":
+        errors = _require(params, ["clone_from"], source)
+        if params.get("clone_from"):
+            error = machine_name_error(params["clone_from"])
+            if error:
+                errors.append(f"clone_from: {error} (give the name of an image in machines_dir)")
+            elif params["clone_from"] == params.get("name"):
+                errors.append("clone_from: an image cannot be cloned from itself")
+        return errors
+    if source == "directory":
+        errors = _require(params, ["path"], source)
+        if params.get("path") and not os.path.isabs(params["path"]):
+            errors.append(f"path: {params['path']!r} must be an absolute path")
+        return errors
+    return []
+
+
+def _validate_import(params: dict, source: str) -> List[str]:
+    errors = []
+    if bool(params.get("path")) == bool(params.get("url")):
+        errors.append(f"path/url: give exactly one of them with source={source}")
+    if params.get("url") and urlparse(params["url"]).scheme not in ("http", "https", "file"):
+        errors.append(f"url: {params['url']!r} must be an http://, https:// or file:// URL")
+    if params.get("checksum"):
+        algorithm, _, digest = params["checksum"].partition(":")
+        if algorithm not in CHECKSUM_ALGORITHMS or not re.fullmatch(r"[0-9a-fA-F]+", digest or ""):
+            errors.append(f"checksum: {params['checksum']!r} must be ALGORITHM:HEXDIGEST with ALGORITHM one of "
+                          f"{', '.join(CHECKSUM_ALGORITHMS)}")
+    if source == "raw" and wants_post_setup(params):
+        errors.append("source=raw: post-setup options (hostname, root_password, authorized_keys, address, ...) "
+                      "need a directory image; use source=tar or prepare the raw image yourself")
+    return errors
+
+
+def _validate_setup(params: dict, source: Optional[str]) -> List[str]:
+    errors = []
+    if params.get("hostname"):
+        error = machine_name_error(params["hostname"])
+        if error:
+            errors.append(f"hostname: {error}")
+    if params.get("root_password_hash") and not re.match(r"^\$[0-9a-z]+\$", params["root_password_hash"]):
+        errors.append("root_password_hash: must be a crypt(3) hash like $6$salt$... or $y$...")
+    errors += _validate_address(params)
+    for key in params.get("authorized_keys") or []:
+        if "\n" in key.strip():
+            errors.append("authorized_keys: give one key per list item (an item contains a newline)")
+    return errors
+
+
+def _validate_address(params: dict) -> List[str]:
+    errors = []
+    iface = None
+    if params.get("address"):
+        try:
+            iface = ipaddress.ip_interface(params["address"])
+            if "/" not in params["address"] or iface.network.prefixlen == iface.max_prefixlen:
+                raise ValueError
+        except ValueError:
+            errors.append(f"address: {params['address']!r} must be an address with prefix length, e.g. 10.0.0.5/24")
+            iface = None
+    elif params.get("gateway") or params.get("dns"):
+        errors.append("gateway/dns: only used together with address")
+    if params.get("gateway"):
+        try:
+            gateway = ipaddress.ip_address(params["gateway"])
+            if iface is not None and gateway.version != iface.version:
+                errors.append(f"gateway: {params['gateway']} is not of the same IP version as address")
+        except ValueError:
+            errors.append(f"gateway: {params['gateway']!r} is not an IP address")
+    for server in params.get("dns") or []:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            errors.append(f"dns: {server!r} is not an IP address")
+    return errors
+
+
+# ---------------------------------------------------------------- paths and current state
+
+@dataclass
+class Paths:
+    machines_dir: str
+    name: str
+
+    @property
+    def root(self) -> str:
+        return os.path.join(self.machines_dir, self.name)
+
+    @property
+    def raw(self) -> str:
+        return self.root + ".raw"
+
+    @property
+    def staging(self) -> str:
+        return os.path.join(self.machines_dir, f".corral-staging-{self.name}")
+
+    @property
+    def old(self) -> str:
+        return os.path.join(self.machines_dir, f".corral-old-{self.name}")
+
+    @property
+    def import_name(self) -> str:
+        """Temporary importd image name (must itself be a valid machine name)."""
+        short = self.name if len(self.name) <= 40 else hashlib.sha256(self.name.encode()).hexdigest()[:16]
+        return f"corral-staging-{short}"
+
+    def leftovers(self) -> List[str]:
+        candidates = [self.staging, self.old]
+        if self.machines_dir == IMPORTD_DIR:
+            candidates += [os.path.join(IMPORTD_DIR, self.import_name), os.path.join(IMPORTD_DIR, self.import_name + ".raw")]
+        return [p for p in candidates if os.path.lexists(p)]
+
+
+@dataclass
+class Current:
+    exists: bool = False
+    kind: str = "absent"           # absent | directory | raw | symlink
+    target: Optional[str] = None   # where a symlink points
+    record: Optional[dict] = None  # source options it was built with
+    leftovers: List[str] = field(default_factory=list)
+    running: bool = False
+
+
+def read_record(root: str) -> Optional[dict]:
+    path = os.path.join(root, RECORD)
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = [line for line in handle if not line.startswith("#")]
+        return json.loads("".join(lines))
+    except (OSError, ValueError):
+        return None
+
+
+def record_text(params: dict) -> str:
+    return f"# {MANAGED_MARKER}: how this root was made (compared on later runs).\n" + \
+        json.dumps(backends.source_record(params), sort_keys=True) + "\n"
+
+
+def is_running(module, name: str) -> bool:
+    """Registered with machined, or its systemd-nspawn@ unit active (works without machined too)."""
+    if os.path.exists(f"/run/systemd/machines/{name}"):
+        return True
+    systemctl = module.get_bin_path("systemctl")
+    if not systemctl:
+        return False
+    rc, out, _ = run(module, [systemctl, "is-active", f"systemd-nspawn@{name}.service"], check=False)
+    return out.strip() in ("active", "activating", "reloading", "deactivating")
+
+
+def read_current(module, paths: Paths) -> Current:
+    current = Current(leftovers=paths.leftovers(), running=is_running(module, paths.name))
+    if os.path.islink(paths.root):
+        current.exists, current.kind, current.target = True, "symlink", os.readlink(paths.root)
+    elif os.path.isdir(paths.root):
+        current.exists, current.kind, current.record = True, "directory", read_record(paths.root)
+    elif os.path.isfile(paths.raw):
+        current.exists, current.kind = True, "raw"
+    return current
+
+
+# ---------------------------------------------------------------- plan (pure)
+
+@dataclass
+class Plan:
+    action: str = "none"        # none | create | rebuild | remove
+    cleanup: List[str] = field(default_factory=list)
+    stop: bool = False
+    warnings: List[str] = field(default_factory=list)
+    changes: List[str] = field(default_factory=list)
+
+
+def plan(params: dict, paths: Paths, current: Current) -> Plan:
+    """Decide what to do; raises ImageError for what must not be done."""
+    todo = Plan(cleanup=list(current.leftovers))
+    todo.changes += [f"remove leftovers of an interrupted build: {p}" for p in current.leftovers]
+    if params["state"] == "absent":
+        return _plan_absent(params, paths, current, todo)
+    if not current.exists:
+        if not params.get("source"):
+            raise ImageError(f"source: required to create {paths.root} (it does not exist)")
+        todo.action = "create"
+        todo.changes.append(f"create {_target(paths, params)} from {describe_source(params)}")
+        return todo
+    if current.kind == "symlink":
+        target = os.path.realpath(paths.root)
+        if not target.startswith(os.path.realpath(paths.machines_dir) + os.sep):
+            raise ImageError(f"{paths.root} is a symlink to {current.target}, outside machines_dir; "
+                             "refusing to manage it (remove the link or point machines_dir there)")
+    if params.get("source"):
+        differences = backends.drift(current.record, backends.source_record(params))
+        unknown = current.record is None and current.kind == "directory"
+        if params["force"] and (differences or unknown):
+            if current.running:
+                raise ImageError(f"force: {params['name']} is running; stop it before rebuilding its root")
+            todo.action = "rebuild"
+            why = "; ".join(differences) or "not built by corral.nspawn"
+            todo.changes.append(f"rebuild {paths.root} from {describe_source(params)} (force: {why})")
+        elif differences:
+            todo.warnings.append(f"image {params['name']} exists and was built with other source options "
+                                 f"({'; '.join(differences)}); not rebuilt (force=true rebuilds it)")
+    return todo
+
+
+def _plan_absent(params: dict, paths: Paths, current: Current, todo: Plan) -> Plan:
+    if not current.exists:
+        return todo
+    if current.running:
+        if not params["force"]:
+            raise ImageError(f"state=absent: {params['name']} is running; stop it first or set force=true "
+                             "(which terminates it)")
+        todo.stop = True
+        todo.changes.append(f"terminate running machine {params['name']}")
+    todo.action = "remove"
+    if current.kind == "symlink":
+        todo.changes.append(f"remove symlink {paths.root} (its target {current.target} is left alone)")
+    else:
+        todo.changes.append(f"remove {paths.raw if current.kind == 'raw' else paths.root}")
+    return todo
+
+
+def _target(paths: Paths, params: dict) -> str:
+    return paths.raw if params.get("source") == "raw" else paths.root
+
+
+def describe_source(params: dict) -> str:
+    source = params["source"]
+    detail = {"debootstrap": params.get("suite"), "clone": params.get("clone_from"),
+              "directory": params.get("path"), "tar": params.get("path") or params.get("url"),
+              "raw": params.get("path") or params.get("url"), "mkosi": params.get("mkosi_directory"),
+              "dnf": f"releasever {params.get('releasever')}"}.get(source)
+    return f"{source} ({detail})" if detail else source
+
+
+def predict_setup(params: dict, fresh: bool) -> List[str]:
+    """Post-setup actions a not-yet-existing root will get (check mode cannot read it)."""
+    words = []
+    if fresh and params.get("reset_machine_id"):
+        words.append("machine-id: empty etc/machine-id")
+    if fresh and params.get("regenerate_ssh_host_keys"):
+        words.append("ssh host keys: regenerate if present")
+    for key, text in (("hostname", "hostname: create etc/hostname"), ("address", "host0 address: create "
+                      "etc/systemd/network/10-corral-host0.network"), ("securetty_fix", "securetty: add pts/0-9")):
+        if params.get(key):
+            words.append(text)
+    if params.get("root_password") or params.get("root_password_hash"):
+        words.append("root password: set (etc/shadow)")
+    if params.get("authorized_keys") is not None:
+        words.append("authorized_keys: create root/.ssh/authorized_keys")
+    if params.get("enable_networkd") or (params.get("enable_networkd") is None and params.get("address")):
+        words.append("enable systemd-networkd.service in the image")
+    if params.get("enable_resolved"):
+        words.append("enable systemd-resolved.service in the image")
+    return words
+
+
+# ---------------------------------------------------------------- processes, mounts, filesystems
+
+def _unescape(field_text: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_text)
+
+
+def parse_mountinfo(text: str) -> List[tuple]:
+    """[(mount point, fs type)] from /proc/self/mountinfo text."""
+    mounts = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if sep and len(fields) >= 5 and right.split():
+            mounts.append((_unescape(fields[4]), right.split()[0]))
+    return mounts
+
+
+def _mountinfo() -> List[tuple]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        return parse_mountinfo(handle.read())
+
+
+def mounts_under(path: str, mounts: Optional[List[tuple]] = None) -> List[str]:
+    """Mount points at or below ``path``, deepest first (the order to unmount them)."""
+    real = os.path.realpath(path)
+    found = [point for point, _ in (mounts if mounts is not None else _mountinfo())
+             if point == real or point.startswith(real + os.sep)]
+    return sorted(set(found), key=lambda p: (-p.count(os.sep), p))
+
+
+def fs_type(path: str, mounts: Optional[List[tuple]] = None) -> str:
+    """File system type of the mount holding ``path`` (longest mount point prefix)."""
+    real = os.path.realpath(path)
+    best, kind = "", "unknown"
+    for point, fstype in mounts if mounts is not None else _mountinfo():
+        if (real == point or real.startswith(point.rstrip(os.sep) + os.sep)) and len(point) >= len(best):
+            best, kind = point, fstype
+    return kind
+
+
+def is_subvolume(path: str) -> bool:
+    """A btrfs subvolume's top directory always has inode 256."""
+    try:
+        return not os.path.islink(path) and os.stat(path).st_ino == 256 and fs_type(path) == BTRFS_MAGIC
+    except OSError:
+        return False
+
+
+def path_uses(path: str, argv: List[str], root: str, cwd: str) -> bool:
+    """Whether a process (its argv, root and cwd) works in ``path`` (pure)."""
+    def within(value: str) -> bool:
+        return value == path or value.startswith(path + os.sep)
+    return any(within(arg) for arg in argv) or within(root) or within(cwd)
+
+
+def processes_using(path: str) -> List[int]:
+    """PIDs of processes left working in ``path`` (e.g. debootstrap and its chrooted dpkg after a kill -9)."""
+    real, pids = os.path.realpath(path), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
+            root, cwd = os.readlink(f"/proc/{entry}/root"), os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if path_uses(real, argv, root, cwd):
+            pids.append(int(entry))
+    return pids
+
+
+def _kill_all(pids: List[int], timeout: float = 10) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in pids):
+        time.sleep(0.1)
+
+
+def _unmount_all(module, path: str) -> None:
+    for point in mounts_under(path):
+        if run(module, ["umount", point], check=False)[0] != 0:
+            run(module, ["umount", "--lazy", point], check=False)
+    left = mounts_under(path)
+    if left:
+        raise ImageError(f"cannot remove {path}: still mounted: {', '.join(left)}")
+
+
+def remove_tree(module, path: str) -> None:
+    """Remove a file, a symlink (never its target), a subvolume or a directory tree (no symlinks followed)."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif is_subvolume(path):
+        run(module, backends.remove_subvolume(path))
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def discard(module, path: str) -> None:
+    """Remove our own leftover: stop processes still in it, unmount what they mounted, delete it."""
+    if not os.path.islink(path):
+        _kill_all(processes_using(path))
+        _unmount_all(module, path)
+    remove_tree(module, path)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- tools and importers
+
+def choose_importer(module, params: dict, paths: Paths) -> str:
+    """importctl (systemd 256+), machinectl (systemd-importd, booted host), or plain tar."""
+    wanted, source = params["importer"], params["source"]
+    importd_ok = paths.machines_dir.rstrip("/") == IMPORTD_DIR
+    if wanted in ("importctl", "machinectl"):
+        if not importd_ok:
+            raise ImageError(f"importer={wanted}: systemd-importd imports only into {IMPORTD_DIR}, not into "
+                             f"machines_dir={paths.machines_dir}; use importer=tar or importer=auto")
+        return wanted
+    if wanted == "auto" and importd_ok and os.path.isdir("/run/systemd/system"):
+        for tool in ("importctl", "machinectl"):
+            if module.get_bin_path(tool):
+                return tool
+    if source == "raw":
+        raise ImageError("source=raw needs systemd-importd (importctl or machinectl import-raw) on a host booted "
+                         f"with systemd, and machines_dir={IMPORTD_DIR}")
+    return "tar"
+
+
+def copy_method(src: str, machines_dir: str) -> str:
+    """btrfs snapshot when both the source and the machines dir are btrfs, else cp --reflink=auto."""
+    if is_subvolume(src) and fs_type(machines_dir) == BTRFS_MAGIC:
+        return "snapshot"
+    return "copy"
+
+
+def copy_source(params: dict, paths: Paths) -> str:
+    if params["source"] == "clone":
+        return os.path.join(paths.machines_dir, params["clone_from"])
+    return params["path"]
+
+
+def check_tools(module, params: dict, paths: Paths, warnings: List[str]) -> None:
+    """Fail before any change when the host lacks what the source needs."""
+    source = params["source"]
+    if source in backends.TOOLS and not module.get_bin_path(backends.TOOLS[source]):
+        raise ImageError(f"source={source} needs the {backends.TOOLS[source]!r} command on the host, which is not "
+                         f"installed (not found in PATH); install it or choose another source")
+    if source in backends.IMPORT_SOURCES:
+        tool = choose_importer(module, params, paths)
+        if not module.get_bin_path(tool):
+            raise ImageError(f"source={source} with importer={tool}: {tool!r} is not installed on the host")
+        if params.get("path") and not os.path.isfile(params["path"]):
+            raise ImageError(f"path: {params['path']} does not exist or is not a file")
+    if source in backends.COPY_SOURCES:
+        src = copy_source(params, paths)
+        if not os.path.isdir(src):
+            message = f"{'clone_from' if source == 'clone' else 'path'}: {src} is not an existing directory"
+            if module.check_mode and source == "clone":
+                warnings.append(message + " (yet); a real run fails unless an earlier task creates it")
+            else:
+                raise ImageError(message)
+
+
+def _guarded(module, argv: List[str]) -> List[str]:
+    """Children die with the module (a killed run must not leave a builder writing into staging)."""
+    setpriv = module.get_bin_path("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] + argv if setpriv else argv
+
+
+# ---------------------------------------------------------------- making a root in staging
+
+def fetch(module, params: dict, staging: str) -> str:
+    """Local path of the archive (downloaded into staging for a URL), checksum verified."""
+    url = params.get("url")
+    if not url:
+        local = params["path"]
+    elif url.startswith("file://"):
+        local = urlparse(url).path
+    else:
+        from ansible.module_utils.urls import open_url
+        local = os.path.join(staging, "download-" + (os.path.basename(urlparse(url).path) or "image"))
+        response = open_url(url, validate_certs=params["validate_certs"], timeout=60)
+        with open(local, "wb") as handle:
+            shutil.copyfileobj(response, handle, 1024 * 1024)
+    if params.get("checksum"):
+        verify_checksum(local, params["checksum"])
+    return local
+
+
+def verify_checksum(path: str, checksum: str) -> None:
+    algorithm, _, expected = checksum.partition(":")
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    if digest.hexdigest().lower() != expected.lower():
+        raise ImageError(f"checksum: {path} has {algorithm}:{digest.hexdigest()}, expected {checksum}; nothing imported")
+
+
+def make_root(module, params: dict, paths: Paths, target: str) -> None:
+    """Build the root of ``params['source']`` at ``target`` (inside the staging dir)."""
+    source = params["source"]
+    if source in backends.BUILDERS:
+        if source != "mkosi":
+            os.mkdir(target, 0o755)
+        for argv in backends.bootstrap_commands(params, target):
+            run(module, _guarded(module, [module.get_bin_path(argv[0])] + argv[1:]))
+    elif source in backends.IMPORT_SOURCES:
+        archive = fetch(module, params, os.path.dirname(target))
+        importer = choose_importer(module, params, paths)
+        if importer == "tar":
+            os.mkdir(target, 0o755)
+            run(module, _guarded(module, backends.tar_extract(archive, target)))
+        else:
+            for argv in backends.importer_commands(importer, source, archive, paths.import_name):
+                run(module, argv)
+            imported = os.path.join(IMPORTD_DIR, paths.import_name + (".raw" if source == "raw" else ""))
+            os.rename(imported, target)
+    else:
+        src = copy_source(params, paths)
+        method = copy_method(src, paths.machines_dir)
+        try:
+            run(module, _guarded(module, backends.copy_commands(method, src, target)[0]))
+        except CommandError:
+            if method != "snapshot":
+                raise
+            remove_tree(module, target)
+            run(module, _guarded(module, backends.copy_commands("copy", src, target)[0]))
+
+
+def build(module, params: dict, paths: Paths, todo: Plan, timings: dict) -> List[str]:
+    """Staging build, post-setup in staging, then rename into place; staging is removed on any failure."""
+    os.makedirs(paths.machines_dir, mode=0o700, exist_ok=True)
+    os.mkdir(paths.staging, 0o700)
+    raw = params["source"] == "raw"
+    target = os.path.join(paths.staging, "root.raw" if raw else "root")
+    actions: List[str] = []
+    try:
+        started = time.monotonic()
+        make_root(module, params, paths, target)
+        timings["build"] = round(time.monotonic() - started, 3)
+        started = time.monotonic()
+        if not raw:
+            actions += ensure_post_setup(module, target, params, fresh=True)[1]
+            with open(os.path.join(target, RECORD), "w", encoding="utf-8") as handle:
+                handle.write(record_text(params))
+        timings["setup"] = round(time.monotonic() - started, 3)
+        swap_into_place(module, paths, target, paths.raw if raw else paths.root, todo.action == "rebuild")
+    finally:
+        if os.path.lexists(paths.staging):
+            discard(module, paths.staging)
+    return actions
+
+
+def swap_into_place(module, paths: Paths, built: str, final: str, replace: bool) -> None:
+    if replace:
+        os.rename(final, paths.old)
+    os.rename(built, final)
+    _fsync_dir(paths.machines_dir)
+    if replace:
+        discard(module, paths.old)
+
+
+# ---------------------------------------------------------------- removal
+
+def stop_machine(module, name: str, timeout: float = 60) -> None:
+    machinectl = module.get_bin_path("machinectl")
+    if machinectl and os.path.exists(f"/run/systemd/machines/{name}"):
+        run(module, [machinectl, "terminate", name], check=False)
+    systemctl = module.get_bin_path("systemctl")
+    if systemctl:
+        run(module, [systemctl, "stop", f"systemd-nspawn@{name}.service"], check=False)
+    deadline = time.monotonic() + timeout
+    while is_running(module, name):
+        if time.monotonic() > deadline:
+            raise ImageError(f"force: {name} is still running {timeout:.0f} s after terminate; not removed")
+        time.sleep(0.5)
+
+
+def remove_image(module, paths: Paths, current: Current) -> None:
+    if current.kind == "symlink":
+        os.unlink(paths.root)
+        return
+    path = paths.raw if current.kind == "raw" else paths.root
+    if current.kind == "directory":
+        busy = processes_using(path)
+        mounted = mounts_under(path)
+        if busy or mounted:
+            raise ImageError(f"state=absent: {path} is in use (processes {busy}, mounts {mounted}); "
+                             "stop what uses it first")
+    remove_tree(module, path)
+    _fsync_dir(paths.machines_dir)
+
+
+# ---------------------------------------------------------------- entry point
+
+def _state_line(current: Current, params: dict) -> str:
+    if not current.exists:
+        return "absent"
+    built = f", built from {describe_source(current.record)}" if current.record else ""
+    return f"{current.kind}{built}"
+
+
+def ensure_image(module, params: dict) -> dict:
+    """Reconcile one image (state present/absent) and its post-setup; honours check and diff mode.
+
+    Returns changed, created, removed, path, changes (words), warnings, restart_required,
+    elapsed (seconds), timings and diff (a list of before/after dicts).
+    Raises ImageError, SetupError or CommandError; nothing is changed before validation passed.
+    """
+    started = time.monotonic()
+    params = normalize(params)
+    errors = validate(params)
+    if errors:
+        raise ImageError("; ".join(errors))
+    paths = Paths(params["machines_dir"].rstrip("/") or "/", params["name"])
+    current = read_current(module, paths)
+    todo = plan(params, paths, current)
+    warnings, timings, diffs = list(todo.warnings), {}, []
+    if todo.action in ("create", "rebuild"):
+        check_tools(module, params, paths, warnings)
+    changes = list(todo.changes)
+    if not module.check_mode:
+        begin = time.monotonic()
+        for leftover in todo.cleanup:
+            discard(module, leftover)
+        timings["cleanup"] = round(time.monotonic() - begin, 3)
+        if todo.stop:
+            stop_machine(module, params["name"])
+        if todo.action == "remove":
+            remove_image(module, paths, current)
+    if todo.action in ("create", "rebuild"):
+        if module.check_mode:
+            changes += predict_setup(params, fresh=True)
+        else:
+            changes += build(module, params, paths, todo, timings)
+    elif params["state"] == "present" and current.kind in ("directory", "symlink"):
+        begin = time.monotonic()
+        changes += ensure_post_setup(module, os.path.realpath(paths.root), params, diffs=diffs)[1]
+        timings["setup"] = round(time.monotonic() - begin, 3)
+    for warning in warnings:
+        module.warn(warning)
+    return _result(params, paths, current, todo, changes, timings, diffs, started)
+
+
+def _result(params, paths, current, todo, changes, timings, diffs, started) -> dict:
+    path = paths.raw if (current.kind == "raw" or params.get("source") == "raw") else paths.root
+    after = "absent" if params["state"] == "absent" else (
+        f"{'raw' if params.get('source') == 'raw' else 'directory'}, built from {describe_source(params)}"
+        if todo.action in ("create", "rebuild") else _state_line(current, params))
+    changed = bool(changes)
+    image_diff = {"before_header": path, "after_header": path, "before": f"{path}: {_state_line(current, params)}\n",
+                  "after": f"{path}: {after}\n" + "".join(f"  {change}\n" for change in changes)}
+    return dict(changed=changed, image_path=path, created=todo.action == "create",
+                rebuilt=todo.action == "rebuild", removed=todo.action == "remove",
+                changes=changes,
+                restart_required=changed and params["state"] == "present" and todo.action != "create",
+                elapsed=round(time.monotonic() - started, 3), timings=timings,
+                diff=[image_diff] + diffs if changed else [])
