@@ -22,7 +22,7 @@ description:
     the same machine lies next to the image in C(/var/lib/machines/), the module warns (systemd ignores privileged keys
     there, and such files come with images from elsewhere).
 author:
-  - corral.nspawn contributors
+  - corral.nspawn contributors (@corral-nspawn)
 extends_documentation_fragment:
   - corral.nspawn.settings
 options:
@@ -43,13 +43,14 @@ options:
     type: path
 attributes:
   check_mode:
-    description: Predicts the same RV(changed) as a real run and writes nothing.
+    description: Predicts the same C(changed) as a real run and writes nothing.
     support: full
   diff_mode:
     description: Shows the whole file before and after.
     support: full
   platform:
     description: Hosts with systemd 249 or newer; keys of newer systemd versions give a warning on older hosts.
+    support: full
     platforms: posix
 seealso:
   - module: corral.nspawn.machine
