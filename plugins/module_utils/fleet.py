@@ -25,6 +25,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.files import (
 )
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error, zone_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils import cgroup
+from ansible_collections.corral.nspawn.plugins.module_utils import images
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
@@ -351,7 +352,10 @@ def render_machine(ctx: Context, machine: Machine, templates: List[dict]) -> Des
     resources = adapter_resources(machine, label)
     dropin_path, dropin_text = adapter_render_resources(ctx, machine.name, resources)
     image_options = image_options_for(ctx, machine, templates, label)
-    if image_options is None and machine.state == "running" and not os.path.isdir(ctx.root(machine.name)):
+    if image_options is not None:
+        adapter_validate_image(ctx, machine.name, image_options, f"{label}.image")
+    has_source = bool((image_options or {}).get("source"))
+    if not has_source and machine.state == "running" and not os.path.isdir(ctx.root(machine.name)):
         raise FleetError(f"{label}: state=running needs a root, but {ctx.root(machine.name)} does not exist "
                          "and neither template nor image.source is given")
     return Desired(machine, settings_text, dropin_path, dropin_text, image_options, resources, warnings)
@@ -361,12 +365,10 @@ def image_options_for(ctx: Context, machine: Machine, templates: List[dict], lab
     """Options for the image logic, or None when the fleet does not manage this root."""
     options = dict(machine.image)
     if machine.template:
-        options.update(adapter_clone_options(machine.template, ctx.root(machine.template)))
+        options.update(source="clone", clone_from=machine.template)
     if machine.address:
-        options.update(adapter_address_options(machine.address, machine.gateway, label))
-    if not options.get("source") and not machine.address and not machine.image:
-        return None
-    return options
+        options.update(address=machine.address, gateway=machine.gateway)
+    return options or None
 
 
 def current_of(ctx: Context, desired: Desired, units: Dict[str, dict]) -> Current:
@@ -482,8 +484,7 @@ def machine_diff(plan: MachinePlan, current: Current) -> List[dict]:
     """Whole-file diffs of the machine's files plus a before/after of its root and runtime state."""
     diffs = [r.diff for r in plan.files if r.changed and r.diff]
     image = plan.image or {}
-    if image.get("diff"):
-        diffs.append(image["diff"])
+    diffs.extend(image.get("diff") or [])
     if not (image.get("changed") or plan.enable is not None or plan.runtime != "none"):
         return diffs
     header = f"machine {plan.name}"
@@ -506,6 +507,8 @@ def run_fleet(module) -> dict:
                   module.check_mode, params["restart"])
     machines = desired_machines(params["machines"], params["defaults"], params["templates"])
     desired = render_all(ctx, machines, params["templates"])
+    for item in params["templates"]:
+        adapter_validate_template(ctx, item)
     template_results = {t["name"]: adapter_ensure_template(ctx, t) for t in params["templates"]}
     declared = [m.name for m in machines]
     template_names = list(template_results)
@@ -537,8 +540,6 @@ def run_fleet(module) -> dict:
 
 # ---------------------------------------------------------------- adapters to the other module_utils
 # The only place that knows the names of the single-purpose modules' logic.
-# INTERIM (image only): a minimal clone + host0 file until the images module_utils land.
-
 def adapter_render_settings(ctx: Context, machine: Machine, label: str):
     """The .nspawn text (fleet header) and warnings from the settings logic; zone/bridge are shorthands."""
     params = dict(machine.settings)
@@ -583,56 +584,44 @@ def adapter_plan_live(desired: dict, current: Current):
     return resources_utils.plan_live(desired, resources_utils.parse_dropin(current.dropin_text), current.unit)
 
 
-def adapter_clone_options(template: str, template_root: str) -> dict:
-    return {"source": "clone", "clone_from": template}
+def _image_params(ctx: Context, name: str, options: dict, state: str = "present") -> dict:
+    params = {k: v for k, v in options.items() if k not in ("name", "state", "machines_dir")}
+    params.update(name=name, state=state, machines_dir=ctx.machines_dir)
+    return params
 
 
-def adapter_address_options(address: str, gateway: Optional[str], label: str) -> dict:
-    return {"address": address, "gateway": gateway}
-
-
-def _host0_network(address: str, gateway: Optional[str]) -> str:
-    import ipaddress
-    iface = ipaddress.ip_interface(address)
-    gw = gateway or str(next(iface.network.hosts()))
-    return (f"# {MANAGED_MARKER}.\n[Match]\nVirtualization=container\nName=host0\n\n"
-            f"[Network]\nAddress={iface}\nGateway={gw}\nDNS={gw}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n")
+def adapter_validate_image(ctx: Context, name: str, options: dict, label: str) -> None:
+    unknown = sorted(set(options) - set(images.IMAGE_OPTION_SPEC))
+    errors = [f"unknown option(s) {', '.join(unknown)}"] if unknown else []
+    errors += images.validate(images.normalize(_image_params(ctx, name, options)))
+    if errors:
+        raise FleetError(f"{label}: " + "; ".join(errors))
 
 
 def adapter_ensure_image(ctx: Context, name: str, options: dict) -> dict:
-    root = ctx.root(name)
-    result = {"changed": False, "created": False, "changes": []}
-    if not os.path.isdir(root):
-        source = options.get("clone_from") or options.get("path")
-        result.update(changed=True, created=True, changes=[f"image: create {root} from {source}"])
-        if not ctx.check_mode:
-            src = ctx.root(source) if options.get("clone_from") else source
-            run(ctx.module, ["cp", "-a", "--reflink=auto", src, root + ".staging"])
-            os.rename(root + ".staging", root)
-            machine_id = os.path.join(root, "etc", "machine-id")
-            if os.path.exists(machine_id):
-                with open(machine_id, "w", encoding="utf-8"):
-                    pass
-    if options.get("address"):
-        path = os.path.join(root, "etc", "systemd", "network", "10-corral-host0.network")
-        content = _host0_network(options["address"], options.get("gateway"))
-        if read_text(path) != content:
-            result["changed"] = True
-            result["changes"].append(f"image: host0 address {options['address']}")
-            if not ctx.check_mode:
-                ensure_file(ctx.module, path, content)
-    result["restart_required"] = result["changed"] and not result["created"]
-    return result
+    """Build/clone the root when missing and run its post-setup (image logic, honours check mode)."""
+    try:
+        return images.ensure_image(ctx.module, _image_params(ctx, name, options))
+    except (images.ImageError, images.SetupError, CommandError) as exc:
+        raise FleetError(f"image {name}: {exc}") from None
+
+
+def adapter_validate_template(ctx: Context, item: dict) -> None:
+    options = {k: v for k, v in item.items() if k != "name"}
+    if not options.get("source"):
+        raise FleetError(f"templates[{item.get('name')}].source: required (how to build the template root)")
+    adapter_validate_image(ctx, item.get("name"), options, f"templates[{item.get('name')}]")
 
 
 def adapter_ensure_template(ctx: Context, item: dict) -> dict:
-    options = {k: v for k, v in item.items() if k != "name"}
-    return adapter_ensure_image(ctx, item["name"], options)
+    return adapter_ensure_image(ctx, item["name"], {k: v for k, v in item.items() if k != "name"})
 
 
 def adapter_remove_image(ctx: Context, name: str) -> None:
-    import shutil
-    shutil.rmtree(ctx.root(name))
+    try:
+        images.ensure_image(ctx.module, _image_params(ctx, name, {"force": True}, state="absent"))
+    except (images.ImageError, CommandError) as exc:
+        raise FleetError(f"purge {name}: {exc}") from None
 
 
 def adapter_owned_dropins(ctx: Context, name: str) -> List[str]:

@@ -434,3 +434,19 @@ def test_restart_never_is_still_reported_on_the_following_run(tmp_path, fake_ada
     assert first["pending_restart"] == second["pending_restart"] == ["web"] and not second["changed"]
     third = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
     assert third["machines"]["web"]["changes"] == ["restart"]
+
+
+@pytest.mark.parametrize("machine, templates, message", [
+    ({"name": "a", "image": {"source": "debootstrap"}}, [], "machines[a].image: "),
+    ({"name": "a", "image": {"source": "clone", "clone_from": "a"}}, [], "cannot be cloned from itself"),
+    ({"name": "a", "image": {"colour": "red"}}, [], "machines[a].image: unknown option(s) colour"),
+    ({"name": "a", "template": "t"}, [{"name": "t", "source": "tar"}], "templates[t]: "),
+    ({"name": "a", "template": "t"}, [{"name": "t"}], "templates[t].source: required"),
+])
+def test_image_options_are_validated_by_the_image_logic_before_any_change(tmp_path, machine, templates, message):
+    host = FakeHost()
+    params = _params(tmp_path, [machine], defaults={}, templates=templates)
+    with pytest.raises(fleet.FleetError) as info:
+        fleet.run_fleet(FakeModule(host, params))
+    assert message in str(info.value)
+    assert host.calls == [] and not (tmp_path / "nspawn").exists()
