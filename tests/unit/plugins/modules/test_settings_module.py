@@ -1,0 +1,96 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""corral.nspawn.settings main(): check mode, idempotence, removal, warnings (files in tmp_path)."""
+
+import os
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.corral.nspawn.plugins.modules import settings as module
+
+
+class Done(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+@pytest.fixture(autouse=True)
+def fake_host(monkeypatch, tmp_path):
+    def finish(self, **result):
+        raise Done(result)
+
+    def fail(self, **result):
+        raise Done(dict(result, failed=True))
+
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", finish)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail)
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warned.append(msg))
+    monkeypatch.setattr(module, "host_systemd_version", lambda _m: 252)
+    monkeypatch.setattr(module.ns, "untrusted_path", lambda name: str(tmp_path / "machines" / f"{name}.nspawn"))
+    return warned
+
+
+def run(args, check=False, diff=True):
+    with patch_module_args(dict(args, _ansible_check_mode=check, _ansible_diff=diff)):
+        with pytest.raises(Done) as info:
+            module.main()
+    return info.value.result
+
+
+def test_check_apply_check_apply(tmp_path):
+    path = str(tmp_path / "etc" / "web1.nspawn")
+    args = {"name": "web1", "path": path, "hostname": "web1", "bind": ["/srv/a:/a"]}
+    first = run(args, check=True)
+    assert first["changed"] and first["restart_required"] and not os.path.exists(path)
+    assert "Hostname=web1" in first["diff"]["after"]
+    second = run(args)
+    assert second["changed"] and os.path.exists(path)
+    mtime = os.stat(path).st_mtime_ns
+    third, fourth = run(args, check=True), run(args)
+    assert [third["changed"], fourth["changed"]] == [False, False]
+    assert [third["restart_required"], fourth["restart_required"]] == [False, False]
+    assert os.stat(path).st_mtime_ns == mtime
+    assert fourth["settings"] == {"Exec": {"Hostname": ["web1"]}, "Files": {"Bind": ["/srv/a:/a"]}}
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+
+
+def test_absent_removes_and_check_mode_keeps(tmp_path):
+    path = str(tmp_path / "web1.nspawn")
+    run({"name": "web1", "path": path, "boot": True})
+    assert run({"name": "web1", "path": path, "state": "absent"}, check=True)["changed"]
+    assert os.path.exists(path)
+    result = run({"name": "web1", "path": path, "state": "absent"})
+    assert result["changed"] and result["content"] is None and not os.path.exists(path)
+    assert run({"name": "web1", "path": path, "state": "absent"})["changed"] is False
+
+
+def test_bad_input_fails_before_writing(tmp_path):
+    path = str(tmp_path / "web1.nspawn")
+    result = run({"name": "web1", "path": path, "bind": ["relative"], "port": ["x"]})
+    assert result["failed"] and result["msg"].startswith("bind: item 'relative'") and "port:" in result["msg"]
+    assert not os.path.exists(path)
+
+
+def test_bad_name(tmp_path):
+    result = run({"name": "a/b", "path": str(tmp_path / "x.nspawn")})
+    assert result["failed"] and result["msg"].startswith("name:")
+
+
+def test_warnings_untrusted_unmanaged_and_path(tmp_path, fake_host):
+    (tmp_path / "machines").mkdir()
+    (tmp_path / "machines" / "web1.nspawn").write_text("[Network]\nPort=22\n")
+    path = tmp_path / "web1.nspawn"
+    path.write_text("[Exec]\nBoot=yes\n")  # hand-written, not ours
+    result = run({"name": "web1", "path": str(path), "bind": ["/srv"], "extra": {"Exec": {"NewKey": 1}}})
+    assert result["changed"]
+    text = " | ".join(fake_host)
+    assert "exists next to the image" in text
+    assert "was not written by corral.nspawn" in text
+    assert "ignores the privileged keys Files.Bind" in text
+    assert "extra.Exec.NewKey: not in the catalogue" in text
+    assert result["diff"]["before"] == "[Exec]\nBoot=yes\n"
