@@ -31,6 +31,7 @@ TRUSTED_DIRS = ("/etc/systemd/nspawn", "/run/systemd/nspawn")
 UNTRUSTED_DIR = "/var/lib/machines"
 _TRUE = ("yes", "true", "on", "1")
 _FALSE = ("no", "false", "off", "0")
+_BOOL_WORDS = {**{word: "yes" for word in _TRUE}, **{word: "no" for word in _FALSE}}
 _EXTRA_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _NEEDS_QUOTES = re.compile(r"[\s'\"]")
 _UPPERCASE_CHECKS = (check_capability, check_ambient_capability)  # systemd reads capability names in any case
@@ -115,7 +116,7 @@ def _scalar(spec: Key, value) -> str:
         raise ValueError("must be a single value, not a list or mapping")
     text = str(value).strip()
     if spec.kind == "enum":
-        text = {"true": "yes", "false": "no", "on": "yes", "off": "no"}.get(text, text) if spec.bools else text
+        text = _BOOL_WORDS.get(text.lower(), text) if spec.bools else text
         if text not in spec.choices:
             raise ValueError(f"must be one of {', '.join(spec.choices)}")
         return text

@@ -29,6 +29,8 @@ def body(params):
     ({"timezone": "bind"}, ["Exec.Timezone=bind"]),
     ({"volatile": True}, ["Files.Volatile=yes"]),
     ({"volatile": "state"}, ["Files.Volatile=state"]),
+    ({"volatile": "True"}, ["Files.Volatile=yes"]),
+    ({"volatile": "0"}, ["Files.Volatile=no"]),
     ({"private_users": False}, ["Exec.PrivateUsers=no"]),
     ({"private_users": "pick"}, ["Exec.PrivateUsers=pick"]),
     ({"limit_nofile": 4096}, ["Exec.LimitNOFILE=4096"]),
