@@ -1,0 +1,468 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Image validation, planning, staging/rename, leftovers, removal safety and post-setup."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from ansible_collections.corral.nspawn.plugins.module_utils import images, images_setup as setup
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+
+
+class FakeModule:
+    """Runs real commands (cp, tar) unless scripted; records every argv; no machined, no systemctl."""
+
+    def __init__(self, check_mode=False, missing=(), answers=None):
+        self.check_mode = check_mode
+        self.missing = set(missing) | {"systemctl", "machinectl", "importctl"}
+        self.answers = answers or {}
+        self.calls, self.warnings = [], []
+
+    def get_bin_path(self, name, *args, **kwargs):
+        return None if name in self.missing else shutil.which(name)
+
+    def run_command(self, argv, data=None, **kwargs):
+        self.calls.append(list(argv))
+        for prefix, answer in self.answers.items():
+            if prefix in argv or prefix in (os.path.basename(a) for a in argv):
+                return answer
+        proc = subprocess.run(argv, input=data, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+    def atomic_move(self, src, dest, unsafe_writes=False):
+        os.rename(src, dest)
+
+
+def make_template(path):
+    """A tiny root: hardlinks, a symlink, shadow, ssh host key, securetty, xattr-free but mode-rich."""
+    for d in ("etc/ssh", "usr/lib/systemd/system", "root", "var/lib/dbus"):
+        os.makedirs(os.path.join(path, d))
+    files = {"etc/machine-id": "0123456789abcdef0123456789abcdef\n", "etc/hostname": "template\n",
+             "etc/shadow": "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+             "etc/securetty": "console\ntty1\n", "var/lib/dbus/machine-id": "0123\n",
+             "usr/lib/systemd/system/systemd-networkd.service": "[Install]\nWantedBy=multi-user.target\n"}
+    for rel, text in files.items():
+        with open(os.path.join(path, rel), "w", encoding="utf-8") as handle:
+            handle.write(text)
+    os.chmod(os.path.join(path, "etc/shadow"), 0o640)
+    os.link(os.path.join(path, "etc/hostname"), os.path.join(path, "etc/hostname.hardlink"))
+    os.symlink("/etc/hostname", os.path.join(path, "etc/abs-link"))
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                    os.path.join(path, "etc/ssh/ssh_host_ed25519_key")], check=True)
+    return path
+
+
+@pytest.fixture
+def machines(tmp_path):
+    mdir = tmp_path / "machines"
+    mdir.mkdir()
+    make_template(str(mdir / "tmpl"))
+    return str(mdir)
+
+
+def params(machines_dir, **kw):
+    return images.normalize(dict({"name": "web1", "machines_dir": machines_dir}, **kw))
+
+
+# ---------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("kw, fragment", [
+    ({"name": ".host"}, "name: '.host' is reserved"),
+    ({"name": "a" * 65}, "longer than 64"),
+    ({"name": "bad/name"}, "not a valid machine name"),
+    ({"source": "debootstrap"}, "suite: required with source=debootstrap"),
+    ({"source": "debootstrap", "suite": "bookworm", "variant": "Min Base"}, "variant"),
+    ({"source": "dnf", "packages": ["x"]}, "releasever: required"),
+    ({"source": "zypper"}, "packages: required"),
+    ({"source": "mkosi"}, "mkosi_directory: required"),
+    ({"source": "tar"}, "path/url: give exactly one"),
+    ({"source": "tar", "path": "/a", "url": "http://b/c"}, "path/url"),
+    ({"source": "tar", "url": "ftp://x/y"}, "url:"),
+    ({"source": "tar", "path": "/a", "checksum": "sha256"}, "checksum:"),
+    ({"source": "tar", "path": "/a", "checksum": "crc32:abcd"}, "checksum:"),
+    ({"source": "raw", "path": "/a", "hostname": "x"}, "source=raw: post-setup"),
+    ({"source": "clone"}, "clone_from: required"),
+    ({"source": "clone", "clone_from": "web1"}, "cloned from itself"),
+    ({"source": "clone", "clone_from": "../etc"}, "clone_from:"),
+    ({"source": "directory", "path": "rel"}, "absolute"),
+    ({"source": "tar", "path": "/a", "suite": "bookworm"}, "suite: only used with source=debootstrap"),
+    ({"source": "clone", "clone_from": "t", "packages": ["x"]}, "packages: only used with"),
+    ({"source": "clone", "clone_from": "t", "address": "10.0.0.5"}, "address: '10.0.0.5' must be an address with prefix"),
+    ({"source": "clone", "clone_from": "t", "address": "10.0.0.5/33"}, "address:"),
+    ({"source": "clone", "clone_from": "t", "gateway": "10.0.0.1"}, "only used together with address"),
+    ({"source": "clone", "clone_from": "t", "address": "10.0.0.5/24", "gateway": "fe80::1"}, "same IP version"),
+    ({"source": "clone", "clone_from": "t", "address": "10.0.0.5/24", "dns": ["dns.example"]}, "dns:"),
+    ({"source": "clone", "clone_from": "t", "hostname": "-bad"}, "hostname:"),
+    ({"source": "clone", "clone_from": "t", "root_password_hash": "plain"}, "root_password_hash"),
+    ({"source": "clone", "clone_from": "t", "authorized_keys": ["a\nb"]}, "one key per list item"),
+])
+def test_validation_names_option_and_value(kw, fragment):
+    errors = images.validate(params("/var/lib/machines", **kw))
+    assert any(fragment in e for e in errors), errors
+
+
+def test_relative_machines_dir_is_refused():
+    assert any("machines_dir" in e for e in images.validate(images.normalize({"name": "a", "machines_dir": "rel"})))
+
+
+@pytest.mark.parametrize("kw", [
+    {"source": "debootstrap", "suite": "bookworm", "variant": "minbase", "include": ["systemd"]},
+    {"source": "tar", "url": "https://images.invalid/x.tar.xz", "checksum": "sha256:" + "ab" * 32},
+    {"source": "clone", "clone_from": "tmpl", "address": "10.0.0.5/24", "gateway": "10.0.0.1", "dns": ["10.0.0.1"]},
+    {"source": "raw", "path": "/x.raw"},
+    {"state": "absent", "suite": "ignored"},
+    {"hostname": "web1"},
+])
+def test_valid_options_pass(kw):
+    assert images.validate(params("/var/lib/machines", **kw)) == []
+
+
+# ---------------------------------------------------------------- plan (pure)
+
+def test_plan_create_needs_source():
+    with pytest.raises(images.ImageError, match="source: required to create"):
+        images.plan(params("/m"), images.Paths("/m", "web1"), images.Current())
+
+
+def test_plan_existing_root_is_never_rebuilt_without_force():
+    record = {"source": "debootstrap", "suite": "bookworm"}
+    cur = images.Current(exists=True, kind="directory", record=dict(record, variant=None, components=None))
+    desired = params("/m", source="debootstrap", suite="trixie")
+    todo = images.plan(desired, images.Paths("/m", "web1"), cur)
+    assert todo.action == "none" and "suite: 'bookworm' -> 'trixie'" in todo.warnings[0]
+    forced = images.plan(dict(desired, force=True), images.Paths("/m", "web1"), cur)
+    assert forced.action == "rebuild" and "force" in forced.changes[0]
+
+
+def test_plan_rebuild_refused_while_running():
+    cur = images.Current(exists=True, kind="directory", running=True)
+    with pytest.raises(images.ImageError, match="running"):
+        images.plan(params("/m", source="clone", clone_from="t", force=True), images.Paths("/m", "web1"), cur)
+
+
+def test_plan_absent_refuses_running_unless_force():
+    cur = images.Current(exists=True, kind="directory", running=True)
+    with pytest.raises(images.ImageError, match="is running; stop it first or set force=true"):
+        images.plan(params("/m", state="absent"), images.Paths("/m", "web1"), cur)
+    todo = images.plan(params("/m", state="absent", force=True), images.Paths("/m", "web1"), cur)
+    assert todo.stop and todo.action == "remove"
+
+
+def test_plan_leftovers_are_cleaned_in_every_state():
+    cur = images.Current(leftovers=["/m/.corral-staging-web1"])
+    for state in ("present", "absent"):
+        todo = images.plan(params("/m", state=state, source="clone", clone_from="t"), images.Paths("/m", "web1"), cur)
+        assert todo.cleanup == ["/m/.corral-staging-web1"] and "leftovers" in todo.changes[0]
+
+
+def test_plan_symlink_out_of_machines_dir_is_refused_for_present(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "outside").mkdir()
+    os.symlink(str(tmp_path / "outside"), str(tmp_path / "m" / "web1"))
+    paths = images.Paths(str(tmp_path / "m"), "web1")
+    cur = images.Current(exists=True, kind="symlink", target=str(tmp_path / "outside"))
+    with pytest.raises(images.ImageError, match="outside machines_dir"):
+        images.plan(params(paths.machines_dir, hostname="x"), paths, cur)
+    todo = images.plan(params(paths.machines_dir, state="absent"), paths, cur)
+    assert "its target" in todo.changes[-1]
+
+
+def test_import_name_is_a_valid_machine_name_for_long_names():
+    from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
+    assert machine_name_error(images.Paths("/var/lib/machines", "a" * 64).import_name) is None
+
+
+# ---------------------------------------------------------------- mounts, processes, fs types (pure parts)
+
+MOUNTINFO = """22 1 8:1 / / rw - ext4 /dev/vda rw
+40 22 0:40 / /var/lib/machines rw - btrfs /dev/vdb rw
+41 40 0:41 / /var/lib/machines/.corral-staging-web1/root/proc rw - proc proc rw
+42 40 0:42 / /var/lib/machines/.corral-staging-web1/root/proc/sys/fs/binfmt_misc rw - binfmt_misc x rw
+43 22 0:43 / /srv/with\\040space rw - tmpfs tmpfs rw
+"""
+
+
+def test_mounts_under_deepest_first_and_fs_type():
+    mounts = images.parse_mountinfo(MOUNTINFO)
+    assert ("/srv/with space", "tmpfs") in mounts
+    assert images.mounts_under("/var/lib/machines/.corral-staging-web1", mounts) == [
+        "/var/lib/machines/.corral-staging-web1/root/proc/sys/fs/binfmt_misc",
+        "/var/lib/machines/.corral-staging-web1/root/proc"]
+    assert images.mounts_under("/var/lib/machines/web1", mounts) == []
+    assert images.fs_type("/var/lib/machines/web1", mounts) == "btrfs"
+    assert images.fs_type("/var/lib/machinesX", mounts) == "ext4"
+
+
+@pytest.mark.parametrize("argv, root, cwd, uses", [
+    (["debootstrap", "bookworm", "/m/.corral-staging-w/root"], "/", "/", True),
+    (["dpkg", "-i", "x.deb"], "/m/.corral-staging-w/root", "/", True),
+    (["sh"], "/", "/m/.corral-staging-w/root/tmp", True),
+    (["sh"], "/", "/m/.corral-staging-w2", False),
+    (["cat", "/m/.corral-staging-wx"], "/", "/", False),
+])
+def test_path_uses(argv, root, cwd, uses):
+    assert images.path_uses("/m/.corral-staging-w", argv, root, cwd) is uses
+
+
+# ---------------------------------------------------------------- staging and rename (real files)
+
+def test_clone_builds_in_staging_then_renames_and_prepares(machines):
+    module = FakeModule()
+    result = images.ensure_image(module, params(machines, source="clone", clone_from="tmpl", hostname="web1"))
+    root = os.path.join(machines, "web1")
+    assert result["created"] and result["changed"] and not result["restart_required"]
+    assert sorted(os.listdir(machines)) == ["tmpl", "web1"]
+    assert open(os.path.join(root, "etc/hostname")).read() == "web1\n"
+    assert open(os.path.join(root, "etc/machine-id")).read() == ""
+    assert not os.path.exists(os.path.join(root, "var/lib/dbus/machine-id"))
+    # cp -a: symlinks (not followed) and modes kept; hostname was rewritten atomically (a new inode)
+    assert open(os.path.join(root, "etc/hostname.hardlink")).read() == "template\n"
+    tmpl = os.path.join(machines, "tmpl")
+    assert os.readlink(os.path.join(root, "etc/abs-link")) == "/etc/hostname"
+    assert os.stat(os.path.join(root, "etc/shadow")).st_mode & 0o777 == 0o640
+    assert open(os.path.join(tmpl, "etc/machine-id")).read().startswith("0123")  # template untouched
+    key = open(os.path.join(root, "etc/ssh/ssh_host_ed25519_key.pub")).read()
+    assert key != open(os.path.join(tmpl, "etc/ssh/ssh_host_ed25519_key.pub")).read()
+    assert any("cp" in c and "--reflink=auto" in c for c in module.calls)
+    assert images.read_record(root) == {"source": "clone", "clone_from": "tmpl"}
+    again = images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl", hostname="web1"))
+    assert again["changed"] is False and again["changes"] == []
+
+
+def test_hardlinks_survive_the_copy(machines):
+    images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl", reset_machine_id=False))
+    root = os.path.join(machines, "web1")
+    os.link(os.path.join(machines, "tmpl/etc/securetty"), os.path.join(machines, "tmpl/etc/securetty.hl"))
+    images.ensure_image(FakeModule(), params(machines, name="web2", source="clone", clone_from="tmpl"))
+    web2 = os.path.join(machines, "web2")
+    assert os.stat(os.path.join(web2, "etc/securetty")).st_ino == os.stat(os.path.join(web2, "etc/securetty.hl")).st_ino
+    assert os.path.isdir(root)
+
+
+def test_check_mode_changes_nothing_and_predicts(machines):
+    before = sorted(os.listdir(machines))
+    module = FakeModule(check_mode=True)
+    result = images.ensure_image(module, params(machines, source="clone", clone_from="tmpl", hostname="web1",
+                                                address="10.0.0.5/24"))
+    assert result["changed"] and result["created"]
+    assert sorted(os.listdir(machines)) == before and module.calls == []
+    text = result["diff"][0]["after"]
+    assert "create" in text and "hostname" in text and "10-corral-host0.network" in text
+    assert result["diff"][0]["before"].endswith("absent\n")
+
+
+def test_check_mode_clone_of_a_template_not_yet_created_warns(machines):
+    module = FakeModule(check_mode=True)
+    result = images.ensure_image(module, params(machines, source="clone", clone_from="later"))
+    assert result["changed"] and "not an existing directory (yet)" in module.warnings[0]
+    with pytest.raises(images.ImageError, match="clone_from: .* is not an existing directory"):
+        images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="later"))
+    assert sorted(os.listdir(machines)) == ["tmpl"]
+
+
+def test_failed_build_leaves_no_root_and_no_staging(machines):
+    module = FakeModule(answers={"cp": (1, "", "cp: disk full")})
+    with pytest.raises(CommandError, match="disk full"):
+        images.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
+    assert sorted(os.listdir(machines)) == ["tmpl"]
+
+
+def test_interrupted_build_leftovers_are_removed_then_rebuilt(machines):
+    """Regression for kill -9 mid-build: a staging dir (and an old-root leftover) are cleaned, never used."""
+    staging = os.path.join(machines, ".corral-staging-web1", "root", "etc")
+    os.makedirs(staging)
+    os.makedirs(os.path.join(machines, ".corral-old-web1"))
+    check = images.ensure_image(FakeModule(check_mode=True), params(machines, source="clone", clone_from="tmpl"))
+    assert sum("leftovers" in c for c in check["changes"]) == 2 and os.path.isdir(staging)
+    result = images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl"))
+    assert result["created"] and sorted(os.listdir(machines)) == ["tmpl", "web1"]
+
+
+def test_missing_tool_fails_before_any_change(machines):
+    for source, extra, tool in (("debootstrap", {"suite": "bookworm"}, "debootstrap"),
+                                ("pacstrap", {}, "pacstrap"), ("mkosi", {"mkosi_directory": "/x"}, "mkosi"),
+                                ("dnf", {"releasever": "40", "packages": ["x"]}, "dnf"),
+                                ("zypper", {"packages": ["x"]}, "zypper")):
+        module = FakeModule(missing={tool})
+        with pytest.raises(images.ImageError, match=f"source={source} needs the '{tool}' command"):
+            images.ensure_image(module, params(machines, source=source, **extra))
+        assert module.calls == [] and sorted(os.listdir(machines)) == ["tmpl"]
+
+
+def test_bootstrap_runs_the_built_command_in_staging(machines):
+    module = FakeModule(answers={"debootstrap": (0, "", "")})  # scripted: never runs the real tool
+    module.get_bin_path = lambda name, *a, **k: f"/usr/sbin/{name}" if name == "debootstrap" else shutil.which(name)
+    result = images.ensure_image(module, params(machines, source="debootstrap", suite="bookworm", hostname="x"))
+    argv = next(c for c in module.calls if "/usr/sbin/debootstrap" in c)
+    if shutil.which("setpriv"):  # the builder dies with the module (kill -9 of the module stops it)
+        assert argv[:4] == [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"]
+    assert argv[-2:] == ["bookworm", os.path.join(machines, ".corral-staging-web1", "root")]
+    assert result["created"] and sorted(os.listdir(machines)) == ["tmpl", "web1"]
+    assert images.read_record(os.path.join(machines, "web1"))["suite"] == "bookworm"
+
+
+def test_tar_import_with_checksum(machines, tmp_path):
+    archive = str(tmp_path / "root.tar.gz")
+    subprocess.run(["tar", "-C", os.path.join(machines, "tmpl"), "-czf", archive, "."], check=True)
+    import hashlib
+    digest = hashlib.sha256(open(archive, "rb").read()).hexdigest()
+    with pytest.raises(images.ImageError, match="checksum: .* expected sha256:00"):
+        images.ensure_image(FakeModule(), params(machines, source="tar", path=archive, checksum="sha256:" + "0" * 64))
+    assert sorted(os.listdir(machines)) == ["tmpl"]
+    result = images.ensure_image(FakeModule(), params(machines, source="tar", path=archive,
+                                                      checksum=f"sha256:{digest}", hostname="web1"))
+    assert result["created"] and open(os.path.join(machines, "web1/etc/hostname")).read() == "web1\n"
+
+
+def test_importer_choice(machines):
+    p = params(machines, source="tar", path="/x.tar")
+    assert images.choose_importer(FakeModule(), p, images.Paths(machines, "web1")) == "tar"
+    with pytest.raises(images.ImageError, match="imports only into /var/lib/machines"):
+        images.choose_importer(FakeModule(), dict(p, importer="machinectl"), images.Paths(machines, "web1"))
+    with pytest.raises(images.ImageError, match="source=raw needs systemd-importd"):
+        images.choose_importer(FakeModule(), dict(p, source="raw"), images.Paths(machines, "web1"))
+
+
+def test_force_rebuild_swaps_in_a_new_root(machines):
+    images.ensure_image(FakeModule(), params(machines, source="directory", path=os.path.join(machines, "tmpl")))
+    marker = os.path.join(machines, "web1", "etc", "local-change")
+    open(marker, "w").close()
+    warned = FakeModule()
+    same = images.ensure_image(warned, params(machines, source="clone", clone_from="tmpl"))
+    assert same["changed"] is False and "force=true rebuilds it" in warned.warnings[0]
+    result = images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl", force=True))
+    assert result["rebuilt"] and not os.path.exists(marker)
+    assert sorted(os.listdir(machines)) == ["tmpl", "web1"]
+
+
+# ---------------------------------------------------------------- absent
+
+def test_absent_removes_root_and_nothing_else(machines):
+    images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl"))
+    check = images.ensure_image(FakeModule(check_mode=True), params(machines, state="absent"))
+    assert check["changed"] and os.path.isdir(os.path.join(machines, "web1"))
+    result = images.ensure_image(FakeModule(), params(machines, state="absent"))
+    assert result["removed"] and sorted(os.listdir(machines)) == ["tmpl"]
+    assert images.ensure_image(FakeModule(), params(machines, state="absent"))["changed"] is False
+
+
+def test_absent_symlink_removes_only_the_link(machines, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep")
+    os.symlink(str(outside), os.path.join(machines, "web1"))
+    result = images.ensure_image(FakeModule(), params(machines, state="absent"))
+    assert result["removed"] and (outside / "precious").read_text() == "keep"
+    assert not os.path.lexists(os.path.join(machines, "web1"))
+
+
+def test_absent_never_follows_symlinks_inside_the_root(machines, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep")
+    images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl"))
+    os.symlink(str(outside), os.path.join(machines, "web1", "escape"))
+    images.ensure_image(FakeModule(), params(machines, state="absent"))
+    assert (outside / "precious").read_text() == "keep"
+
+
+# ---------------------------------------------------------------- post-setup
+
+def test_post_setup_each_step_idempotent(machines):
+    root = os.path.join(machines, "tmpl")
+    opts = params(machines, hostname="h1", root_password="s3cret", authorized_keys=["ssh-ed25519 AAAA k1"],
+                  address="10.1.0.9/24", dns=["10.1.0.1"], securetty_fix=True)
+    # systemctl --root is scripted (never the host's real systemctl)
+    checker = FakeModule(check_mode=True, answers={"is-enabled": (1, "disabled\n", "")})
+    checker.missing.discard("systemctl")
+    changed, actions = setup.ensure_post_setup(checker, root, opts)
+    assert not any("enable" in c for c in checker.calls)
+    assert changed and len(actions) >= 5
+    assert open(os.path.join(root, "etc/hostname")).read() == "template\n"  # check mode wrote nothing
+    module = FakeModule()
+    module.missing.discard("systemctl")
+    module.answers = {"is-enabled": (1, "disabled\n", ""), "enable": (0, "", "")}
+    changed, actions = setup.ensure_post_setup(module, root, opts)
+    assert changed
+    assert {a.split(":")[0] for a in actions} >= {"hostname", "root password", "authorized_keys", "host0 address",
+                                                  "securetty (machinectl login)"}
+    assert any("enable systemd-networkd.service" in a for a in actions)
+    shadow = open(os.path.join(root, "etc/shadow")).read()
+    assert shadow.startswith("root:$6$") and "daemon:*:" in shadow
+    assert os.stat(os.path.join(root, "etc/shadow")).st_mode & 0o777 == 0o640
+    assert os.stat(os.path.join(root, "root/.ssh/authorized_keys")).st_mode & 0o777 == 0o600
+    assert "pts/0\n" in open(os.path.join(root, "etc/securetty")).read()
+    module.answers = {"is-enabled": (0, "enabled\n", "")}
+    module.calls = []
+    assert setup.ensure_post_setup(module, root, opts) == (False, [])
+    assert not any("enable" in c for c in module.calls)
+
+
+def test_post_setup_password_hash_given(machines):
+    root = os.path.join(machines, "tmpl")
+    opts = {"root_password_hash": "$6$abc$def"}
+    assert setup.ensure_post_setup(FakeModule(), root, opts)[0] is True
+    assert setup.shadow_root_hash(open(os.path.join(root, "etc/shadow")).read()) == "$6$abc$def"
+    assert setup.ensure_post_setup(FakeModule(), root, opts)[0] is False
+
+
+def test_post_setup_refuses_symlinked_paths_out_of_the_root(machines, tmp_path):
+    root = os.path.join(machines, "tmpl")
+    host_file = tmp_path / "host-hostname"
+    host_file.write_text("host\n")
+    os.unlink(os.path.join(root, "etc/hostname"))
+    os.symlink(str(host_file), os.path.join(root, "etc/hostname"))
+    with pytest.raises(setup.SetupError, match="symlink"):
+        setup.ensure_post_setup(FakeModule(), root, {"hostname": "evil"})
+    os.symlink(str(tmp_path), os.path.join(root, "etcx"))
+    with pytest.raises(setup.SetupError, match="outside the root"):
+        setup.inside(root, "etcx/hostname")
+    assert host_file.read_text() == "host\n"
+
+
+def test_machine_id_and_ssh_keys_only_on_fresh_roots(machines):
+    root = os.path.join(machines, "tmpl")
+    assert setup.ensure_post_setup(FakeModule(), root, {"reset_machine_id": True,
+                                                       "regenerate_ssh_host_keys": True}) == (False, [])
+    changed, actions = setup.ensure_post_setup(FakeModule(), root, {"reset_machine_id": True,
+                                                                   "regenerate_ssh_host_keys": True}, fresh=True)
+    assert changed and any("machine-id" in a for a in actions) and any("ssh host keys" in a for a in actions)
+
+
+def test_ssh_keygen_missing_is_a_clear_error(machines):
+    with pytest.raises(setup.SetupError, match="ssh-keygen is not installed"):
+        setup.ensure_post_setup(FakeModule(missing={"ssh-keygen"}), os.path.join(machines, "tmpl"),
+                                {"regenerate_ssh_host_keys": True}, fresh=True)
+
+
+@pytest.mark.parametrize("address, gateway, dns, lines", [
+    ("10.0.0.5/24", None, None, ["Address=10.0.0.5/24", "Gateway=10.0.0.1"]),
+    ("10.0.0.5/24", "10.0.0.254", ["1.1.1.1", "9.9.9.9"], ["Gateway=10.0.0.254", "DNS=1.1.1.1", "DNS=9.9.9.9"]),
+    ("fd00::5/64", None, None, ["Address=fd00::5/64", "Gateway=fd00::1"]),
+])
+def test_host0_network(address, gateway, dns, lines):
+    text = setup.host0_network(address, gateway, dns)
+    assert text.startswith("# Managed by corral.nspawn") and "Name=host0" in text
+    for line in lines:
+        assert line + "\n" in text
+
+
+def test_securetty_missing_and_shadow_helpers():
+    assert setup.securetty_missing("console\npts/0\n") == [f"pts/{n}" for n in range(1, 10)]
+    assert setup.hash_salt("$6$salt$hash") == ("6", "salt") and setup.hash_salt("$y$j9T$a$b") is None
+    with pytest.raises(setup.SetupError, match="no root entry"):
+        setup.shadow_with_root_hash("daemon:*:1::::::\n", "$6$x$y")
+
+
+def test_password_matches_roundtrip():
+    module = FakeModule()
+    crypted = setup.hash_password(module, "pw", "6", "abcdefgh")
+    assert crypted.startswith("$6$abcdefgh$")
+    assert setup.password_matches(module, "pw", crypted) and not setup.password_matches(module, "other", crypted)
+    assert not setup.password_matches(module, "pw", "*")
