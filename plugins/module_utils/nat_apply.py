@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reconcile corral.nspawn.nat: read the ruleset, plan (nat.py, nft.py), write files, apply one transaction."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from ansible_collections.corral.nspawn.plugins.module_utils import nat, network_apply, networkd, nft, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, file_diff, read_text
+from ansible_collections.corral.nspawn.plugins.module_utils.unitfile import HEADER
+
+
+def backend(module) -> nft.Backend:
+    """libnftables binding or the nft binary; a clear error when neither is there."""
+    found = nft.Backend(module)
+    if not found.available():
+        from ansible.module_utils.basic import missing_required_lib
+        module.fail_json(msg=missing_required_lib("nftables (Debian: python3-nftables or the nft command)"))
+    return found
+
+
+def _read_sysctl(keys) -> Dict[str, Optional[str]]:
+    return {key: read_text(nat.sysctl_proc_path(key)) for key in keys}
+
+
+def _apply_sysctl(module, settings: Dict[str, str]) -> List[str]:
+    todo = nat.sysctl_changes(settings, _read_sysctl(settings))
+    if not module.check_mode:
+        for key, value in todo.items():
+            with open(nat.sysctl_proc_path(key), "w", encoding="utf-8") as handle:
+                handle.write(value + "\n")
+    return [f"set {key} = {value}" for key, value in todo.items()]
+
+
+def _unit_enabled(module, unit: str) -> bool:
+    return systemd.is_enabled(systemd.show_unit(module, unit, ["UnitFileState"]).get("UnitFileState", ""))
+
+
+def _boot_unit(module, table: str, present: bool, unit_changed: bool) -> List[str]:
+    """Enable (or disable) the unit that restores the table at boot; daemon-reload when its file changed."""
+    unit = nat.unit_name(table)
+    enabled = _unit_enabled(module, unit)
+    if module.check_mode or (present == enabled and not unit_changed):
+        return [] if present == enabled else [f"{'enable' if present else 'disable'} {unit}"]
+    if unit_changed and present:
+        systemd.daemon_reload(module)
+    if present != enabled:
+        systemd.systemctl(module, "enable" if present else "disable", [unit])
+        return [f"{'enable' if present else 'disable'} {unit}"]
+    return []
+
+
+def _files(module, table: str, desired: Optional[list], settings: Dict[str, str]) -> list:
+    present = desired is not None
+    nft_bin = module.get_bin_path("nft") or "/usr/sbin/nft"
+    plan = {nat.ruleset_path(table): nft.render_file(desired, HEADER + "\n") if present else None,
+            nat.unit_path(table): nat.render_unit(table, nft_bin) if present else None,
+            nat.sysctl_path(table): nat.render_sysctl(settings) if present else None}
+    return [ensure_file(module, path, text, 0o644) for path, text in plan.items()]
+
+
+def _ownership(module, params: dict, current) -> None:
+    if current is not None and not params["force"] and not nft.owned(current):
+        module.fail_json(msg=f"table: {nft.FAMILY} {params['table']} exists and was not created by corral.nspawn "
+                             "(no rule carries a 'corral:' comment); refusing to replace it. Choose another "
+                             "table or set force=true", ruleset=nft.render(current))
+
+
+def run(module) -> dict:
+    params = module.params
+    table = params["table"]
+    todo = nat.plan(params, networkd.managed_networks(network_apply.read_dir()))
+    if todo.errors:
+        module.fail_json(msg="; ".join(todo.errors))
+    engine = backend(module)
+    ruleset = engine.list_ruleset()
+    current = nft.table_objects(ruleset, table)
+    _ownership(module, params, current)
+    present = params["state"] == "present"
+    desired = nft.build_ruleset(todo.ruleset_params())["nftables"] if present else None
+    blockers = nft.foreign_blockers(ruleset, table) if present else []
+    integrate = nft.integrate_commands(ruleset, table, blockers if params["integrate"] else [], todo.links)
+    for warning in todo.warnings:
+        module.warn(warning)
+    for b in blockers if not params["integrate"] else []:
+        module.warn(f"table {b['family']} {b['table']} chain {b['chain']} (hook {b['hook']}, {b['reason']}) may drop "
+                    "container traffic: tables are independent, an accept in ours does not override it. Add accepts "
+                    "there, or set integrate=true")
+    table_changed = (not nft.same(desired, current)) if present else current is not None
+    commands = (nft.replace_commands(desired, table) if present else nft.delete_commands(table)) \
+        if table_changed else []
+    settings = nat.sysctl_settings(todo) if present else {}
+    changes = [] if present else _boot_unit(module, table, False, False)  # disable while the unit file exists
+    files = _files(module, table, desired, settings)
+    changes += [f"{r.action} {r.path}" for r in files if r.changed]
+    if present:
+        changes += _apply_sysctl(module, settings)
+        changes += _boot_unit(module, table, True, any(r.changed and r.path == nat.unit_path(table) for r in files))
+    elif any(r.changed and r.path == nat.unit_path(table) for r in files) and not module.check_mode:
+        systemd.daemon_reload(module)
+    if table_changed:
+        changes.append(f"{'replace' if present and current is not None else 'create' if present else 'delete'} "
+                       f"table {nft.FAMILY} {table}")
+    if integrate:
+        changes.append(f"update {len(integrate)} integrate rule command(s) in other tables")
+    if (commands or integrate) and not module.check_mode:
+        engine.apply(commands + integrate)
+        after = nft.table_objects(engine.list_ruleset(), table)
+        if present and not nft.same(desired, after):
+            module.fail_json(msg="the table read back after the transaction differs from the desired one",
+                             changed=True, observed=nft.render(after), expected=nft.render(desired))
+    result = dict(changed=bool(changes), changes=changes, table=f"{nft.FAMILY} {table}", backend=engine.name,
+                  chains=nft.summary(desired), blockers=blockers, sysctl=settings,
+                  masquerade=[str(n) for n in todo.masquerade], links=todo.links, forwards=todo.forwards)
+    if module._diff and changes:
+        diffs = [r.diff for r in files if r.changed and r.diff]
+        if table_changed:
+            diffs.insert(0, file_diff(f"nft table {nft.FAMILY} {table}", nft.render(current) if current is not None
+                                      else None, nft.render(desired) if present else None))
+        result["diff"] = diffs
+    return result
