@@ -80,7 +80,7 @@ def parse_size(value, base: int = 1024) -> int:
         raise ValueError(text)
     number, suffix = match.groups()
     multiplier = base ** (_SUFFIXES.index(suffix) + 1) if suffix else 1
-    whole, _, frac = number.partition(".")
+    whole, _dot, frac = number.partition(".")
     size = int(whole) * multiplier + (int(frac) * multiplier) // (10 ** len(frac)) if frac else int(whole) * multiplier
     if frac and not suffix:
         raise ValueError(text)
@@ -92,7 +92,7 @@ def parse_percent(text: str) -> int:
     match = _PERCENT.match(text.strip())
     if not match:
         raise ValueError(text)
-    whole, _, frac = match.group(1).partition(".")
+    whole, _dot, frac = match.group(1).partition(".")
     return int(whole) * 100 + int((frac + "00")[:2])
 
 
@@ -194,7 +194,7 @@ def _tasks(value) -> str:
 
 
 def _bandwidth(value) -> str:
-    path, _, rate = str(value).strip().rpartition(" ")
+    path, _sep, rate = str(value).strip().rpartition(" ")
     path = path.strip()
     if not path.startswith("/") or " " in path:
         raise ValueError(value)

@@ -38,7 +38,7 @@ def parse_show(text: str) -> Dict[str, Dict[str, str]]:
                 units[block["Id"]] = block
             block = {}
             continue
-        key, _, value = line.partition("=")
+        key, _sep, value = line.partition("=")
         block[key] = value
     return units
 

@@ -21,7 +21,7 @@ description:
     the M(corral.nspawn.settings) task (see EXAMPLES); RV(pending_restart) tells when a running container
     started before its C(.nspawn) settings were last written.
 author:
-  - corral.nspawn contributors
+  - corral.nspawn contributors (@corral-nspawn)
 options:
   name:
     description: Machine name; its image must exist (for example C(/var/lib/machines/NAME)) to start it.
@@ -49,13 +49,14 @@ options:
     default: 90
 attributes:
   check_mode:
-    description: Predicts the same RV(changed) as a real run and changes nothing (no wait after a predicted start).
+    description: Predicts the same C(changed) as a real run and changes nothing (no wait after a predicted start).
     support: full
   diff_mode:
     description: Shows state and enablement before and after.
     support: full
   platform:
     description: Hosts with systemd 249 or newer, systemd-machined and D-Bus.
+    support: full
     platforms: posix
 seealso:
   - module: corral.nspawn.resources

@@ -15,7 +15,7 @@ description:
     OS, addresses, root path and size, the parsed C(.nspawn) settings and the resource drop-in values.
   - Read only.
 author:
-  - corral.nspawn contributors
+  - corral.nspawn contributors (@corral-nspawn)
 options:
   name:
     description: Only these machines (by default all).
@@ -34,6 +34,7 @@ attributes:
     support: none
   platform:
     description: Hosts with systemd 249 or newer, systemd-machined and D-Bus.
+    support: full
     platforms: posix
 seealso:
   - module: corral.nspawn.machine
@@ -102,13 +103,13 @@ machines:
       description: The C(.nspawn) file, if one exists.
       type: str
     settings:
-      description: Parsed C(.nspawn) file, C({Section: {Key: value or list}}).
+      description: Parsed C(.nspawn) file, section to key to value (a list for repeated keys).
       type: dict
     resources_path:
       description: The corral resource drop-in, if one exists.
       type: str
     resources:
-      description: Limits from the drop-in, C({Key: value or list}).
+      description: Limits from the drop-in, key to value (a list for repeated keys).
       type: dict
     limits:
       description: Live limits as C(systemctl show) reports them (MemoryMax in bytes, CPUQuotaPerSecUSec...).

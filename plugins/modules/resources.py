@@ -20,7 +20,7 @@ description:
     RV(pending_restart).
   - Sizes are normalised, so V(2G) and V(2048M) are the same limit and cause no change.
 author:
-  - corral.nspawn contributors
+  - corral.nspawn contributors (@corral-nspawn)
 options:
   name:
     description: Machine name (the instance of C(systemd-nspawn@.service)).
@@ -75,17 +75,18 @@ options:
     elements: str
   extra:
     description:
-      - Other C([Service]) keys as C(Key: value) (a list value repeats the key). Applied at the next start.
+      - Other C([Service]) keys as a mapping of key to value (a list value repeats the key). Applied at the next start.
     type: dict
 attributes:
   check_mode:
-    description: Predicts the same RV(changed) as a real run and changes nothing.
+    description: Predicts the same C(changed) as a real run and changes nothing.
     support: full
   diff_mode:
     description: Shows the drop-in before and after.
     support: full
   platform:
     description: Hosts with systemd 249 or newer.
+    support: full
     platforms: posix
 notes:
   - Limits set live are kept by systemd in C(/run/systemd/system.control/) until the next reboot; the drop-in

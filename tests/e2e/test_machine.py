@@ -13,7 +13,7 @@ import pytest
 
 NAME = "m1"
 UNIT = f"systemd-nspawn@{NAME}.service"
-SETTINGS = f"""# Managed by corral.nspawn (test)
+SETTINGS = """# Managed by corral.nspawn (test)
 [Exec]
 Hostname=m1box
 Environment=CORRAL_PROBE=hello-m1
