@@ -505,8 +505,11 @@ def remove_tree(module, path: str) -> None:
     """Remove a file, a symlink (never its target), a subvolume or a directory tree (no symlinks followed)."""
     if os.path.islink(path) or os.path.isfile(path):
         os.unlink(path)
-    elif is_subvolume(path):
-        run(module, backends.remove_subvolume(path))
+    elif is_subvolume(path) and module.get_bin_path("btrfs"):
+        # Instant for a plain subvolume; one holding nested subvolumes is emptied file by file
+        # (root may rmdir empty subvolumes since Linux 4.18).
+        if run(module, backends.remove_subvolume(path), check=False)[0] != 0:
+            shutil.rmtree(path)
     elif os.path.isdir(path):
         shutil.rmtree(path)
 
@@ -619,19 +622,28 @@ def verify_checksum(path: str, checksum: str) -> None:
         raise ImageError(f"checksum: {path} has {algorithm}:{digest.hexdigest()}, expected {checksum}; nothing imported")
 
 
+def new_root_dir(module, machines_dir: str, target: str) -> None:
+    """An empty root: a btrfs subvolume where machines_dir is btrfs (so it can be snapshotted later), else a dir."""
+    if fs_type(machines_dir) == BTRFS_MAGIC and module.get_bin_path("btrfs"):
+        run(module, backends.create_subvolume(target))
+        os.chmod(target, 0o755)
+    else:
+        os.mkdir(target, 0o755)
+
+
 def make_root(module, params: dict, paths: Paths, target: str) -> None:
     """Build the root of ``params['source']`` at ``target`` (inside the staging dir)."""
     source = params["source"]
     if source in backends.BUILDERS:
         if source != "mkosi":
-            os.mkdir(target, 0o755)
+            new_root_dir(module, paths.machines_dir, target)
         for argv in backends.bootstrap_commands(params, target):
             run(module, _guarded(module, [module.get_bin_path(argv[0])] + argv[1:]))
     elif source in backends.IMPORT_SOURCES:
         archive = fetch(module, params, os.path.dirname(target))
         importer = choose_importer(module, params, paths)
         if importer == "tar":
-            os.mkdir(target, 0o755)
+            new_root_dir(module, paths.machines_dir, target)
             run(module, _guarded(module, backends.tar_extract(archive, target)))
         else:
             for argv in backends.importer_commands(importer, source, archive, paths.import_name):
@@ -641,13 +653,14 @@ def make_root(module, params: dict, paths: Paths, target: str) -> None:
     else:
         src = copy_source(params, paths)
         method = copy_method(src, paths.machines_dir)
-        try:
-            run(module, _guarded(module, backends.copy_commands(method, src, target)[0]))
-        except CommandError:
-            if method != "snapshot":
-                raise
-            remove_tree(module, target)
-            run(module, _guarded(module, backends.copy_commands("copy", src, target)[0]))
+        if method == "snapshot":
+            try:
+                run(module, _guarded(module, backends.copy_commands(method, src, target)[0]))
+                return
+            except CommandError:
+                remove_tree(module, target)  # e.g. another btrfs file system: copy instead
+        new_root_dir(module, paths.machines_dir, target)
+        run(module, _guarded(module, backends.copy_commands("copy", src, target)[0]))
 
 
 def build(module, params: dict, paths: Paths, todo: Plan, timings: dict) -> List[str]:

@@ -134,14 +134,21 @@ def importer_commands(importer: str, kind: str, archive: str, machine: str) -> L
 
 
 def copy_commands(method: str, source: str, target: str) -> List[List[str]]:
-    """A btrfs snapshot, or cp keeping every attribute, xattr, ACL and hardlink (reflinks where possible)."""
+    """A btrfs snapshot, or cp keeping every attribute, xattr, ACL and hardlink (reflinks where possible).
+
+    With --no-target-directory an existing empty target (a fresh subvolume) receives the contents.
+    """
     if method == "snapshot":
         return [["btrfs", "subvolume", "snapshot", source, target]]
     return [["cp", "-a", "--reflink=auto", "--no-target-directory", source, target]]
 
 
+def create_subvolume(path: str) -> List[str]:
+    return ["btrfs", "subvolume", "create", path]
+
+
 def remove_subvolume(path: str) -> List[str]:
-    return ["btrfs", "subvolume", "delete", "--recursive", path]
+    return ["btrfs", "subvolume", "delete", path]
 
 
 def tool_for(params: dict, importer: Optional[str] = None, copy_method: Optional[str] = None) -> Optional[str]:

@@ -15,6 +15,7 @@ forced; bad input fails before any change.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -242,3 +243,43 @@ def test_bad_input_fails_before_any_change(host, args, words):
     result = host.module("image", args)
     assert result.get("failed") and words in result["msg"], result
     assert host.ssh("ls -A /var/lib/machines").stdout == before
+
+
+# ---------------------------------------------------------------- btrfs machines_dir (loop device, controller)
+
+@pytest.fixture(scope="module")
+def btrfs_dir():
+    if not shutil.which("mkfs.btrfs") or not shutil.which("btrfs"):
+        pytest.skip("btrfs-progs is not installed on the controller: the snapshot path is not exercised "
+                    "(apt-get install btrfs-progs)")
+    work = tempfile.mkdtemp(prefix="img-btrfs-", dir="/var/tmp")
+    image, mnt = os.path.join(work, "fs.img"), os.path.join(work, "mnt")
+    os.makedirs(mnt)
+    with open(image, "wb") as handle:
+        handle.truncate(2 << 30)
+    subprocess.run(["mkfs.btrfs", "-q", image], check=True)
+    subprocess.run(["mount", "-o", "loop", image, mnt], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", mnt], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_btrfs_template_is_a_subvolume_and_clones_are_snapshots(btrfs_dir):
+    images_dir = os.path.join(harness.container_images(), "debian12")
+    made = run_local({"name": "tmpl", "machines_dir": btrfs_dir, "source": "directory", "path": images_dir})
+    assert made["created"], made
+    assert os.stat(os.path.join(btrfs_dir, "tmpl")).st_ino == 256, "a new root on btrfs is not a subvolume"
+    for name in ("s1", "s2"):
+        args = {"name": name, "machines_dir": btrfs_dir, "source": "clone", "clone_from": "tmpl", "hostname": name}
+        results = [run_local(args, check=check) for check in (True, False, True, False)]
+        assert [r["changed"] for r in results] == [True, True, False, False], results
+        print(f"\nbtrfs snapshot clone {name}: elapsed {results[1]['elapsed']} s, timings {results[1]['timings']}")
+        show = subprocess.run(["btrfs", "subvolume", "show", os.path.join(btrfs_dir, name)],
+                              capture_output=True, text=True, check=True).stdout
+        assert re.search(r"Parent UUID:\s+[0-9a-f]{8}-", show), f"{name} is not a snapshot:\n{show}"
+        assert open(os.path.join(btrfs_dir, name, "etc/hostname"), encoding="utf-8").read() == f"{name}\n"
+    assert open(os.path.join(btrfs_dir, "tmpl/etc/hostname"), encoding="utf-8").read() != "s1\n"
+    gone = run_local({"name": "s1", "machines_dir": btrfs_dir, "state": "absent"})
+    assert gone["removed"] and sorted(os.listdir(btrfs_dir)) == ["s2", "tmpl"]
