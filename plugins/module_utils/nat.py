@@ -131,7 +131,7 @@ def plan(params: dict, managed: List[dict]) -> NatPlan:
                           f"is already forwarded by forwards[{seen[key]}]; each host port once per protocol")
             continue
         seen[key] = index
-        inside = result.masquerade + managed_nets
+        inside = list(dict.fromkeys(result.masquerade + managed_nets))
         if not any(ipaddress.ip_address(forward["address"]) in net for net in inside if net.version == family):
             warnings.append(f"forwards[{index}]: {forward['address']} is outside every managed container "
                             f"subnet ({', '.join(str(n) for n in inside) or 'none'}); the forward is applied anyway")
