@@ -39,7 +39,7 @@ options:
   wait:
     description:
       - Wait until the container's systemd reports V(running) or V(degraded) (after a start or restart, and
-        also when it was already running). Needs a container booted with systemd (C(Boot=yes), the default
+        with O(state=running) also when it was already running). Needs a container booted with systemd (C(Boot=yes), the default
         of C(systemd-nspawn@.service)).
     type: bool
     default: true
@@ -159,7 +159,7 @@ def run(module) -> dict:
     waited = None
     if not module.check_mode:
         waited = machine.apply(module, todo, params["wait"], params["timeout"])
-    if waited is None and params["wait"] and running and todo.runtime == "none":
+    if waited is None and params["wait"] and params["state"] == "running" and running and todo.runtime == "none":
         waited = machine.wait_running(module, name, params["timeout"])
     if waited is not None and not waited.ok:
         module.fail_json(msg=waited.msg, changed=todo.changed, changes=todo.changes, system_state=waited.state)
