@@ -191,7 +191,7 @@ def zone_address(name: str, pool: str, taken: List[tuple]) -> Optional[str]:
     start = int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(subnets)
     for step in range(len(subnets)):
         candidate = subnets[(start + step) % len(subnets)]
-        if not any(n.version == 4 and candidate.overlaps(n) for _, n in taken):
+        if not any(n.version == 4 and candidate.overlaps(n) for _where, n in taken):
             return f"{candidate.network_address + 1}/{ZONE_PREFIXLEN}"
     return None
 

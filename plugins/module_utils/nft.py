@@ -135,8 +135,8 @@ def build_ruleset(params: dict) -> dict:
     table = params["table"]
     links = list(params["links"])
     forwards = params.get("forwards") or []
-    localnet = bool(params.get("localhost")) and any(ipaddress.ip_address(f["address"]).version == 4
-                                                       for f in forwards)
+    v4_forwards = [f for f in forwards if ipaddress.ip_address(f["address"]).version == 4]
+    localnet = bool(params.get("localhost")) and bool(v4_forwards)
     chains = [("forward", "filter", "forward", 0, forward_rules(links)),
               ("input", "filter", "input", 0, input_rules(links)),
               ("prerouting", "nat", "prerouting", -100, [_dnat_rule(f) for f in forwards]),
@@ -151,9 +151,9 @@ def build_ruleset(params: dict) -> dict:
                        [([_iif("lo", "!="), _addr_match(ipaddress.ip_network("127.0.0.0/8"), "daddr"), DROP],
                          "no 127.0.0.0/8 from outside (route_localnet)")]))
     objects = [{"table": {"family": FAMILY, "name": table}}]
-    objects += [_chain(table, name, ctype, hook, prio) for name, ctype, hook, prio, _ in chains]
-    for name, _, _, _, rules in chains:
-        objects += [_rule(table, name, expr, comment) for expr, comment in rules]
+    objects += [_chain(table, *chain[:4]) for chain in chains]
+    for chain in chains:
+        objects += [_rule(table, chain[0], expr, comment) for expr, comment in chain[4]]
     return {"nftables": objects}
 
 
@@ -284,8 +284,8 @@ def integrate_commands(ruleset: List[dict], table: str, blockers: List[dict], li
     for key in sorted(chains):
         family, tname, cname = key
         have = [r for r in tagged if (r["family"], r["table"], r["chain"]) == key]
-        exprs = [e for e, _ in (forward_rules(links) if wanted.get(key) == "forward" else
-                                input_rules(links) if key in wanted else [])]
+        rules = forward_rules(links) if wanted.get(key) == "forward" else input_rules(links) if key in wanted else []
+        exprs = [rule[0] for rule in rules]
         if [_norm_expr(r["expr"]) for r in have] == [_norm_expr(e) for e in exprs]:
             continue
         commands += [{"delete": {"rule": {"family": family, "table": tname, "chain": cname,
@@ -331,7 +331,7 @@ def _render_stmt(stmt: dict) -> str:
         dnat = stmt["dnat"]
         addr = f"[{dnat['addr']}]" if dnat["family"] == "ip6" else dnat["addr"]
         return f"dnat {dnat['family']} to {addr}:{dnat['port']}"
-    (verdict, arg), = stmt.items()
+    verdict, arg = next(iter(stmt.items()))
     if arg is None:
         return verdict
     raise ValueError(f"unknown statement {stmt}")

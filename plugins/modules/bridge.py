@@ -23,7 +23,7 @@ description:
     host-side links are named C(vb-MACHINE).
   - DHCP server is off unless O(dhcp_server=true) or O(dhcp_static_leases) are given.
 author:
-  - corral.nspawn contributors
+  - corral.nspawn contributors (@corral-nspawn)
 options:
   name:
     description:
@@ -55,13 +55,14 @@ extends_documentation_fragment:
   - corral.nspawn.network
 attributes:
   check_mode:
-    description: Predicts the same RV(changed) as a real run; writes no file and reloads nothing.
+    description: Predicts the same C(changed) as a real run; writes no file and reloads nothing.
     support: full
   diff_mode:
     description: Whole-file before/after of every C(.netdev)/C(.network) file.
     support: full
   platform:
     description: Hosts running systemd-networkd (systemd 249 or newer) with pyroute2 installed.
+    support: full
     platforms: posix
 requirements:
   - pyroute2 (Debian package C(python3-pyroute2))

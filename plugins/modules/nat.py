@@ -30,7 +30,7 @@ description:
     the ruleset); forwarding (and route_localnet) are set in C(/etc/sysctl.d/90-corral-nat-TABLE.conf)
     and applied now. Rules added by O(integrate) are live only (the other table's owner reloads them).
 author:
-  - corral.nspawn contributors
+  - corral.nspawn contributors (@corral-nspawn)
 options:
   table:
     description: Name of the C(inet) table this module owns.
@@ -99,13 +99,14 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Predicts the same RV(changed) as a real run; writes no file, sets no sysctl, applies no rule.
+    description: Predicts the same C(changed) as a real run; writes no file, sets no sysctl, applies no rule.
     support: full
   diff_mode:
     description: The table before/after in nft syntax, and whole-file before/after of the files.
     support: full
   platform:
     description: Linux hosts with nftables (kernel 5.2 or newer for C(inet) NAT) and systemd.
+    support: full
     platforms: posix
 requirements:
   - python3-nftables (libnftables binding) or the C(nft) command

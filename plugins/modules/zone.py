@@ -25,7 +25,7 @@ description:
   - The same overlap checks as M(corral.nspawn.bridge) apply (host addresses and routes, other managed
     bridges and zones).
 author:
-  - corral.nspawn contributors
+  - corral.nspawn contributors (@corral-nspawn)
 options:
   name:
     description: Zone name; with the C(vz-) prefix it must fit in 15 characters (so at most 12).
@@ -43,13 +43,14 @@ extends_documentation_fragment:
   - corral.nspawn.network
 attributes:
   check_mode:
-    description: Predicts the same RV(changed) as a real run; writes no file and reloads nothing.
+    description: Predicts the same C(changed) as a real run; writes no file and reloads nothing.
     support: full
   diff_mode:
     description: Whole-file before/after of the C(.network) and C(.netdev) files.
     support: full
   platform:
     description: Hosts running systemd-networkd (systemd 249 or newer) with pyroute2 installed.
+    support: full
     platforms: posix
 requirements:
   - pyroute2 (Debian package C(python3-pyroute2))

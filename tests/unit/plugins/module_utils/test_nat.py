@@ -65,8 +65,8 @@ def test_port_defaults_to_host_port_and_address_is_canonical():
 
 
 def test_masquerade_defaults_to_managed_subnets_and_accepts_interface_form():
-    assert [str(n) for n in nat.plan(params(), MANAGED).masquerade] == ["10.88.10.0/24", "10.20.0.0/24",
-                                                                         "fd00:20::/64"]
+    defaults = [str(n) for n in nat.plan(params(), MANAGED).masquerade]
+    assert defaults == ["10.88.10.0/24", "10.20.0.0/24", "fd00:20::/64"]
     given = nat.plan(params(masquerade=["10.88.10.1/24", "10.88.10.0/24"]), MANAGED).masquerade
     assert given == [ipaddress.ip_network("10.88.10.0/24")]
     assert nat.plan(params(masquerade=[]), MANAGED).masquerade == []
