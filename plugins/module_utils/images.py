@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 from ansible_collections.corral.nspawn.plugins.module_utils import images_backends as backends
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
-from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import (  # noqa: F401 (re-exported)
+from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import (  # noqa: F401 pylint: disable=unused-import
     SetupError, ensure_post_setup, wants_post_setup)
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
@@ -176,7 +176,7 @@ def _validate_import(params: dict, source: str) -> List[str]:
     if params.get("url") and urlparse(params["url"]).scheme not in ("http", "https", "file"):
         errors.append(f"url: {params['url']!r} must be an http://, https:// or file:// URL")
     if params.get("checksum"):
-        algorithm, _, digest = params["checksum"].partition(":")
+        algorithm, _sep, digest = params["checksum"].partition(":")
         if algorithm not in CHECKSUM_ALGORITHMS or not re.fullmatch(r"[0-9a-fA-F]+", digest or ""):
             errors.append(f"checksum: {params['checksum']!r} must be ALGORITHM:HEXDIGEST with ALGORITHM one of "
                           f"{', '.join(CHECKSUM_ALGORITHMS)}")
@@ -299,7 +299,7 @@ def is_running(module, name: str) -> bool:
     systemctl = module.get_bin_path("systemctl")
     if not systemctl:
         return False
-    rc, out, _ = run(module, [systemctl, "is-active", f"systemd-nspawn@{name}.service"], check=False)
+    out = run(module, [systemctl, "is-active", f"systemd-nspawn@{name}.service"], check=False)[1]
     return out.strip() in ("active", "activating", "reloading", "deactivating")
 
 
@@ -434,7 +434,7 @@ def _mountinfo() -> List[tuple]:
 def mounts_under(path: str, mounts: Optional[List[tuple]] = None) -> List[str]:
     """Mount points at or below ``path``, deepest first (the order to unmount them)."""
     real = os.path.realpath(path)
-    found = [point for point, _ in (mounts if mounts is not None else _mountinfo())
+    found = [point for point, _fstype in (mounts if mounts is not None else _mountinfo())
              if point == real or point.startswith(real + os.sep)]
     return sorted(set(found), key=lambda p: (-p.count(os.sep), p))
 
@@ -586,6 +586,20 @@ def check_tools(module, params: dict, paths: Paths, warnings: List[str]) -> None
                 raise ImageError(message)
 
 
+def build_method(module, params: dict, paths: Paths) -> str:
+    """How a root of this source will be made, in words (returned as ``method``)."""
+    source = params["source"]
+    if source in backends.IMPORT_SOURCES:
+        importer = choose_importer(module, params, paths)
+        return f"{importer} import-{source}" if importer != "tar" else "tar extract"
+    if source in backends.COPY_SOURCES:
+        src = copy_source(params, paths)
+        if not os.path.isdir(src):
+            return "copy"
+        return "btrfs snapshot" if copy_method(src, paths.machines_dir) == "snapshot" else "cp --reflink=auto"
+    return source
+
+
 def _guarded(module, argv: List[str]) -> List[str]:
     """Children die with the module (a killed run must not leave a builder writing into staging)."""
     setpriv = module.get_bin_path("setpriv")
@@ -613,7 +627,7 @@ def fetch(module, params: dict, staging: str) -> str:
 
 
 def verify_checksum(path: str, checksum: str) -> None:
-    algorithm, _, expected = checksum.partition(":")
+    algorithm, _sep, expected = checksum.partition(":")
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1024 * 1024), b""):
@@ -739,8 +753,9 @@ def _state_line(current: Current, params: dict) -> str:
 def ensure_image(module, params: dict) -> dict:
     """Reconcile one image (state present/absent) and its post-setup; honours check and diff mode.
 
-    Returns changed, created, removed, path, changes (words), warnings, restart_required,
-    elapsed (seconds), timings and diff (a list of before/after dicts).
+    Returns changed, created, rebuilt, removed, image_path, method, changes (words), restart_required,
+    elapsed (seconds), timings and diff (a list of before/after dicts, empty when unchanged).
+    Warnings (drift) go through module.warn.
     Raises ImageError, SetupError or CommandError; nothing is changed before validation passed.
     """
     started = time.monotonic()
@@ -752,8 +767,10 @@ def ensure_image(module, params: dict) -> dict:
     current = read_current(module, paths)
     todo = plan(params, paths, current)
     warnings, timings, diffs = list(todo.warnings), {}, []
+    method = ""
     if todo.action in ("create", "rebuild"):
         check_tools(module, params, paths, warnings)
+        method = build_method(module, params, paths)
     changes = list(todo.changes)
     if not module.check_mode:
         begin = time.monotonic()
@@ -775,7 +792,9 @@ def ensure_image(module, params: dict) -> dict:
         timings["setup"] = round(time.monotonic() - begin, 3)
     for warning in warnings:
         module.warn(warning)
-    return _result(params, paths, current, todo, changes, timings, diffs, started)
+    result = _result(params, paths, current, todo, changes, timings, diffs, started)
+    result["method"] = method
+    return result
 
 
 def _result(params, paths, current, todo, changes, timings, diffs, started) -> dict:

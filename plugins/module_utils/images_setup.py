@@ -112,7 +112,7 @@ def _crypt(password: str, salt_spec: str) -> Optional[str]:
 
 def hash_password(module, password: str, method: str = "6", salt: Optional[str] = None) -> str:
     """crypt(3) hash of ``password`` (the crypt module, else ``openssl passwd``); the secret goes by stdin."""
-    salt = salt or "".join(secrets.choice(string.ascii_letters + string.digits + "./") for _ in range(16))
+    salt = salt or "".join(secrets.choice(string.ascii_letters + string.digits + "./") for _index in range(16))
     hashed = _crypt(password, f"${method}${salt}$")
     if hashed:
         return hashed
@@ -120,7 +120,7 @@ def hash_password(module, password: str, method: str = "6", salt: Optional[str] 
     if not openssl:
         raise SetupError("root_password: hashing needs Python's crypt module or the openssl command on the host; "
                          "give root_password_hash instead")
-    _, out, _ = run(module, [openssl, "passwd", f"-{method}", "-salt", salt, "-stdin"], data=password)
+    out = run(module, [openssl, "passwd", f"-{method}", "-salt", salt, "-stdin"], data=password)[1]
     return out.strip()
 
 
@@ -227,7 +227,7 @@ def step_enable(module, root: str, unit: str) -> List[str]:
     systemctl = module.get_bin_path("systemctl")
     if not systemctl:
         raise SetupError(f"enabling {unit} in the image needs systemctl on the host")
-    rc, out, _ = run(module, [systemctl, f"--root={root}", "is-enabled", unit], check=False)
+    rc, out, _err = run(module, [systemctl, f"--root={root}", "is-enabled", unit], check=False)
     if out.strip() in ("enabled", "enabled-runtime", "static", "alias"):
         return []
     if out.strip() in ("", "not-found") and rc != 0 and not _unit_exists(root, unit):

@@ -26,7 +26,7 @@ description:
     and O(regenerate_ssh_host_keys) apply only to a root this run creates, so clones never share a machine-id or
     SSH host keys and a container that booted keeps its identity.
 author:
-  - corral.nspawn contributors
+  - corral.nspawn contributors (@corral-nspawn)
 options:
   name:
     description: Machine name (hostname rules, at most 64 characters, not C(.host)); the root is O(machines_dir)/NAME.
@@ -199,6 +199,7 @@ attributes:
     support: full
   platform:
     description: Linux hosts with systemd 249 or newer; the bootstrap tool of the chosen O(source).
+    support: full
     platforms: posix
 notes:
   - Long builds return RV(elapsed) and per-step RV(timings); Ansible modules cannot stream progress.
@@ -268,6 +269,13 @@ removed:
   description: Whether the root was (or would be) removed.
   returned: always
   type: bool
+method:
+  description:
+    - How the root was (or would be) made, for example V(debootstrap), V(machinectl import-tar), V(tar extract),
+      V(btrfs snapshot), V(cp --reflink=auto); empty when nothing was built.
+  returned: always
+  type: str
+  sample: btrfs snapshot
 changes:
   description: What was done (or would be done), in words, one item per action.
   returned: always

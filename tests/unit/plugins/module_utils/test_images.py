@@ -390,7 +390,7 @@ def test_post_setup_each_step_idempotent(machines):
     module.answers = {"is-enabled": (1, "disabled\n", ""), "enable": (0, "", "")}
     changed, actions = setup.ensure_post_setup(module, root, opts)
     assert changed
-    assert {a.split(":")[0] for a in actions} >= {"hostname", "root password", "authorized_keys", "host0 address",
+    assert {a.split(":", maxsplit=1)[0] for a in actions} >= {"hostname", "root password", "authorized_keys", "host0 address",
                                                   "securetty (machinectl login)"}
     assert any("enable systemd-networkd.service" in a for a in actions)
     shadow = open(os.path.join(root, "etc/shadow")).read()
@@ -428,10 +428,9 @@ def test_post_setup_refuses_symlinked_paths_out_of_the_root(machines, tmp_path):
 
 def test_machine_id_and_ssh_keys_only_on_fresh_roots(machines):
     root = os.path.join(machines, "tmpl")
-    assert setup.ensure_post_setup(FakeModule(), root, {"reset_machine_id": True,
-                                                       "regenerate_ssh_host_keys": True}) == (False, [])
-    changed, actions = setup.ensure_post_setup(FakeModule(), root, {"reset_machine_id": True,
-                                                                   "regenerate_ssh_host_keys": True}, fresh=True)
+    opts = {"reset_machine_id": True, "regenerate_ssh_host_keys": True}
+    assert setup.ensure_post_setup(FakeModule(), root, opts) == (False, [])
+    changed, actions = setup.ensure_post_setup(FakeModule(), root, opts, fresh=True)
     assert changed and any("machine-id" in a for a in actions) and any("ssh host keys" in a for a in actions)
 
 
@@ -466,3 +465,21 @@ def test_password_matches_roundtrip():
     assert crypted.startswith("$6$abcdefgh$")
     assert setup.password_matches(module, "pw", crypted) and not setup.password_matches(module, "other", crypted)
     assert not setup.password_matches(module, "pw", "*")
+
+
+def test_method_is_reported(machines, tmp_path):
+    result = images.ensure_image(FakeModule(check_mode=True), params(machines, source="clone", clone_from="tmpl"))
+    assert result["method"] == "cp --reflink=auto"
+    archive = str(tmp_path / "r.tar")
+    subprocess.run(["tar", "-C", os.path.join(machines, "tmpl"), "-cf", archive, "."], check=True)
+    assert images.ensure_image(FakeModule(), params(machines, source="tar", path=archive))["method"] == "tar extract"
+    assert images.ensure_image(FakeModule(), params(machines, source="tar", path=archive))["method"] == ""
+
+
+def test_failed_snapshot_falls_back_to_copy(machines, monkeypatch):
+    """Regression: a template on another btrfs file system cannot be snapshotted; copy it instead."""
+    monkeypatch.setattr(images, "copy_method", lambda src, mdir: "snapshot")
+    module = FakeModule(answers={"snapshot": (1, "", "ERROR: Invalid cross-device link")})
+    result = images.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
+    assert result["created"] and os.path.isfile(os.path.join(machines, "web1", "etc/shadow"))
+    assert [c for c in module.calls if "snapshot" in c] and [c for c in module.calls if "--reflink=auto" in c]
