@@ -37,7 +37,7 @@ SITE = os.path.join(ROOT, "playbooks", "site.yml")
 NAIVE = os.path.join(HERE, "naive_fleet.yml")
 
 # Same content both ways: a few [Exec]/[Network] keys and two limits per machine.
-SETTINGS = {"boot": True, "private_users": "pick", "network_veth": True}
+SETTINGS = {"boot": True, "private_users": "pick", "virtual_ethernet": True}
 RESOURCES = {"memory_max": "256M", "cpu_quota": "50%"}
 NAIVE_EXEC = {"Boot": "yes", "PrivateUsers": "pick"}
 NAIVE_SERVICE = {"MemoryMax": "256M", "CPUQuota": "50%"}
