@@ -368,6 +368,8 @@ def image_options_for(ctx: Context, machine: Machine, templates: List[dict], lab
         options.update(source="clone", clone_from=machine.template)
     if machine.address:
         options.update(address=machine.address, gateway=machine.gateway)
+    if options and not options.get("hostname"):
+        options["hostname"] = machine.name  # clones must not all answer to the template's hostname
     return options or None
 
 
@@ -493,7 +495,9 @@ def machine_diff(plan: MachinePlan, current: Current) -> List[dict]:
               f"state: {running}"]
     after_state = {"start": "running", "restart": "running (restarted)", "stop": "stopped"}.get(plan.runtime, running)
     enabled = current.enabled if plan.enable is None else plan.enable
-    after = [f"root: {'; '.join(image['changes']) if image.get('changed') else before[0][6:]}",
+    root_after = ("created" if image.get("created") else "present") + \
+        (f" ({'; '.join(image['changes'])})" if image.get("changed") else "")
+    after = [f"root: {root_after if image else before[0][6:]}",
              f"enabled: {enabled}", f"state: {after_state}"]
     diffs.append({"before_header": header, "after_header": header,
                   "before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n"})
