@@ -481,6 +481,15 @@ def processes_using(path: str) -> List[int]:
     return pids
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _kill_all(pids: List[int], timeout: float = 10) -> None:
     for pid in pids:
         try:
@@ -488,7 +497,7 @@ def _kill_all(pids: List[int], timeout: float = 10) -> None:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in pids):
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
         time.sleep(0.1)
 
 

@@ -390,8 +390,8 @@ def test_post_setup_each_step_idempotent(machines):
     module.answers = {"is-enabled": (1, "disabled\n", ""), "enable": (0, "", "")}
     changed, actions = setup.ensure_post_setup(module, root, opts)
     assert changed
-    assert {a.split(":", maxsplit=1)[0] for a in actions} >= {"hostname", "root password", "authorized_keys", "host0 address",
-                                                  "securetty (machinectl login)"}
+    steps = {a.split(":", maxsplit=1)[0] for a in actions}
+    assert steps >= {"hostname", "root password", "authorized_keys", "host0 address", "securetty (machinectl login)"}
     assert any("enable systemd-networkd.service" in a for a in actions)
     shadow = open(os.path.join(root, "etc/shadow")).read()
     assert shadow.startswith("root:$6$") and "daemon:*:" in shadow
@@ -483,3 +483,17 @@ def test_failed_snapshot_falls_back_to_copy(machines, monkeypatch):
     result = images.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
     assert result["created"] and os.path.isfile(os.path.join(machines, "web1", "etc/shadow"))
     assert [c for c in module.calls if "snapshot" in c] and [c for c in module.calls if "--reflink=auto" in c]
+
+
+def test_discard_stops_processes_left_working_in_staging(tmp_path):
+    """Regression for kill -9 of the module: orphaned builder processes in staging are stopped first."""
+    staging = tmp_path / ".corral-staging-web1"
+    (staging / "root").mkdir(parents=True)
+    orphan = subprocess.Popen(["sleep", "300"], cwd=str(staging / "root"))
+    try:
+        assert orphan.pid in images.processes_using(str(staging))
+        images.discard(FakeModule(), str(staging))
+        assert orphan.wait(timeout=10) == -9 and not staging.exists()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
