@@ -320,6 +320,13 @@ def test_tar_import_with_checksum(machines, tmp_path):
     assert result["created"] and open(os.path.join(machines, "web1/etc/hostname")).read() == "web1\n"
 
 
+def test_tar_import_from_file_url(machines, tmp_path):
+    archive = str(tmp_path / "root.tar")
+    subprocess.run(["tar", "-C", os.path.join(machines, "tmpl"), "-cf", archive, "."], check=True)
+    result = images.ensure_image(FakeModule(), params(machines, source="tar", url=f"file://{archive}"))
+    assert result["created"] and os.path.isfile(os.path.join(machines, "web1", "etc/shadow"))
+
+
 def test_importer_choice(machines):
     p = params(machines, source="tar", path="/x.tar")
     assert images.choose_importer(FakeModule(), p, images.Paths(machines, "web1")) == "tar"
