@@ -158,8 +158,8 @@ def test_overlap_lists_every_clash_once_per_subnet_and_skips_the_own_link():
     net = host(lo=["127.0.0.1/8"], uplink0=["203.0.113.1/24", "fe80::1/64"], corralbr0=["10.20.0.1/24"])
     net.routes = [("uplink0", "0.0.0.0/0"), ("uplink0", "203.0.113.0/24"), ("eth9", "10.20.0.0/16")]
     taken = netlink.host_subnets(net, exclude_links={"corralbr0"})
-    assert [where for where, _net in taken] == ["address 203.0.113.1/24 on uplink0", "route 203.0.113.0/24 dev uplink0",
-                                     "route 10.20.0.0/16 dev eth9"]
+    assert [where for where, _net in taken] == [
+        "address 203.0.113.1/24 on uplink0", "route 203.0.113.0/24 dev uplink0", "route 10.20.0.0/16 dev eth9"]
     errors = networkd.overlap_errors([networkd.parse_address("10.20.0.1/24")], taken)
     assert errors == ["address: 10.20.0.0/24 (10.20.0.1/24) overlaps route 10.20.0.0/16 dev eth9; choose a free subnet"]
     assert networkd.overlap_errors([networkd.parse_address("10.21.0.1/24")], taken) == []
