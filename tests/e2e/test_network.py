@@ -189,7 +189,11 @@ def test_containers_zone_ping_masquerade_and_port_forwards(host):
     time.sleep(0.5)
     inside(host, "z1", "python3 -c \"import socket; socket.create_connection(('203.0.113.2', 9000), 5).close()\"",
            check=True)
-    peer = wait_until(lambda: host.ssh("cat /tmp/peer.txt", check=False).stdout.strip(), 10)
+
+    def seen_peer():
+        return host.ssh("cat /tmp/peer.txt", check=False).stdout.strip()
+
+    peer = wait_until(seen_peer, 10)
     assert peer == "203.0.113.1", f"the uplink saw {peer!r}, not the host's uplink address"
     start_web(host)
     for url in ("http://203.0.113.1:8080/", "http://[2001:db8:113::1]:8080/"):
