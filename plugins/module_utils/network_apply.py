@@ -18,8 +18,9 @@ from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_if
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
 
 
-def read_dir(directory: str = networkd.NETWORK_DIR) -> Dict[str, str]:
+def read_dir(directory: Optional[str] = None) -> Dict[str, str]:
     """``{path: text}`` of our (prefixed) files in the networkd directory."""
+    directory = directory or networkd.NETWORK_DIR
     if not os.path.isdir(directory):
         return {}
     return {os.path.join(directory, n): read_text(os.path.join(directory, n)) or ""

@@ -1,0 +1,124 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for the bridge/zone reconcile flow with netlink and commands faked (files in a temp dir)."""
+
+import os
+
+import pytest
+
+from ansible_collections.corral.nspawn.plugins.module_utils import netlink, network_apply, networkd
+
+
+class Failed(Exception):
+    pass
+
+
+class FakeModule:
+    def __init__(self, params, check_mode=False):
+        self.params = params
+        self.check_mode = check_mode
+        self.warnings = []
+
+    def fail_json(self, **kw):
+        raise Failed(kw["msg"])
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    @staticmethod
+    def atomic_move(src, dest, unsafe_writes=False):
+        os.rename(src, dest)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Network dir in tmp; a host with uplink0; commands recorded; netlink 'live' state settable."""
+    monkeypatch.setattr(networkd, "NETWORK_DIR", str(tmp_path))
+    state = {"net": netlink.HostNet(), "commands": []}
+    state["net"].links["uplink0"] = netlink.Link("uplink0", 2, up=True, addresses=["203.0.113.1/24"])
+
+    def fake_run(module, argv, **kw):
+        state["commands"].append(list(argv))
+        if argv[:2] == ["networkctl", "reload"]:  # networkd brings the bridge up with its addresses
+            for path in os.listdir(tmp_path):
+                text = open(os.path.join(tmp_path, path), encoding="utf-8").read()
+                for entry in networkd.managed_networks({path: text}):
+                    state["net"].links[entry["name"]] = netlink.Link(entry["name"], 9, kind="bridge", up=True,
+                                                                     addresses=list(entry["addresses"]))
+        return 0, "", ""
+
+    monkeypatch.setattr(network_apply, "run", fake_run)
+    monkeypatch.setattr(netlink, "read", lambda: state["net"])
+    monkeypatch.setattr(netlink, "wait_for", lambda check, timeout: (check(state["net"]), state["net"]))
+    state["dir"] = tmp_path
+    return state
+
+
+def bridge_params(**kw):
+    params = {"name": "corralbr0", "state": "present", "stp": False, "mac_address": None, "ports": [],
+              "force": False, "address": ["10.20.0.1/24"], "dhcp_server": True, "dhcp_pool_offset": None,
+              "dhcp_pool_size": None, "dhcp_dns": None, "dhcp_static_leases": None, "ip_masquerade": "no",
+              "timeout": 5}
+    params.update(kw)
+    return params
+
+
+def test_check_then_apply_then_idempotent(env):
+    check = network_apply.bridge(FakeModule(bridge_params(), check_mode=True))
+    assert check["changed"] and os.listdir(env["dir"]) == [] and env["commands"] == []
+    applied = network_apply.bridge(FakeModule(bridge_params()))
+    assert applied["changed"] and env["commands"] == [["networkctl", "reload"]]
+    assert applied["link"]["addresses"] == ["10.20.0.1/24"]
+    again = network_apply.bridge(FakeModule(bridge_params()))
+    assert not again["changed"] and again["changes"] == [] and env["commands"] == [["networkctl", "reload"]]
+
+
+def test_lost_address_is_repaired_with_reload_and_reconfigure(env):
+    network_apply.bridge(FakeModule(bridge_params()))
+    env["net"].links["corralbr0"].addresses.clear()
+    predicted = network_apply.bridge(FakeModule(bridge_params(), check_mode=True))
+    assert predicted["changed"] and "repair live state" in predicted["changes"][0]
+    repaired = network_apply.bridge(FakeModule(bridge_params()))
+    assert repaired["changed"] and env["commands"][-2:] == [["networkctl", "reload"],
+                                                            ["networkctl", "reconfigure", "corralbr0"]]
+
+
+def test_verification_failure_shows_the_observed_state(env, monkeypatch):
+    down = netlink.Link("corralbr0", 9, kind="bridge", up=False, operstate="down")
+    monkeypatch.setattr(netlink, "wait_for", lambda check, timeout: (check(netlink.HostNet({"corralbr0": down})),
+                                                                     netlink.HostNet({"corralbr0": down})))
+    with pytest.raises(Failed, match=r"did not bring corralbr0 into the expected state.*link is not up.*"
+                                     r"missing address\(es\) 10.20.0.1/24.*operstate=down"):
+        network_apply.bridge(FakeModule(bridge_params()))
+
+
+def test_overlap_and_takeover_fail_before_any_change(env):
+    with pytest.raises(Failed, match="overlaps address 203.0.113.1/24 on uplink0"):
+        network_apply.bridge(FakeModule(bridge_params(address=["203.0.113.7/24"])))
+    env["net"].links["corralbr0"] = netlink.Link("corralbr0", 5, kind="bridge", up=True)
+    with pytest.raises(Failed, match="not managed by corral.nspawn"):
+        network_apply.bridge(FakeModule(bridge_params()))
+    assert os.listdir(env["dir"]) == [] and env["commands"] == []
+    assert network_apply.bridge(FakeModule(bridge_params(force=True)))["changed"]
+
+
+def test_removed_port_file_is_deleted_and_absent_removes_everything(env):
+    network_apply.bridge(FakeModule(bridge_params(ports=["eth1", "eth2"])))
+    result = network_apply.bridge(FakeModule(bridge_params(ports=["eth2"])))
+    assert result["files"] == [{"path": networkd.port_path("corralbr0", "eth1"), "action": "remove"}]
+    gone = network_apply.bridge(FakeModule(bridge_params(state="absent")))
+    assert gone["changed"] and os.listdir(env["dir"]) == []
+    assert "delete link corralbr0" in gone["changes"]
+
+
+def test_zone_address_is_derived_once_and_kept(env):
+    params = {"name": "web", "state": "present", "pool": "10.88.0.0/16", "netdev": True, "address": None,
+              "dhcp_server": None, "dhcp_pool_offset": None, "dhcp_pool_size": None, "dhcp_dns": None,
+              "dhcp_static_leases": None, "ip_masquerade": "no", "timeout": 5}
+    first = network_apply.zone(FakeModule(dict(params)))
+    assert first["changed"] and first["address"][0].startswith("10.88.")
+    again = network_apply.zone(FakeModule(dict(params)))
+    assert not again["changed"] and again["address"] == first["address"]
+    # the subnet is taken now: another zone in a pool holding only that /24 finds nothing free
+    with pytest.raises(Failed, match="pool: no free /24 left in"):
+        network_apply.zone(FakeModule(dict(params, name="db", pool=first["address"][0].rsplit(".", 1)[0] + ".0/24")))
