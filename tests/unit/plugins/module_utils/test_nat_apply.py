@@ -1,0 +1,159 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for the nat reconcile flow with nftables, systemctl and /proc/sys faked."""
+
+import copy
+import os
+
+import pytest
+
+from ansible_collections.corral.nspawn.plugins.module_utils import nat, nat_apply, network_apply, nft, systemd
+
+
+class Failed(Exception):
+    pass
+
+
+class FakeModule:
+    def __init__(self, params, check_mode=False):
+        self.params = params
+        self.check_mode = check_mode
+        self.warnings = []
+        self._diff = True
+
+    def fail_json(self, **kw):
+        raise Failed(kw["msg"])
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    @staticmethod
+    def get_bin_path(name):
+        return f"/usr/sbin/{name}"
+
+    @staticmethod
+    def atomic_move(src, dest, unsafe_writes=False):
+        os.rename(src, dest)
+
+
+class FakeNft:
+    """A kernel ruleset that applies our JSON commands (just enough for add/delete/insert)."""
+
+    name = "fake"
+
+    def __init__(self, ruleset=None):
+        self.ruleset = ruleset or []
+        self.transactions = []
+
+    def list_ruleset(self):
+        return copy.deepcopy(self.ruleset)
+
+    def apply(self, commands):
+        self.transactions.append(commands)
+        for cmd in commands:
+            (verb, obj), = cmd.items()
+            if verb == "delete" and "table" in obj:
+                ref = obj["table"]
+                self.ruleset = [o for o in self.ruleset if not (
+                    next(iter(o.values())).get("family") == ref["family"] and
+                    (next(iter(o.values())).get("table") == ref["name"] or
+                     ("table" in o and o["table"]["name"] == ref["name"])))]
+            elif verb == "add" and not any(o == obj for o in self.ruleset):
+                self.ruleset.append(copy.deepcopy(obj))
+            elif verb == "insert":  # at the top of its chain, like nft
+                rule = obj["rule"]
+                same = [i for i, o in enumerate(self.ruleset) if "rule" in o and all(
+                    o["rule"][k] == rule[k] for k in ("family", "table", "chain"))]
+                self.ruleset.insert(same[0] if same else len(self.ruleset),
+                                    {"rule": dict(rule, handle=len(self.ruleset) + 100)})
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    for attr in ("RULESET_DIR", "UNIT_DIR", "SYSCTL_DIR"):
+        monkeypatch.setattr(nat, attr, str(tmp_path / attr))
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.route_localnet"):
+        (proc / key).write_text("0\n")
+    monkeypatch.setattr(nat, "sysctl_proc_path", lambda key: str(proc / key))
+    monkeypatch.setattr(network_apply, "read_dir", lambda: {})
+    state = {"nft": FakeNft(), "enabled": False, "systemctl": [], "proc": proc, "tmp": tmp_path}
+    monkeypatch.setattr(nat_apply, "backend", lambda module: state["nft"])
+    monkeypatch.setattr(systemd, "show_unit", lambda module, unit, props: {
+        "UnitFileState": "enabled" if state["enabled"] else "disabled"})
+
+    def systemctl(module, verb, units, *flags):
+        state["systemctl"].append([verb, *units])
+        state["enabled"] = verb == "enable"
+    monkeypatch.setattr(systemd, "systemctl", systemctl)
+    monkeypatch.setattr(systemd, "daemon_reload", lambda module: state["systemctl"].append(["daemon-reload"]))
+    return state
+
+
+def params(**kw):
+    base = {"table": "corral", "state": "present", "masquerade": ["10.88.10.0/24"], "uplinks": ["uplink0"],
+            "links": [], "forwards": [{"proto": "tcp", "host_port": 8080, "address": "10.88.10.2", "port": 80}],
+            "localhost": True, "integrate": False, "force": False}
+    base.update(kw)
+    return base
+
+
+def test_rhythm_check_apply_check_apply(env):
+    check = nat_apply.run(FakeModule(params(), check_mode=True))
+    assert check["changed"] and env["nft"].transactions == [] and not os.path.exists(env["tmp"] / "RULESET_DIR")
+    assert (env["proc"] / "net.ipv4.ip_forward").read_text() == "0\n" and env["systemctl"] == []
+    assert check["diff"][0]["before"] == "" and "dnat ip to 10.88.10.2:80" in check["diff"][0]["after"]
+    applied = nat_apply.run(FakeModule(params()))
+    assert applied["changed"]
+    (transaction,) = env["nft"].transactions
+    assert transaction[:2] == [{"add": {"table": {"family": "inet", "name": "corral"}}},
+                               {"delete": {"table": {"family": "inet", "name": "corral"}}}]
+    assert (env["proc"] / "net.ipv4.conf.all.route_localnet").read_text() == "1\n"
+    assert env["systemctl"] == [["daemon-reload"], ["enable", "corral-nft-corral.service"]]
+    for check_mode in (True, False):
+        again = nat_apply.run(FakeModule(params(), check_mode=check_mode))
+        assert not again["changed"], again["changes"]
+    assert len(env["nft"].transactions) == 1
+
+
+def test_a_foreign_table_of_the_same_name_is_not_replaced(env):
+    env["nft"].ruleset = [{"table": {"family": "inet", "name": "corral", "handle": 1}},
+                          {"chain": {"family": "inet", "table": "corral", "name": "x", "handle": 2}},
+                          {"rule": {"family": "inet", "table": "corral", "chain": "x", "handle": 3,
+                                    "expr": [{"accept": None}]}}]
+    with pytest.raises(Failed, match="exists and was not created by corral.nspawn"):
+        nat_apply.run(FakeModule(params()))
+    assert env["nft"].transactions == []
+    assert nat_apply.run(FakeModule(params(force=True)))["changed"]
+
+
+def test_bad_input_fails_before_reading_nftables(env):
+    with pytest.raises(Failed, match=r"forwards\[0\].host_port: 0 is not a port"):
+        nat_apply.run(FakeModule(params(forwards=[{"proto": "tcp", "host_port": 0, "address": "10.0.0.1",
+                                                  "port": None}])))
+    assert env["nft"].transactions == [] and not os.path.exists(env["tmp"] / "SYSCTL_DIR")
+
+
+def test_blocking_chain_warns_and_integrate_inserts_then_converges(env):
+    env["nft"].ruleset = [{"table": {"family": "ip", "name": "filter", "handle": 1}},
+                          {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "handle": 1,
+                                     "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}]
+    warned = nat_apply.run(FakeModule(params()))
+    assert warned["blockers"][0]["table"] == "filter"
+    module = FakeModule(params())
+    nat_apply.run(module)
+    assert any("table ip filter chain FORWARD (hook forward, policy drop)" in w for w in module.warnings)
+    integrated = nat_apply.run(FakeModule(params(integrate=True)))
+    assert integrated["changed"] and all("insert" in c for c in env["nft"].transactions[-1])
+    assert not nat_apply.run(FakeModule(params(integrate=True)))["changed"]
+
+
+def test_absent_deletes_table_disables_unit_and_removes_files(env):
+    nat_apply.run(FakeModule(params()))
+    gone = nat_apply.run(FakeModule(params(state="absent")))
+    assert gone["changed"] and "delete table inet corral" in gone["changes"]
+    assert nft.table_objects(env["nft"].ruleset, "corral") is None
+    assert ["disable", "corral-nft-corral.service"] in env["systemctl"]
+    assert not os.listdir(env["tmp"] / "RULESET_DIR") and not os.listdir(env["tmp"] / "UNIT_DIR")
+    assert not nat_apply.run(FakeModule(params(state="absent")))["changed"]
