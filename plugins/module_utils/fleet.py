@@ -536,6 +536,9 @@ def run_fleet(module) -> dict:
                       for n, t in template_results.items()},
         "pruned": pruned,
         "pending_restart": [p.name for p in plans if p.pending_restart],
+        "summary": [f"{p.name}: {'; '.join(p.changes)}" for p in plans if p.changed]
+        + [f"{n}: pruned" for n in pruned]
+        + [f"template {n}: {'; '.join(t['changes'])}" for n, t in template_results.items() if t.get("changed")],
     }
     if module._diff:
         result["diff"] = diffs

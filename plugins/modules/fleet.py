@@ -229,6 +229,12 @@ pruned:
   type: list
   elements: str
   sample: [old-web]
+summary:
+  description: One line per machine, template or pruned machine that changed, saying what changed.
+  returned: always
+  type: list
+  elements: str
+  sample: ["web: resources: update /etc/systemd/system/systemd-nspawn@web.service.d/50-corral-resources.conf"]
 pending_restart:
   description: Names of running machines whose change waits for a restart.
   returned: always

@@ -450,3 +450,11 @@ def test_image_options_are_validated_by_the_image_logic_before_any_change(tmp_pa
         fleet.run_fleet(FakeModule(host, params))
     assert message in str(info.value)
     assert host.calls == [] and not (tmp_path / "nspawn").exists()
+
+
+def test_summary_has_one_line_per_changed_machine(tmp_path, fake_adapters):
+    host = FakeHost(str(tmp_path / "system"))
+    (tmp_path / "machines").mkdir()
+    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "db"}])))
+    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "db", "enabled": False}])))
+    assert result["summary"] == ["db: disable"]
