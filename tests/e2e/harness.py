@@ -647,15 +647,25 @@ def _dump(path: str, data) -> str:
     return path
 
 
+DEMO_SUMMARY = r"""
+echo "== containers on $(hostname)"
+printf '%-14s %-9s %-10s %-16s %-11s %s\n' MACHINE STATE AT-BOOT ADDRESS MEMORYMAX CPUQUOTA
+machinectl list --no-legend --no-pager | while read -r m _ _ _ _ addr _; do
+  unit="systemd-nspawn@$m.service"
+  printf '%-14s %-9s %-10s %-16s %-11s %s\n' "$m" "$(systemctl is-active "$unit")" \
+    "$(systemctl is-enabled "$unit" 2>/dev/null)" "${addr:--}" \
+    "$(systemctl show -p MemoryMax --value "$unit")" "$(systemctl show -p CPUQuotaPerSecUSec --value "$unit")"
+done
+echo "== images"; machinectl list-images --no-legend --no-pager | awk '{print "  " $1 " (" $2 ")"}'
+echo "== networks"; ip -br addr show type bridge | sed 's/^/  /'
+echo "== port forwards (nft table inet corral)"
+nft list chain inet corral prerouting 2>/dev/null | sed -n 's/.*comment "corral: \(.*\)"/  \1/p'
+"""
+
+
 def demo_summary(host: TestHost) -> str:
-    script = ("echo '== machines'; machinectl list --no-pager --no-legend; "
-              "echo '== containers'; for m in $(machinectl list --no-legend | awk '{print $1}'); do "
-              "printf '%-10s %-10s enabled=%-8s addr=%s\\n' $m $(systemctl is-active systemd-nspawn@$m) "
-              "$(systemctl is-enabled systemd-nspawn@$m 2>/dev/null) "
-              "\"$(machinectl show $m -p Addresses --value 2>/dev/null || true)\"; done; "
-              "echo '== images'; machinectl list-images --no-pager --no-legend; "
-              "echo '== nft table inet corral'; nft list table inet corral 2>/dev/null || echo '(none)'")
-    return host.ssh(script, check=False).stdout
+    """What was deployed, read back from the sandbox host (not from Ansible's output)."""
+    return host.ssh(DEMO_SUMMARY, check=False).stdout
 
 
 # ---------------------------------------------------------------- CLI
