@@ -30,7 +30,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils import machine as ma
 from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import systemd
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
 
 FLEET_MARKER = f"{MANAGED_MARKER} fleet"
 FLEET_HEADER = f"# {FLEET_MARKER}. Do not edit: changes are overwritten on the next run.\n"
