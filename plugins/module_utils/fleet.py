@@ -37,7 +37,10 @@ FLEET_HEADER = f"# {FLEET_MARKER}. Do not edit: changes are overwritten on the n
 RESTART_POLICIES = ("on_change", "never", "always")
 STATES = ("running", "stopped", "present")
 MACHINE_KEYS = ("name", "template", "image", "settings", "resources", "zone", "bridge", "address",
-                "gateway", "enabled", "state", "restart")
+                "gateway", "root_password", "root_password_hash", "enabled", "state", "restart")
+# Secrets are machine-level options (no_log in the argument spec); inside free-form dicts Ansible
+# could not mask them, so they are refused there.
+SECRET_KEYS = ("root_password", "root_password_hash")
 MACHINE_DEFAULTS = {"enabled": True, "state": "running", "restart": None}
 
 
@@ -47,6 +50,11 @@ class FleetError(Exception):
     def __init__(self, msg: str, **details):
         super().__init__(msg)
         self.details = details
+
+
+def defaults_spec() -> dict:
+    """Argument spec of ``defaults``: every machine option but ``name`` (so secrets are no_log there too)."""
+    return {k: v for k, v in machine_spec().items() if k != "name"}
 
 
 def machine_spec() -> dict:
@@ -61,6 +69,8 @@ def machine_spec() -> dict:
         bridge=dict(type="str"),
         address=dict(type="str"),
         gateway=dict(type="str"),
+        root_password=dict(type="str", no_log=True),
+        root_password_hash=dict(type="str", no_log=True),
         enabled=dict(type="bool"),
         state=dict(type="str", choices=list(STATES)),
         restart=dict(type="str", choices=list(RESTART_POLICIES)),
@@ -82,6 +92,8 @@ class Machine:
     bridge: Optional[str] = None
     address: Optional[str] = None
     gateway: Optional[str] = None
+    root_password: Optional[str] = None
+    root_password_hash: Optional[str] = None
     enabled: bool = True
     state: str = "running"
     restart: Optional[str] = None
@@ -129,6 +141,10 @@ def _check_machine(machine: Machine, template_names) -> List[str]:
     for key in ("image", "settings", "resources"):
         if not isinstance(getattr(machine, key), dict):
             errors.append(f"{label}.{key}: must be a dictionary of {key} options, got {getattr(machine, key)!r}")
+    for key in SECRET_KEYS:
+        if isinstance(machine.image, dict) and key in machine.image:
+            errors.append(f"{label}.image.{key}: give it as machines[].{key} (or defaults.{key}), "
+                          "where it is kept out of logs (no_log)")
     if machine.template is not None and machine.template not in template_names:
         errors.append(f"{label}.template: {machine.template!r} is not in templates "
                       f"(declared: {', '.join(sorted(template_names)) or 'none'})")
@@ -363,7 +379,8 @@ def render_machine(ctx: Context, machine: Machine, templates: List[dict]) -> Des
 
 def image_options_for(ctx: Context, machine: Machine, templates: List[dict], label: str) -> Optional[dict]:
     """Options for the image logic, or None when the fleet does not manage this root."""
-    options = dict(machine.image)
+    options = {k: v for k, v in machine.image.items() if v is not None}
+    options.update({k: getattr(machine, k) for k in SECRET_KEYS if getattr(machine, k) is not None})
     if machine.template:
         options.update(source="clone", clone_from=machine.template)
     if machine.address:
@@ -513,36 +530,43 @@ def run_fleet(module) -> dict:
     desired = render_all(ctx, machines, params["templates"])
     for item in params["templates"]:
         adapter_validate_template(ctx, item)
-    template_results = {t["name"]: adapter_ensure_template(ctx, t) for t in params["templates"]}
+    templates = {t["name"]: adapter_ensure_template(ctx, t) for t in params["templates"]}
     declared = [m.name for m in machines]
-    template_names = list(template_results)
     managed = managed_machines(ctx.settings_dir) if params["prune"] else []
     units = read_units(module, declared + [n for n in managed if n not in declared])
     currents = [current_of(ctx, d, units) for d in desired]
     plans = [reconcile_machine(ctx, d, c) for d, c in zip(desired, currents)]
     apply_files(ctx, plans)
     warnings = apply_runtime(ctx, plans, params["wait"], params["timeout"])
-    pruned = prune(ctx, declared, template_names, params["purge"], units) if params["prune"] else []
+    pruned = prune(ctx, declared, list(templates), params["purge"], units) if params["prune"] else []
     for warning in [w for d in desired for w in d.warnings] + warnings:
         module.warn(warning)
-    diffs = [d for p, c in zip(plans, currents) for d in machine_diff(p, c)]
-    diffs += [{"before_header": f"machine {n}", "after_header": f"machine {n} (pruned)",
-               "before": "declared: false\n", "after": "absent\n"} for n in pruned]
-    result = {
-        "changed": any(p.changed for p in plans) or bool(pruned)
-        or any(t.get("changed") for t in template_results.values()),
+    result = fleet_result(plans, desired, currents, templates, pruned)
+    if module._diff:
+        result["diff"] = fleet_diff(plans, currents, templates, pruned)
+    return result
+
+
+def fleet_result(plans, desired, currents, templates: Dict[str, dict], pruned: List[str]) -> dict:
+    changed_templates = {n: t for n, t in templates.items() if t.get("changed")}
+    return {
+        "changed": any(p.changed for p in plans) or bool(pruned) or bool(changed_templates),
         "machines": {p.name: machine_result(p, d.machine, c) for p, d, c in zip(plans, desired, currents)},
         "templates": {n: {"changed": t.get("changed", False), "changes": t.get("changes", [])}
-                      for n, t in template_results.items()},
+                      for n, t in templates.items()},
         "pruned": pruned,
         "pending_restart": [p.name for p in plans if p.pending_restart],
-        "summary": [f"{p.name}: {'; '.join(p.changes)}" for p in plans if p.changed]
-        + [f"{n}: pruned" for n in pruned]
-        + [f"template {n}: {'; '.join(t['changes'])}" for n, t in template_results.items() if t.get("changed")],
+        "summary": [f"template {n}: {'; '.join(t.get('changes', []))}" for n, t in changed_templates.items()]
+        + [f"{p.name}: {'; '.join(p.changes)}" for p in plans if p.changed]
+        + [f"{n}: pruned" for n in pruned],
     }
-    if module._diff:
-        result["diff"] = diffs
-    return result
+
+
+def fleet_diff(plans, currents, templates: Dict[str, dict], pruned: List[str]) -> List[dict]:
+    diffs = [d for t in templates.values() for d in (t.get("diff") or [])]
+    diffs += [d for p, c in zip(plans, currents) for d in machine_diff(p, c)]
+    return diffs + [{"before_header": f"machine {n}", "after_header": f"machine {n} (pruned)",
+                     "before": "declared: false\n", "after": "absent\n"} for n in pruned]
 
 
 # ---------------------------------------------------------------- adapters to the other module_utils
@@ -614,14 +638,18 @@ def adapter_ensure_image(ctx: Context, name: str, options: dict) -> dict:
 
 
 def adapter_validate_template(ctx: Context, item: dict) -> None:
-    options = {k: v for k, v in item.items() if k != "name"}
+    options = {k: v for k, v in item.items() if k != "name" and v is not None}
+    secrets = [k for k in SECRET_KEYS if k in options]
+    if secrets:
+        raise FleetError(f"templates[{item.get('name')}].{secrets[0]}: templates are never booted; set it on the "
+                         "machines (machines[].root_password_hash or defaults), where it is kept out of logs")
     if not options.get("source"):
         raise FleetError(f"templates[{item.get('name')}].source: required (how to build the template root)")
     adapter_validate_image(ctx, item.get("name"), options, f"templates[{item.get('name')}]")
 
 
 def adapter_ensure_template(ctx: Context, item: dict) -> dict:
-    return adapter_ensure_image(ctx, item["name"], {k: v for k, v in item.items() if k != "name"})
+    return adapter_ensure_image(ctx, item["name"], {k: v for k, v in item.items() if k != "name" and v is not None})
 
 
 def adapter_remove_image(ctx: Context, name: str) -> None:

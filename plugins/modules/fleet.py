@@ -22,17 +22,13 @@ description:
 author:
   - corral.nspawn contributors (@corral-nspawn)
 options:
-  machines:
+  defaults:
     description:
-      - The declared machines. Each item is merged over O(defaults) (dictionaries recursively, lists replaced).
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description: Machine name (hostname rules, at most 64 characters).
-        type: str
-        required: true
+      - Defaults merged under every item of O(machines) (any of its keys but C(name)); dictionaries merge
+        recursively, lists replace, unset keys inherit.
+    type: dict
+    default: {}
+    suboptions: &machine_options
       template:
         description:
           - Name of an entry of O(templates) to clone the root from when the root does not exist yet.
@@ -66,6 +62,14 @@ options:
       gateway:
         description: Default gateway for O(machines[].address); defaults to the first host of its subnet.
         type: str
+      root_password:
+        description:
+          - Root password (plain text, hashed on the host) set in the root at preparation. Kept out of logs.
+          - Not accepted inside O(machines[].image), where it could not be hidden.
+        type: str
+      root_password_hash:
+        description: Root password as a crypt(3) hash. Kept out of logs.
+        type: str
       enabled:
         description: Start the machine at boot through C(machines.target).
         type: bool
@@ -78,10 +82,18 @@ options:
         description: Overrides O(restart) for this machine.
         type: str
         choices: [on_change, never, always]
-  defaults:
-    description: Defaults merged under every item of O(machines) (any key but C(name)).
-    type: dict
-    default: {}
+  machines:
+    description:
+      - The declared machines. Each item is merged over O(defaults) (dictionaries recursively, lists replaced).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      <<: *machine_options
+      name:
+        description: Machine name (hostname rules, at most 64 characters).
+        type: str
+        required: true
   templates:
     description:
       - Template images (C(name) plus options of M(corral.nspawn.image)) that machines are cloned from.
@@ -246,7 +258,7 @@ pending_restart:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
-    FleetError, machine_spec, run_fleet,
+    FleetError, defaults_spec, machine_spec, run_fleet,
 )
 
 
@@ -254,7 +266,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             machines=dict(type="list", elements="dict", required=True, options=machine_spec()),
-            defaults=dict(type="dict", default={}),
+            defaults=dict(type="dict", default={}, options=defaults_spec()),
             templates=dict(type="list", elements="dict", default=[]),
             prune=dict(type="bool", default=False),
             purge=dict(type="bool", default=False),

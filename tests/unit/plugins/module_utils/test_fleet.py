@@ -458,3 +458,19 @@ def test_summary_has_one_line_per_changed_machine(tmp_path, fake_adapters):
     fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "db"}])))
     result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "db", "enabled": False}])))
     assert result["summary"] == ["db: disable"]
+
+
+def test_secrets_are_machine_options_not_image_keys():
+    with pytest.raises(fleet.FleetError, match=r"machines\[a\].image.root_password: give it as machines\[\].root_password"):
+        fleet.desired_machines([{"name": "a", "image": {"root_password": "x"}}], {}, [])
+    assert fleet.machine_spec()["root_password"]["no_log"] and fleet.defaults_spec()["root_password_hash"]["no_log"]
+    machine = fleet.merge_machine({"root_password_hash": "$6$h"}, {"name": "a", "template": "t"})
+    ctx = fleet.Context(None, "/m", "/s", "/u", False, "on_change")
+    options = fleet.image_options_for(ctx, machine, [], "machines[a]")
+    assert options["root_password_hash"] == "$6$h" and options["clone_from"] == "t"
+
+
+def test_templates_refuse_secrets(tmp_path):
+    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
+    with pytest.raises(fleet.FleetError, match="templates are never booted"):
+        fleet.adapter_validate_template(ctx, {"name": "t", "source": "directory", "path": "/x", "root_password": "y"})
