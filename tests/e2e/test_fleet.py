@@ -161,3 +161,23 @@ def test_prune_removes_only_the_undeclared_fleet_container(fleet_hosts, inventor
         host.ssh("rm -f /etc/systemd/nspawn/manual.nspawn")
     again = site(inventory, {"corral_fleet_machines": machines, "corral_fleet_prune": True})
     assert {h: r["changed"] for h, r in again.recap.items()} == {h: 0 for h in HOSTS}
+
+
+def test_root_password_never_reaches_results_or_the_host_journal(fleet_hosts):
+    host = fleet_hosts[0]
+    secret = "$6$corralsecret$doNotLogMe"
+    result = host.module("fleet", {
+        "templates": [{"name": "debian12-tmpl", "source": "directory", "path": "/srv/corral/images/debian12"}],
+        "machines": [{"name": "sec", "template": "debian12-tmpl", "root_password_hash": secret,
+                      "state": "stopped", "enabled": False}],
+        "defaults": {"root_password": "plainCorralSecret"},
+    }, check=True, diff=True)
+    assert not result.get("failed"), result
+    assert result["machines"]["sec"]["changed"]
+    dumped = json.dumps(result)
+    assert "corralsecret" not in dumped and "plainCorralSecret" not in dumped
+    journal = host.ssh("journalctl --no-pager -n 300", check=False).stdout
+    invoked = "Invoked with" in journal and ('"name": "sec"' in journal or "'name': 'sec'" in journal)
+    assert invoked, "the module's invocation is not in the journal: the check below would prove nothing"
+    assert "corralsecret" not in journal and "plainCorralSecret" not in journal
+    assert host.ssh("test -e /var/lib/machines/sec", check=False).returncode != 0, "check mode created a root"
