@@ -181,3 +181,16 @@ def test_root_password_never_reaches_results_or_the_host_journal(fleet_hosts):
     assert invoked, "the module's invocation is not in the journal: the check below would prove nothing"
     assert "corralsecret" not in journal and "plainCorralSecret" not in journal
     assert host.ssh("test -e /var/lib/machines/sec", check=False).returncode != 0, "check mode created a root"
+
+
+def test_after_a_reboot_the_fleet_comes_back_without_ansible(fleet_hosts, inventory):
+    host = fleet_hosts[0]
+    host.reboot()
+    for machine in MACHINES:
+        state = host.ssh(f"timeout 90 sh -c 'until systemctl -M {machine} is-system-running --wait; do sleep 1; done'",
+                         check=False, timeout=120).stdout
+        assert state.strip().splitlines()[-1:] in (["running"], ["degraded"]), f"{machine} after reboot: {state}"
+    ping = in_machine(host, "web", f"ping -c1 -W3 {ADDRESSES['app']}")
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    run = site(inventory)
+    assert run.recap[host.name]["changed"] == 0, run.stdout[-4000:]
