@@ -28,6 +28,16 @@ def _host_registry():
         harness.stop(name)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _stop_hosts_of_module(_host_registry):
+    """Hosts booted by a test module are removed when it ends: few hosts live at once."""
+    before = set(_host_registry)
+    yield
+    for name in set(_host_registry) - before:
+        harness.stop(name)
+        del _host_registry[name]
+
+
 @pytest.fixture(scope="session")
 def make_host(_host_registry):
     """Factory: ``make_host(name)`` -> booted TestHost, shared across the session."""

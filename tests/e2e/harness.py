@@ -88,6 +88,23 @@ REQUIRED_TOOLS = {
 }
 
 
+# Every test host runs systemd, journald, networkd, logind, a user manager per SSH login...
+# as the controller's real root, and each holds inotify instances counted against root.
+# The kernel default (128) runs out with several hosts plus nested containers; systemd then
+# fails in odd places (units that never stop, hung reboots). Raised, never lowered.
+KERNEL_MINIMUMS = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
+
+
+def tune_kernel() -> None:
+    for key, minimum in KERNEL_MINIMUMS.items():
+        path = os.path.join("/proc/sys", key)
+        with open(path, encoding="utf-8") as handle:
+            current = int(handle.read().split()[0])
+        if current < minimum:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(f"{minimum}\n")
+
+
 def check_requirements() -> None:
     """Fail with a message naming what is missing (never skip silently)."""
     missing = [f"{tool} ({fix})" for tool, fix in REQUIRED_TOOLS.items() if not shutil.which(tool)]
@@ -418,16 +435,31 @@ class TestHost:
                 return "".join(handle.readlines()[-lines:])
         return "(no console log)"
 
-    def reboot(self, timeout: float = 180) -> float:
+    def reboot(self, timeout: float = 240) -> float:
         """Reboot the host the way an operator would, and wait until it is back."""
         old = read_pid(os.path.join(self.state, "nspawn.pid"))
         self.ssh("systemctl reboot", check=False, timeout=30)
         deadline = time.monotonic() + timeout
         while read_pid(os.path.join(self.state, "nspawn.pid")) == old or not link_has(self.link, self.local):
             if time.monotonic() > deadline or not self.alive():
-                raise HarnessError(f"test host {self.name} did not come back from reboot:\n{self.console_tail()}")
+                stuck = "still shutting down" if read_pid(os.path.join(self.state, "nspawn.pid")) == old \
+                    else "booted again but its link has no address"
+                raise HarnessError(f"test host {self.name} did not come back from reboot ({stuck}):\n"
+                                   f"{self.inside('systemctl list-jobs --no-pager; journalctl -n 60 --no-pager')}"
+                                   f"\n{self.console_tail()}")
             time.sleep(0.3)
         return self.wait_ready(max(30, deadline - time.monotonic()))
+
+    def inside(self, cmd: str) -> str:
+        """Run ``cmd`` in the host's namespaces without SSH (diagnostics when SSH is gone)."""
+        nspawn = read_pid(os.path.join(self.state, "nspawn.pid"))
+        with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
+            with open(f"/proc/{nspawn}/task/{nspawn}/children", encoding="utf-8") as handle:
+                leader = int(handle.read().split()[0])
+            res = sh(["nsenter", "-t", str(leader), "-m", "-u", "-i", "-n", "-p", "sh", "-c", cmd],
+                     check=False, timeout=30)
+            return res.stdout[-6000:] + res.stderr[-1000:]
+        return "(host has no running init to inspect)"
 
 
 def shlex_quote(text: str) -> str:
@@ -505,6 +537,7 @@ def boot(name: str, owner: Optional[int] = None, timeout: float = 120) -> TestHo
     if not NAME_RE.match(name):
         raise HarnessError(f"test host name {name!r}: use 1-11 characters [a-z0-9-] (it becomes ve-NAME)")
     check_requirements()
+    tune_kernel()
     host_root, images = cached_root("host"), container_images()
     with _lock("registry"):
         stop(name)
