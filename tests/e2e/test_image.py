@@ -34,10 +34,23 @@ COLLECTIONS = os.path.join(ROOT, ".collections")
 
 # ---------------------------------------------------------------- running the module on the controller
 
+_ARGS_DIRS = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_args_files():
+    """The JSON args files of direct module runs live in one directory, removed at the end."""
+    yield
+    while _ARGS_DIRS:
+        shutil.rmtree(_ARGS_DIRS.pop(), ignore_errors=True)
+
+
 def _module_process(args: dict, check: bool = False, diff: bool = False, workdir: str = "/tmp"):
     """Start the module's code directly (AnsibleModule reads its args from a JSON file)."""
+    if not _ARGS_DIRS:
+        _ARGS_DIRS.append(tempfile.mkdtemp(prefix="img-args-"))
     payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-    handle, path = tempfile.mkstemp(prefix="img-args-", suffix=".json", dir=workdir)
+    handle, path = tempfile.mkstemp(prefix="args-", suffix=".json", dir=_ARGS_DIRS[0])
     with os.fdopen(handle, "w") as out:
         json.dump({"ANSIBLE_MODULE_ARGS": payload}, out)
     env = dict(os.environ, PYTHONPATH=COLLECTIONS)
