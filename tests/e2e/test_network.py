@@ -186,9 +186,10 @@ def test_containers_zone_ping_masquerade_and_port_forwards(host):
     assert pings(host, "z2", "203.0.113.2")
     host.ssh(f"printf %s {shlex.quote(LISTEN)} > /tmp/listen.py; setsid sh -c 'ip netns exec uplink timeout 30 "
              "python3 /tmp/listen.py > /tmp/peer.txt 2>&1' < /dev/null > /dev/null 2>&1 &")
-    time.sleep(0.5)
-    inside(host, "z1", "python3 -c \"import socket; socket.create_connection(('203.0.113.2', 9000), 5).close()\"",
-           check=True)
+    # Retried: on a loaded machine the listener (or z1's own networkd) may not be up yet.
+    connect = "python3 -c \"import socket; socket.create_connection(('203.0.113.2', 9000), 3).close()\""
+    assert wait_until(lambda: inside(host, "z1", connect).returncode == 0, 40), \
+        "z1 (static address) cannot open a TCP connection to the uplink through the masquerade"
 
     def seen_peer():
         return host.ssh("cat /tmp/peer.txt", check=False).stdout.strip()
