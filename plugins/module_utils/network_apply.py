@@ -10,12 +10,14 @@ function; ``changed`` is decided before acting, identically in check mode.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
+
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils import netlink, networkd
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
 
 def read_dir(directory: Optional[str] = None) -> Dict[str, str]:
@@ -154,3 +156,16 @@ def zone(module) -> dict:
     params["address"] = zone_addresses(module, params)
     return present(module, ifname, networkd.build_zone_files(params), params["address"],
                    must_exist=params["netdev"])
+
+
+def run_module(argument_spec: dict, errors_of: Callable[[dict], List[str]], apply: Callable) -> None:
+    """The whole main() of the bridge and zone modules: validate, require pyroute2, apply, exit."""
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    errors = errors_of(module.params)
+    if errors:
+        module.fail_json(msg="; ".join(errors))
+    netlink.require(module)
+    try:
+        module.exit_json(**apply(module))
+    except CommandError as exc:
+        module.fail_json(msg=str(exc), rc=exc.rc, stdout=exc.out, stderr=exc.err)

@@ -126,22 +126,11 @@ changes:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.corral.nspawn.plugins.module_utils import netlink, network_apply, networkd
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+from ansible_collections.corral.nspawn.plugins.module_utils import network_apply, networkd
 
 
 def main():
-    module = AnsibleModule(argument_spec=networkd.BRIDGE_OPTION_SPEC, supports_check_mode=True)
-    errors = networkd.bridge_errors(module.params)
-    if errors:
-        module.fail_json(msg="; ".join(errors))
-    netlink.require(module)
-    try:
-        module.exit_json(**network_apply.bridge(module))
-    except CommandError as exc:
-        module.fail_json(msg=str(exc), rc=exc.rc, stdout=exc.out, stderr=exc.err)
+    network_apply.run_module(networkd.BRIDGE_OPTION_SPEC, networkd.bridge_errors, network_apply.bridge)
 
 
 if __name__ == "__main__":
