@@ -584,11 +584,8 @@ def adapter_render_settings(ctx: Context, machine: Machine, label: str):
         text, warnings = nspawn_settings.build_settings(params, header=FLEET_HEADER)
     except nspawn_settings.SettingsError as exc:
         raise FleetError(f"{label}.settings: {exc}") from None
-    untrusted = nspawn_settings.untrusted_path(machine.name, ctx.machines_dir)
-    if os.path.exists(untrusted):
-        warnings.append(f"{label}: {untrusted} exists next to the image; systemd-nspawn ignores its privileged "
-                        "keys, and such files have been an escape vector - remove it")
-    return text, [f"{label}: {w}" for w in warnings]
+    untrusted = nspawn_settings.untrusted_warning(machine.name, ctx.settings_path(machine.name), ctx.machines_dir)
+    return text, [f"{label}: {w}" for w in warnings + ([untrusted] if untrusted else [])]
 
 
 def adapter_settings_restart(before: Optional[str], after: Optional[str]) -> bool:

@@ -309,6 +309,16 @@ def untrusted_path(name: str, directory: str = UNTRUSTED_DIR) -> str:
     return os.path.join(directory, f"{name}.nspawn")
 
 
+def untrusted_warning(name: str, written: str, directory: str = UNTRUSTED_DIR) -> Optional[str]:
+    """The warning for a .nspawn file next to the image (the one read of the disk here: it exists or not)."""
+    untrusted = untrusted_path(name, directory)
+    if not os.path.exists(untrusted) or os.path.normpath(written) == untrusted:
+        return None
+    return (f"{untrusted} exists next to the image: systemd-nspawn reads it only when no file exists in "
+            "/etc/systemd/nspawn or /run/systemd/nspawn, ignores its privileged keys, and it came with "
+            "the image; remove it unless you trust it")
+
+
 def _used(text: Optional[str]) -> List[Tuple[str, Key]]:
     doc = unitfile.parse(text or "")
     seen = []

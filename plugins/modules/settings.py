@@ -127,7 +127,6 @@ systemd_version:
   sample: 252
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -180,11 +179,9 @@ def main():
     before = read_text(path)
     if before is not None and not is_managed(before) and before != content:
         warnings.append(f"{path} was not written by corral.nspawn; it is replaced (see the diff for what it held)")
-    untrusted = ns.untrusted_path(params["name"])
-    if os.path.exists(untrusted) and os.path.normpath(path) != untrusted:
-        warnings.append(f"{untrusted} exists next to the image: systemd-nspawn reads it only when no file exists in "
-                        "/etc/systemd/nspawn or /run/systemd/nspawn, ignores its privileged keys, and it came with "
-                        "the image; remove it unless you trust it")
+    untrusted = ns.untrusted_warning(params["name"], path)
+    if untrusted:
+        warnings.append(untrusted)
     result = ensure_file(module, path, content, 0o644)
     for warning in warnings:
         module.warn(warning)

@@ -31,7 +31,7 @@ def fake_host(monkeypatch, tmp_path):
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail)
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warned.append(msg))
     monkeypatch.setattr(module, "host_systemd_version", lambda _m: 252)
-    monkeypatch.setattr(module.ns, "untrusted_path", lambda name: str(tmp_path / "machines" / f"{name}.nspawn"))
+    monkeypatch.setattr(module.ns, "untrusted_path", lambda name, directory=None: str(tmp_path / "machines" / f"{name}.nspawn"))
     return warned
 
 
