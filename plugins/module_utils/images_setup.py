@@ -3,23 +3,28 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """First-boot preparation of a container root (post-setup), each step idempotent.
 
-Every step decides from what is on disk, acts only outside check mode, and
-returns the actions it took (or would take) in words. Paths are resolved inside
-the root without following symlinks out of it: an image is untrusted data.
+Every step decides from what is on disk, acts only when the run may write, and
+returns the actions it took (or would take) in words. A root is untrusted data
+(a running container owns every file in it): every read and write inside it goes
+through ``rootfs.RootFS``, which never leaves the root and never resolves a path
+twice. Tools that take a path (ssh-keygen) work in a host temp dir; their output
+is copied in through the same API.
 """
 
 from __future__ import annotations
 
-import glob
 import ipaddress
 import os
 import secrets
+import shutil
+import stat
 import string
 import tempfile
+from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
-from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER, ensure_file, read_text
+from ansible_collections.corral.nspawn.plugins.module_utils import rootfs, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
 
 HOST0_NETWORK = "etc/systemd/network/10-corral-host0.network"
@@ -27,25 +32,26 @@ SECURETTY_FILES = ("etc/securetty", "usr/share/factory/etc/securetty")
 SECURETTY_TTYS = tuple(f"pts/{n}" for n in range(10))
 NETWORKD_UNIT = "systemd-networkd.service"
 RESOLVED_UNIT = "systemd-resolved.service"
+UNIT_DIRS = ("etc/systemd/system", "run/systemd/system", "usr/lib/systemd/system", "lib/systemd/system")
+# Per-installation secrets a clone must not share with its template (systemd regenerates them at boot).
+IDENTITY_FILES = ("var/lib/systemd/credential.secret", "var/lib/systemd/random-seed")
 
 
 class SetupError(Exception):
     """Post-setup cannot proceed; the message says why and what to do."""
 
 
+@dataclass
+class Setup:
+    """One post-setup pass over one root: where, and whether it may write (``dry``: check mode or deferred)."""
+
+    module: object
+    fs: rootfs.RootFS
+    dry: bool
+    diffs: Optional[list] = None
+
+
 # ---------------------------------------------------------------- pure helpers
-
-def inside(root: str, rel: str) -> str:
-    """Absolute path of ``rel`` under ``root``; refuses paths whose directory leaves the root or symlinks."""
-    path = os.path.join(root, rel)
-    real_root = os.path.realpath(root)
-    parent = os.path.realpath(os.path.dirname(path))
-    if parent != real_root and not parent.startswith(real_root + os.sep):
-        raise SetupError(f"refusing to write {path}: its directory resolves to {parent}, outside the root {root}")
-    if os.path.islink(path):
-        raise SetupError(f"refusing to write {path}: it is a symlink (images are untrusted; remove the link)")
-    return path
-
 
 def host0_network(address: str, gateway: Optional[str] = None, dns: Optional[list] = None) -> str:
     """In-container networkd file giving host0 a static address (sorted before the stock DHCP one)."""
@@ -134,157 +140,232 @@ def password_matches(module, password: str, crypted: Optional[str]) -> bool:
 
 # ---------------------------------------------------------------- steps
 
-def _file_step(module, root: str, rel: str, content: Optional[str], mode: int, label: str, diffs) -> List[str]:
-    result = ensure_file(module, inside(root, rel), content, mode)
+def _file_step(setup: Setup, rel: str, content: Optional[str], mode: int, label: str) -> List[str]:
+    result = rootfs.ensure_file(setup.fs, rel, content, mode, setup.dry)
     if not result.changed:
         return []
-    if diffs is not None and result.diff:
-        diffs.append(result.diff)
+    if setup.diffs is not None and result.diff:
+        setup.diffs.append(result.diff)
     return [f"{label}: {result.action} {rel}"]
 
 
-def step_machine_id(module, root: str, diffs) -> List[str]:
+def _remove_step(setup: Setup, rel: str, label: str, regular_only: bool = True) -> List[str]:
+    info = setup.fs.lstat(rel)
+    if info is None or (regular_only and not stat.S_ISREG(info.st_mode)):
+        return []
+    if not setup.dry:
+        setup.fs.unlink(rel)
+    return [f"{label}: remove {rel}"]
+
+
+def step_machine_id(setup: Setup) -> List[str]:
     """Empty /etc/machine-id: the container gets a new id on first boot (clones must not share one)."""
-    actions = _file_step(module, root, "etc/machine-id", "", 0o444, "machine-id (emptied)", diffs)
-    dbus = os.path.join(root, "var/lib/dbus/machine-id")
-    if os.path.isfile(dbus) and not os.path.islink(dbus):
-        actions.append("machine-id: remove var/lib/dbus/machine-id")
-        if not module.check_mode:
-            os.unlink(inside(root, "var/lib/dbus/machine-id"))
+    actions = _file_step(setup, "etc/machine-id", "", 0o444, "machine-id (emptied)")
+    actions += _remove_step(setup, "var/lib/dbus/machine-id", "machine-id")
+    for rel in IDENTITY_FILES:
+        actions += _remove_step(setup, rel, "clone identity", regular_only=False)
     return actions
 
 
-def step_ssh_host_keys(module, root: str) -> List[str]:
-    """Replace SSH host keys present in the root by new ones (clones must not share them)."""
-    ssh_dir = inside(root, "etc/ssh")
-    keys = sorted(glob.glob(os.path.join(ssh_dir, "ssh_host_*_key")))
+def step_ssh_host_keys(setup: Setup) -> List[str]:
+    """Replace SSH host keys present in the root by new ones (clones must not share them).
+
+    ssh-keygen writes into a host temp dir (it would follow links by name); the new
+    keys are then copied into the root through the confined API.
+    """
+    names = setup.fs.listdir("etc/ssh")
+    keys = [n for n in names if n.startswith("ssh_host_") and n.endswith("_key")]
     if not keys:
         return []
-    keygen = module.get_bin_path("ssh-keygen")
+    keygen = setup.module.get_bin_path("ssh-keygen")
     if not keygen:
         raise SetupError("regenerate_ssh_host_keys: the image has SSH host keys but ssh-keygen is not installed on "
                          "the host; install openssh-client or set regenerate_ssh_host_keys=false")
-    if not module.check_mode:
-        for path in glob.glob(os.path.join(ssh_dir, "ssh_host_*")):
-            os.unlink(path)
-        for key in keys:
-            kind = os.path.basename(key)[len("ssh_host_"):-len("_key")]
-            run(module, [keygen, "-q", "-t", kind, "-N", "", "-C", "root@container", "-f", key])
-    return [f"ssh host keys: regenerate {', '.join(os.path.basename(k) for k in keys)}"]
+    if not setup.dry:
+        workdir = tempfile.mkdtemp(prefix="corral-hostkeys-")
+        try:
+            _new_host_keys(setup, keygen, keys, names, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return [f"ssh host keys: regenerate {', '.join(keys)}"]
 
 
-def step_root_password(module, root: str, params: dict) -> List[str]:
-    path = inside(root, "etc/shadow")
-    text = read_text(path)
-    if text is None:
-        raise SetupError(f"root_password: {path} does not exist; is {root} a complete root?")
+def _new_host_keys(setup: Setup, keygen: str, keys: List[str], names: List[str], workdir: str) -> None:
+    for name in names:
+        if name.startswith("ssh_host_"):
+            setup.fs.unlink(f"etc/ssh/{name}")
+    for key in keys:
+        kind = key[len("ssh_host_"):-len("_key")]
+        path = os.path.join(workdir, key)
+        run(setup.module, [keygen, "-q", "-t", kind, "-N", "", "-C", "root@container", "-f", path])
+        for suffix, mode in (("", 0o600), (".pub", 0o644)):
+            with open(path + suffix, "rb") as handle:
+                setup.fs.write(f"etc/ssh/{key}{suffix}", handle.read(), mode)
+
+
+def step_root_password(setup: Setup, params: dict) -> List[str]:
+    found = setup.fs.read_with_stat("etc/shadow")
+    if found is None:
+        raise SetupError(f"root_password: {setup.fs.label('etc/shadow')} does not exist; is {setup.fs.root} a "
+                         "complete root?")
+    text, info = found
     current = shadow_root_hash(text)
     if params.get("root_password_hash"):
         wanted = params["root_password_hash"]
         if current == wanted:
             return []
-    elif password_matches(module, params["root_password"], current):
+    elif password_matches(setup.module, params["root_password"], current):
         return []
     else:
-        wanted = hash_password(module, params["root_password"])
-    if not module.check_mode:
-        _write_keeping_owner(module, path, shadow_with_root_hash(text, wanted))
+        wanted = hash_password(setup.module, params["root_password"])
+    if not setup.dry:
+        # Keep the file's owner, group and mode (of the file we read): shadow's group lives in the image.
+        setup.fs.write("etc/shadow", shadow_with_root_hash(text, wanted), info.st_mode & 0o7777,
+                       owner=(info.st_uid, info.st_gid))
     return ["root password: set (etc/shadow)"]
 
 
-def _write_keeping_owner(module, path: str, content: str) -> None:
-    """Atomic replace that keeps the file's owner, group and mode (shadow's group lives in the image)."""
-    info = os.stat(path)
-    fd, tmp = tempfile.mkstemp(prefix=".corral-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chown(tmp, info.st_uid, info.st_gid)
-        os.chmod(tmp, info.st_mode & 0o7777)
-        os.rename(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def step_authorized_keys(module, root: str, keys: List[str], diffs) -> List[str]:
-    ssh_dir = inside(root, "root/.ssh")
+def step_authorized_keys(setup: Setup, keys: List[str]) -> List[str]:
     actions = []
-    if not os.path.isdir(ssh_dir):
+    if not setup.fs.is_dir("root/.ssh"):
         actions.append("authorized_keys: create root/.ssh")
-        if not module.check_mode:
-            os.makedirs(ssh_dir, mode=0o700)
-    if module.check_mode and not os.path.isdir(ssh_dir):
-        return actions + ["authorized_keys: create root/.ssh/authorized_keys"]
-    return actions + _file_step(module, root, "root/.ssh/authorized_keys", authorized_keys_text(keys), 0o600,
-                                "authorized_keys", diffs)
+        if setup.dry:
+            return actions + ["authorized_keys: create root/.ssh/authorized_keys"]
+        setup.fs.makedirs("root/.ssh", 0o700)
+    return actions + _file_step(setup, "root/.ssh/authorized_keys", authorized_keys_text(keys), 0o600,
+                                "authorized_keys")
 
 
-def step_enable(module, root: str, unit: str) -> List[str]:
-    """``systemctl --root`` enable (follows the unit's [Install] section, Also= included)."""
-    systemctl = module.get_bin_path("systemctl")
+# ---------------------------------------------------------------- unit enablement, read from the links
+
+def _install_section(fs: rootfs.RootFS, unit: str) -> Optional[dict]:
+    """{WantedBy, RequiredBy, Alias, Also: [..]} of the unit's file in the root; None when not installed."""
+    for directory in UNIT_DIRS:
+        try:
+            text = fs.read_text(f"{directory}/{unit}")
+        except rootfs.RootError:
+            continue
+        if text is None:
+            continue
+        install: dict = {"WantedBy": [], "RequiredBy": [], "Alias": [], "Also": []}
+        try:
+            doc = unitfile.parse(text)
+        except unitfile.UnitFileError:
+            return install
+        for section, entries in doc:
+            for key, value in entries if section == "Install" else []:
+                if key in install:
+                    install[key] += value.split()
+        return install
+    return None
+
+
+def unit_enabled(fs: rootfs.RootFS, unit: str, seen: Optional[set] = None) -> Optional[str]:
+    """enabled | static | disabled | masked | None (not installed), from the links in etc/systemd/system.
+
+    The same answer as ``systemctl --root is-enabled`` for what we enable, without a command per
+    machine (a no-op fleet run stays constant in cost) and without leaving the root.
+    """
+    seen = seen if seen is not None else set()
+    seen.add(unit)
+    if fs.readlink(f"etc/systemd/system/{unit}") == "/dev/null":
+        return "masked"
+    install = _install_section(fs, unit)
+    if install is None:
+        return None
+    links = [f"{t}.wants/{unit}" for t in install["WantedBy"]] + [f"{t}.requires/{unit}" for t in install["RequiredBy"]]
+    links += install["Alias"]
+    if not links and not install["Also"]:
+        return "static"
+    if any(fs.lstat(f"etc/systemd/system/{link}") is None for link in links):
+        return "disabled"
+    also = [unit_enabled(fs, other, seen) for other in install["Also"] if other not in seen]
+    return "disabled" if "disabled" in also else "enabled"
+
+
+def step_enable(setup: Setup, unit: str) -> List[str]:
+    """``systemctl --root`` enable (follows the unit's [Install] section, Also= included) when not enabled."""
+    state = unit_enabled(setup.fs, unit)
+    if state in ("enabled", "static"):
+        return []
+    if state is None:
+        raise SetupError(f"{unit} is not installed in the image {setup.fs.root}; install systemd (networkd/resolved) "
+                         "in it")
+    if state == "masked":
+        raise SetupError(f"{unit} is masked in the image {setup.fs.root} (etc/systemd/system/{unit} -> /dev/null); "
+                         "unmask it in the image or do not ask to enable it")
+    systemctl = setup.module.get_bin_path("systemctl")
     if not systemctl:
         raise SetupError(f"enabling {unit} in the image needs systemctl on the host")
-    rc, out, _err = run(module, [systemctl, f"--root={root}", "is-enabled", unit], check=False)
-    if out.strip() in ("enabled", "enabled-runtime", "static", "alias"):
-        return []
-    if out.strip() in ("", "not-found") and rc != 0 and not _unit_exists(root, unit):
-        raise SetupError(f"{unit} is not installed in the image {root}; install systemd (networkd/resolved) in it")
-    if not module.check_mode:
-        run(module, [systemctl, f"--root={root}", "enable", unit])
+    if not setup.dry:
+        # systemctl --root resolves every path inside the root itself (chase with the root as prefix).
+        run(setup.module, [systemctl, f"--root={setup.fs.root}", "enable", unit])
     return [f"enable {unit} in the image"]
 
 
-def _unit_exists(root: str, unit: str) -> bool:
-    return any(os.path.lexists(os.path.join(root, d, unit))
-               for d in ("etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system"))
-
-
-def step_securetty(module, root: str, diffs) -> List[str]:
+def step_securetty(setup: Setup) -> List[str]:
     actions = []
     for rel in SECURETTY_FILES:
-        text = read_text(inside(root, rel))
-        if text is None:
+        found = setup.fs.read_with_stat(rel)
+        if found is None:
             continue
+        text, info = found
         missing = securetty_missing(text)
         if missing:
             new = text + ("" if not text or text.endswith("\n") else "\n") + "".join(f"{tty}\n" for tty in missing)
-            mode = os.stat(os.path.join(root, rel)).st_mode & 0o7777
-            actions += _file_step(module, root, rel, new, mode, "securetty (machinectl login)", diffs)
+            mode = info.st_mode & 0o7777
+            actions += _file_step(setup, rel, new, mode, "securetty (machinectl login)")
     return actions
 
 
+# ---------------------------------------------------------------- entry points
+
 def ensure_post_setup(module, root: str, params: dict, fresh: bool = False,
-                      diffs: Optional[list] = None) -> Tuple[bool, List[str]]:
+                      diffs: Optional[list] = None, dry: Optional[bool] = None) -> Tuple[bool, List[str]]:
     """Apply the first-boot preparation options to ``root``; (changed, actions in words).
 
     ``fresh`` marks a root this run just created (staging): only then are the
-    machine-id emptied and SSH host keys regenerated, never on a root that booted.
+    machine-id, the clone identity files and SSH host keys reset, never on a root
+    that booted. ``dry`` (default: check mode) decides and reports without writing.
+    Raises SetupError, or rootfs.RootError when the root holds something refused.
     """
+    try:
+        with rootfs.RootFS(root) as fs:
+            setup = Setup(module, fs, module.check_mode if dry is None else dry, diffs)
+            actions = _steps(setup, params, fresh)
+    except rootfs.RootError as exc:
+        raise SetupError(str(exc)) from None
+    except OSError as exc:
+        # The root changed under us or holds an unexpected type; nothing outside it was touched.
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise SetupError(f"preparing the root {root}: {exc.strerror or exc}{where}; nothing outside the root was "
+                         "touched (container roots are untrusted)") from None
+    return bool(actions), actions
+
+
+def _steps(setup: Setup, params: dict, fresh: bool) -> List[str]:
     actions: List[str] = []
     if fresh and params.get("reset_machine_id", True):
-        actions += step_machine_id(module, root, diffs)
+        actions += step_machine_id(setup)
     if fresh and params.get("regenerate_ssh_host_keys", True):
-        actions += step_ssh_host_keys(module, root)
+        actions += step_ssh_host_keys(setup)
     if params.get("hostname"):
-        actions += _file_step(module, root, "etc/hostname", f"{params['hostname']}\n", 0o644, "hostname", diffs)
+        actions += _file_step(setup, "etc/hostname", f"{params['hostname']}\n", 0o644, "hostname")
     if params.get("root_password") or params.get("root_password_hash"):
-        actions += step_root_password(module, root, params)
+        actions += step_root_password(setup, params)
     if params.get("authorized_keys") is not None:
-        actions += step_authorized_keys(module, root, params["authorized_keys"], diffs)
+        actions += step_authorized_keys(setup, params["authorized_keys"])
     if params.get("address"):
-        actions += _file_step(module, root, HOST0_NETWORK,
+        actions += _file_step(setup, HOST0_NETWORK,
                               host0_network(params["address"], params.get("gateway"), params.get("dns")),
-                              0o644, "host0 address", diffs)
+                              0o644, "host0 address")
     if params.get("enable_networkd") or (params.get("enable_networkd") is None and params.get("address")):
-        actions += step_enable(module, root, NETWORKD_UNIT)
+        actions += step_enable(setup, NETWORKD_UNIT)
     if params.get("enable_resolved"):
-        actions += step_enable(module, root, RESOLVED_UNIT)
+        actions += step_enable(setup, RESOLVED_UNIT)
     if params.get("securetty_fix"):
-        actions += step_securetty(module, root, diffs)
-    return bool(actions), actions
+        actions += step_securetty(setup)
+    return actions
 
 
 def wants_post_setup(params: dict) -> bool:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from ansible_collections.corral.nspawn.plugins.module_utils import systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import rootfs, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
 STATES = ("running", "stopped", "restarted")
@@ -269,13 +269,18 @@ def image_os(root: Optional[str]) -> Optional[str]:
     """PRETTY_NAME of a directory image (None for disk images or without os-release)."""
     if not root or not os.path.isdir(root):
         return None
-    for rel in ("etc/os-release", "usr/lib/os-release"):
-        try:
-            with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as handle:
-                release = parse_os_release(handle.read())
-        except OSError:
-            continue
-        return release.get("PRETTY_NAME") or release.get("NAME")
+    try:
+        with rootfs.RootFS(root) as fs:   # absolute links in the root resolve inside it, never on the host
+            for rel in ("etc/os-release", "usr/lib/os-release"):
+                try:
+                    text = fs.read_text(rel, limit=64 * 1024)
+                except (OSError, rootfs.RootError):
+                    continue
+                if text is not None:
+                    release = parse_os_release(text)
+                    return release.get("PRETTY_NAME") or release.get("NAME")
+    except OSError:
+        return None
     return None
 
 
