@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE_DIR = os.environ.get("CORRAL_TEST_CACHE", "/var/cache/corral-nspawn-test")
@@ -52,6 +52,7 @@ LINK_NET = "198.18"           # 198.18.<index>.0/30 per host, 198.18.0.0/15 is f
 UPLINK_HOST = "203.0.113.1"   # host side of the simulated uplink
 UPLINK_PEER = "203.0.113.2"   # "the internet"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,10}$")
+RHYTHM = (True, True, False, False)  # changed of check -> apply -> check -> apply
 
 HOST_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "systemd-container", "nftables", "python3",
@@ -400,6 +401,18 @@ class TestHost:
             with open(out, encoding="utf-8") as handle:
                 return json.load(handle)
 
+    def run(self, name: str, args: dict, check: bool = False, diff: bool = False, timeout: int = 600) -> dict:
+        """Run one module that must succeed: its failure state is asserted before anyone reads ``changed``."""
+        mode = "check" if check else "apply"
+        return succeeded(self.module(name, args, check, diff, timeout), f"[{self.name}] {name} ({mode})")
+
+    def rhythm(self, name: str, args: dict, diff: bool = True, expect=RHYTHM,
+               fingerprint: Optional[Callable[[], object]] = None, after=None, timeout: int = 600) -> list:
+        """check -> apply -> check -> apply of one module; see :func:`rhythm`."""
+        def one(check: bool) -> dict:
+            return self.module(name, args, check=check, diff=diff, timeout=timeout)
+        return rhythm(one, fingerprint=fingerprint, expect=expect, what=f"[{self.name}] {name}", after=after)
+
     # -- lifecycle
     def wait_ready(self, timeout: float = 120) -> float:
         """Wait for SSH and for systemd to finish booting; return seconds waited."""
@@ -506,6 +519,68 @@ def run_playbook(path, inventory, extra_vars=None, check=False, diff=False, extr
     res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ansible_env(),
                          cwd=REPO, stdin=subprocess.DEVNULL, check=False)
     return PlaybookRun(res.returncode, res.stdout, res.stderr, parse_recap(res.stdout))
+
+
+# ---------------------------------------------------------------- results of module runs
+
+def succeeded(result: dict, what: str = "module run") -> dict:
+    """``result`` when the run succeeded; else an AssertionError saying why.
+
+    Ansible reports ``changed: false`` for a failed (or unreachable) task, so reading
+    ``changed`` without this check lets a failed idempotence run pass as "no change".
+    """
+    problems = []
+    if result.get("failed"):
+        problems.append("failed")
+    if result.get("unreachable"):
+        problems.append("unreachable")
+    if result.get("skipped"):
+        problems.append("skipped")
+    if result.get("rc") not in (None, 0):
+        problems.append(f"rc={result.get('rc')}")
+    if not isinstance(result.get("changed"), bool):
+        problems.append("no boolean 'changed' in the result")
+    if problems:
+        detail = json.dumps(result, default=str)[-3000:]
+        raise AssertionError(f"{what}: {', '.join(problems)}: {result.get('msg', '')}\n{detail}")
+    return result
+
+
+def assert_same(before, after, what: str) -> None:
+    """Equal fingerprints, or an AssertionError listing the keys that differ."""
+    if before == after:
+        return
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        lines = [f"  {k}: {before.get(k, '(absent)')!r} -> {after.get(k, '(absent)')!r}" for k in keys[:30]]
+        raise AssertionError(f"{what} changed the host:\n" + "\n".join(lines))
+    raise AssertionError(f"{what} changed the host:\n  before: {before!r}\n  after:  {after!r}")
+
+
+def rhythm(run: Callable[[bool], dict], fingerprint: Optional[Callable[[], object]] = None,
+           expect=RHYTHM, what: str = "module", after=None) -> list:
+    """check -> apply -> check -> apply; returns the four results.
+
+    Every run must succeed (:func:`succeeded`) before its ``changed`` is compared with
+    ``expect``. With ``fingerprint``, every check-mode run and every run expected to change
+    nothing must leave the fingerprint as it was. ``after(index, result)`` inspects the host
+    after each run (index 0..3).
+    """
+    results = []
+    for index, check in enumerate((True, False, True, False)):
+        label = f"{what} run {index + 1}/4 ({'check' if check else 'apply'})"
+        guard = fingerprint is not None and (check or not expect[index])
+        before = fingerprint() if guard else None
+        result = succeeded(run(check), label)
+        if guard:
+            assert_same(before, fingerprint(), label)
+        if after:
+            after(index, result)
+        results.append(result)
+    changed = [r["changed"] for r in results]
+    assert changed == list(expect), f"{what}: changed {changed}, expected {list(expect)}: " \
+                                    f"{[r.get('changes') for r in results]}"
+    return results
 
 
 # ---------------------------------------------------------------- host registry
