@@ -38,6 +38,7 @@ NAT_OPTION_SPEC = dict(
     masquerade=dict(type="list", elements="str"),
     uplinks=dict(type="list", elements="str", default=[]),
     links=dict(type="list", elements="str", default=[]),
+    networks=dict(type="list", elements="str"),
     forwards=dict(type="list", elements="dict", default=[], options=copy.deepcopy(FORWARD_SPEC)),
     localhost=dict(type="bool", default=True),
     integrate=dict(type="bool", default=False),
@@ -100,6 +101,15 @@ def _forward(item: dict, index: int, errors: List[str]) -> Optional[dict]:
             "port": port}
 
 
+def select_networks(managed: List[dict], names: Optional[List[str]]) -> List[dict]:
+    """The managed networks rules are derived from: all of them, or only the links in ``names``.
+
+    The network role passes the declared zones and bridges when it prunes, so one that is about
+    to be removed loses its rules in the same run (and check mode predicts that).
+    """
+    return managed if names is None else [m for m in managed if m["name"] in set(names)]
+
+
 def plan(params: dict, managed: List[dict]) -> NatPlan:
     """Validate and normalise ``params``; ``managed`` are networkd.managed_networks() entries."""
     result = NatPlan(table=params.get("table") or "corral", localhost=params.get("localhost", True))
@@ -107,6 +117,11 @@ def plan(params: dict, managed: List[dict]) -> NatPlan:
     if not _TABLE.match(result.table):
         errors.append(f"table: {result.table!r} is not allowed; use 1-32 letters, digits, '_' or '-', "
                       "starting with a letter (other tables, like io.systemd.nat, are never touched)")
+    for value in params.get("networks") or []:
+        error = ifname_error(value)
+        if error:
+            errors.append(f"networks: {error}")
+    managed = select_networks(managed, params.get("networks"))
     managed_nets = [ipaddress.ip_interface(a).network for m in managed for a in m["addresses"]]
     given = params.get("masquerade")
     result.masquerade = _subnets(given if given is not None else [str(n) for n in managed_nets], errors)

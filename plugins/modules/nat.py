@@ -59,6 +59,15 @@ options:
     type: list
     elements: str
     default: []
+  networks:
+    description:
+      - Zones and bridges managed by corral.nspawn (their link names, C(vz-NAME) for a zone) whose subnets are
+        masqueraded (when O(masquerade) is omitted) and whose links are accepted for forwarding. When omitted,
+        every zone and bridge corral.nspawn manages on this host.
+      - The network role passes its declared zones and bridges here when C(corral_network_prune) is on, so a
+        zone or bridge that is being pruned loses its rules in the same run, and check mode shows that.
+    type: list
+    elements: str
   forwards:
     description: Port forwards from the host to containers (DNAT of traffic addressed to any local address).
     type: list

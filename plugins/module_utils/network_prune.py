@@ -1,0 +1,334 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Prune zones and bridges corral.nspawn created that are no longer declared.
+
+``read()`` gathers the host as plain data (our networkd files, links and their ports, the
+``.nspawn`` files, running machines), ``plan()`` decides (pure, unit-tested) and ``run()``
+applies: files removed, links deleted, networkd reloaded. A zone or bridge is a candidate
+only when one of its ``50-corral-*`` files carries the managed marker; links and files
+corral.nspawn did not write are never touched. Anything still using a candidate (a declared
+machine, a ``.nspawn`` file that stays, a running container's port) makes the whole plan an
+error before anything changes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from ansible_collections.corral.nspawn.plugins.module_utils import netlink, networkd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
+from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, deep_merge
+from ansible_collections.corral.nspawn.plugins.module_utils.names import veth_ifname, zone_ifname
+from ansible_collections.corral.nspawn.plugins.module_utils.network_apply import read_dir
+from ansible_collections.corral.nspawn.plugins.module_utils.nspawn_settings import SETTINGS_DIR
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
+from ansible_collections.corral.nspawn.plugins.module_utils.systemd import SystemdError, list_machines
+
+CONTAINER_PORT_PREFIXES = ("vb-", "ve-")  # host sides of the veths systemd-nspawn creates
+FLEET_OPTION_SPEC = dict(
+    machines=dict(type="list", elements="dict", default=[]),
+    defaults=dict(type="dict", default={}),
+    prune=dict(type="bool", default=False),
+)
+PRUNE_OPTION_SPEC = dict(
+    zones=dict(type="list", elements="str", default=[]),
+    bridges=dict(type="list", elements="str", default=[]),
+    fleet=dict(type="dict", options=FLEET_OPTION_SPEC, apply_defaults=True),
+)
+
+
+@dataclass
+class NetworkFiles:
+    """Our prefixed files of one link: the managed ones (removable) and any without the marker."""
+
+    managed: List[str] = field(default_factory=list)
+    unmanaged: List[str] = field(default_factory=list)
+    ports: List[str] = field(default_factory=list)  # interfaces our port files enslave
+
+
+@dataclass
+class MachineSettings:
+    """What one ``/etc/systemd/nspawn/NAME.nspawn`` says about networking."""
+
+    network: Optional[str] = None  # the link it joins: vz-ZONE or the bridge
+    fleet: bool = False            # written by corral.nspawn.fleet
+
+
+@dataclass
+class HostState:
+    files: Dict[str, str] = field(default_factory=dict)            # our prefixed networkd files {path: text}
+    net: netlink.HostNet = field(default_factory=netlink.HostNet)
+    settings: Dict[str, MachineSettings] = field(default_factory=dict)
+    running: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Victim:
+    """One zone or bridge to prune and what happens to it."""
+
+    kind: str       # zone | bridge
+    name: str
+    ifname: str
+    files: List[str]
+    link: str       # delete | keep | absent
+    gone_first: List[str] = field(default_factory=list)  # container ports that must be gone before the link
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "ifname": self.ifname, "files": list(self.files),
+                "link": self.link}
+
+
+@dataclass
+class PrunePlan:
+    victims: List[Victim] = field(default_factory=list)
+    errors: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- pure helpers
+
+def kind_and_name(ifname: str) -> Tuple[str, str]:
+    return ("zone", ifname[3:]) if ifname.startswith("vz-") else ("bridge", ifname)
+
+
+def label(ifname: str) -> str:
+    kind, name = kind_and_name(ifname)
+    return f"zone {name} ({ifname})" if kind == "zone" else f"bridge {name}"
+
+
+def declared_links(zones: Iterable[str], bridges: Iterable[str]) -> List[str]:
+    return sorted({zone_ifname(z) for z in zones} | set(bridges))
+
+
+def _owner(path: str, text: str) -> Tuple[Optional[str], Optional[str]]:
+    """``(link, enslaved port)`` a file of ours configures, from its content; (None, None) when unreadable."""
+    try:
+        doc = unitfile.parse(text)
+    except unitfile.UnitFileError:
+        return None, None
+    if path.endswith(".netdev"):
+        names = unitfile.get(doc, "NetDev", "Name")
+        return (names[-1] if names else None), None
+    bridge, names = unitfile.get(doc, "Network", "Bridge"), unitfile.get(doc, "Match", "Name")
+    if bridge and names:
+        return bridge[-1], names[-1]
+    return (names[-1] if names else None), None
+
+
+def group_files(files: Dict[str, str]) -> Dict[str, NetworkFiles]:
+    """Our files by the link they belong to; a file counts only at the path the modules would give it."""
+    groups: Dict[str, NetworkFiles] = {}
+    for path, text in sorted(files.items()):
+        link, port = _owner(path, text)
+        if link is None:
+            continue
+        expected = networkd.port_path(link, port) if port else (
+            networkd.netdev_path(link) if path.endswith(".netdev") else networkd.network_path(link))
+        if os.path.basename(expected) != os.path.basename(path):
+            continue
+        group = groups.setdefault(link, NetworkFiles())
+        (group.managed if is_managed(text) else group.unmanaged).append(path)
+        if port and is_managed(text):
+            group.ports.append(port)
+    return groups
+
+
+def machine_network(item: dict, defaults: dict) -> Tuple[Optional[str], Optional[str]]:
+    """``(name, link)`` one declared fleet machine joins (zone/bridge, also via defaults or settings)."""
+    merged = deep_merge(defaults or {}, item or {})
+    settings = merged.get("settings") or {}
+    zone = merged.get("zone") or settings.get("zone")
+    bridge = merged.get("bridge") or settings.get("bridge")
+    link = zone_ifname(zone) if zone else (bridge or None)
+    return merged.get("name"), link
+
+
+def settings_network(text: str) -> MachineSettings:
+    """Zone=/Bridge= and the fleet marker of a ``.nspawn`` file (unparsable: no network, not ours)."""
+    fleet = any(FLEET_MARKER in line for line in text.splitlines()[:3])
+    try:
+        doc = unitfile.parse(text)
+    except unitfile.UnitFileError:
+        return MachineSettings(None, fleet)
+    zone, bridge = unitfile.get(doc, "Network", "Zone"), unitfile.get(doc, "Network", "Bridge")
+    link = zone_ifname(zone[-1]) if zone else (bridge[-1] if bridge else None)
+    return MachineSettings(link, fleet)
+
+
+def port_owner(port: str, machines: Iterable[str]) -> Optional[str]:
+    """The machine whose veth (host side, named like systemd-nspawn names it) is ``port``."""
+    for name in sorted(set(machines)):
+        if port in (veth_ifname(name, bridged=True), veth_ifname(name)):
+            return name
+    return None
+
+
+# ---------------------------------------------------------------- the plan
+
+@dataclass
+class _Context:
+    """Inputs of plan() shared by every candidate."""
+
+    declared: Dict[str, Optional[str]]  # declared machine -> link it joins
+    state: HostState
+    leaving: List[str]                  # undeclared fleet machines the fleet removes first
+
+
+def _users(ifname: str, ctx: _Context) -> List[str]:
+    """Why ``ifname`` must stay: declared machines on it, .nspawn files that stay, running containers."""
+    errors = []
+    users = sorted(m for m, link in ctx.declared.items() if link == ifname)
+    if users:
+        errors.append(f"{label(ifname)} is used by declared machine(s) {', '.join(users)}; remove them in the same "
+                      "change or keep it declared")
+    staying = sorted(m for m, s in ctx.state.settings.items()
+                     if s.network == ifname and m not in ctx.declared and m not in ctx.leaving)
+    if staying:
+        errors.append(f"{label(ifname)} is joined by machine(s) {', '.join(staying)} in {SETTINGS_DIR} that are not "
+                      "declared and are not removed by this run (fleet prune is off, or the fleet did not create "
+                      "them)")
+    return errors
+
+
+def _ports(ifname: str, group: NetworkFiles, ctx: _Context) -> Tuple[List[str], List[str], List[str]]:
+    """Ports of the live link: (running containers that block, container ports leaving first, foreign)."""
+    known = set(ctx.declared) | set(ctx.state.settings) | set(ctx.state.running)
+    blocking, leaving, foreign = [], [], []
+    for port in ctx.state.net.ports_of(ifname):
+        if port in group.ports:
+            continue  # enslaved by our own port file: released with the link
+        if not port.startswith(CONTAINER_PORT_PREFIXES):
+            foreign.append(port)
+            continue
+        owner = port_owner(port, known)
+        if owner is not None and (owner in ctx.leaving or owner in ctx.declared):
+            leaving.append(port)  # removed by the fleet, or a declared machine moving elsewhere on restart
+        else:
+            blocking.append(f"{owner} (port {port})" if owner else f"port {port}")
+    return blocking, leaving, foreign
+
+
+def _victim(ifname: str, group: NetworkFiles, ctx: _Context, result: PrunePlan) -> None:
+    errors = _users(ifname, ctx)
+    blocking, leaving, foreign = _ports(ifname, group, ctx)
+    if blocking:
+        errors.append(f"{label(ifname)} has running container(s) attached: {', '.join(blocking)}")
+    result.errors.extend(errors)
+    if errors:
+        return
+    kind, name = kind_and_name(ifname)
+    link = "absent" if ctx.state.net.link(ifname) is None else "delete"
+    netdev = networkd.netdev_path(ifname)
+    if link == "delete" and netdev in group.unmanaged:
+        link = "keep"
+        result.warnings.append(f"{label(ifname)}: the link is kept, {netdev} was not written by corral.nspawn")
+    elif link == "delete" and foreign:
+        link = "keep"
+        result.warnings.append(f"{label(ifname)}: the link is kept, it has ports corral.nspawn did not attach "
+                               f"({', '.join(foreign)}); its corral.nspawn files are removed")
+    for path in group.unmanaged:
+        result.warnings.append(f"{label(ifname)}: {path} is kept, it was not written by corral.nspawn")
+    result.victims.append(Victim(kind, name, ifname, list(group.managed), link, leaving if link == "delete" else []))
+
+
+def plan(keep: Iterable[str], declared: Dict[str, Optional[str]], state: HostState, fleet_prune: bool) -> PrunePlan:
+    """What pruning means on this host.
+
+    ``keep``: declared links (``vz-ZONE``, bridge names); ``declared``: declared machine -> link it
+    joins; ``fleet_prune``: undeclared fleet machines are removed (by the fleet, first).
+    """
+    leaving = sorted(m for m, s in state.settings.items() if s.fleet and m not in declared) if fleet_prune else []
+    ctx = _Context(declared, state, leaving)
+    result = PrunePlan()
+    for ifname, group in sorted(group_files(state.files).items()):
+        if ifname not in set(keep) and group.managed:
+            _victim(ifname, group, ctx, result)
+    return result
+
+
+def declared_machines(machines: List[dict], defaults: dict) -> Tuple[Dict[str, Optional[str]], List[str]]:
+    """``{machine: link}`` from the fleet's input, and errors for items without a name."""
+    found, errors = {}, []
+    for index, item in enumerate(machines or []):
+        name, link = machine_network(item, defaults)
+        if not isinstance(name, str) or not name:
+            errors.append(f"fleet.machines[{index}].name: missing; every declared machine needs its name")
+            continue
+        found[name] = link
+    return found, errors
+
+
+def link_diff(victim: Victim, net: netlink.HostNet) -> dict:
+    link = net.link(victim.ifname)
+    ports = ", ".join(net.ports_of(victim.ifname)) or "none"
+    before = f"{victim.ifname}: present ({link.kind or 'link'}, ports: {ports})\n"
+    return {"before_header": f"link {victim.ifname}", "after_header": f"link {victim.ifname} (pruned)",
+            "before": before, "after": "absent\n"}
+
+
+def still_attached(victims: List[Victim], net: netlink.HostNet) -> List[str]:
+    """Container ports that were to be gone before their link is deleted but are still there."""
+    return [f"{v.ifname}: {port}" for v in victims if v.link == "delete"
+            for port in net.ports_of(v.ifname) if port in v.gone_first]
+
+
+# ---------------------------------------------------------------- read and apply
+
+def read_settings(directory: Optional[str] = None) -> Dict[str, MachineSettings]:
+    directory = directory or SETTINGS_DIR
+    try:
+        entries = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return {}
+    return {e[:-len(".nspawn")]: settings_network(read_text(os.path.join(directory, e)) or "")
+            for e in entries if e.endswith(".nspawn") and os.path.isfile(os.path.join(directory, e))}
+
+
+def read_running(module) -> List[str]:
+    """Running machines as machined lists them ([] when machined does not answer: ports still name them)."""
+    try:
+        return sorted(m.get("machine", "") for m in list_machines(module) if m.get("machine"))
+    except (CommandError, SystemdError):
+        return []
+
+
+def read(module) -> HostState:
+    return HostState(read_dir(), netlink.read(), read_settings(), read_running(module))
+
+
+def run_prune(module) -> dict:
+    """The module's whole job: read, plan, refuse or apply; returns the result for exit_json."""
+    params = module.params
+    fleet = params["fleet"] or {}
+    declared, errors = declared_machines(fleet.get("machines") or [], fleet.get("defaults") or {})
+    state = read(module)
+    todo = plan(declared_links(params["zones"], params["bridges"]), declared, state, bool(fleet.get("prune")))
+    errors += todo.errors
+    if errors:
+        module.fail_json(msg="prune: refusing to remove anything: " + "; ".join(errors),
+                         pruned=[], changes=[])
+    if todo.victims and not module.check_mode:
+        stuck = still_attached(todo.victims, netlink.read())
+        if stuck:
+            module.fail_json(msg="prune: container ports are still attached to links that were to be deleted "
+                                 f"({'; '.join(stuck)}); remove or stop those machines first (in site.yml the "
+                                 "fleet runs before the network prune)", pruned=[], changes=[])
+    results = [ensure_file(module, path, None) for v in todo.victims for path in v.files]
+    changes = [f"remove {r.path}" for r in results if r.changed]
+    changes += [f"delete link {v.ifname}" for v in todo.victims if v.link == "delete"]
+    for warning in todo.warnings:
+        module.warn(warning)
+    if changes and not module.check_mode:
+        for victim in todo.victims:
+            if victim.link == "delete":
+                netlink.delete_link(victim.ifname)
+        run(module, ["networkctl", "reload"])
+    out = dict(changed=bool(changes), changes=changes, pruned=[v.as_dict() for v in todo.victims])
+    if module._diff and changes:
+        out["diff"] = [r.diff for r in results if r.changed] + [link_diff(v, state.net) for v in todo.victims
+                                                                 if v.link == "delete"]
+    return out
+
