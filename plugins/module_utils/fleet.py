@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils.files import (
     MANAGED_MARKER, FileResult, ensure_file, plan_file, read_text,
@@ -38,9 +38,12 @@ RESTART_POLICIES = ("on_change", "never", "always")
 STATES = ("running", "stopped", "present")
 MACHINE_KEYS = ("name", "template", "image", "settings", "resources", "zone", "bridge", "address",
                 "gateway", "root_password", "root_password_hash", "enabled", "state", "restart")
-# Secrets are machine-level options (no_log in the argument spec); inside free-form dicts Ansible
-# could not mask them, so they are refused there.
+# Secrets are machine-level options. image and templates items have real sub-specs (derived from the
+# image module's spec), so a secret written there is masked too (no_log) and then refused: one place per
+# machine, never in a template (templates are never booted; clones would share it).
 SECRET_KEYS = ("root_password", "root_password_hash")
+# Options of the image module that the fleet sets itself for every image (never given in image/templates).
+IMAGE_FIXED_KEYS = ("name", "state", "machines_dir")
 MACHINE_DEFAULTS = {"enabled": True, "state": "running", "restart": None}
 
 
@@ -50,6 +53,41 @@ class FleetError(Exception):
     def __init__(self, msg: str, **details):
         super().__init__(msg)
         self.details = details
+
+
+def argument_spec() -> dict:
+    """The fleet module's whole argument spec (every secret, wherever it can be written, is no_log)."""
+    return dict(
+        machines=dict(type="list", elements="dict", required=True, options=machine_spec()),
+        defaults=dict(type="dict", default={}, options=defaults_spec()),
+        templates=dict(type="list", elements="dict", default=[], options=template_spec()),
+        prune=dict(type="bool", default=False),
+        prune_all=dict(type="bool", default=False),
+        purge=dict(type="bool", default=False),
+        restart=dict(type="str", default="on_change", choices=list(RESTART_POLICIES)),
+        wait=dict(type="bool", default=True),
+        timeout=dict(type="int", default=120),
+        machines_dir=dict(type="path", default="/var/lib/machines"),
+        settings_dir=dict(type="path", default="/etc/systemd/nspawn"),
+        units_dir=dict(type="path", default="/etc/systemd/system"),
+    )
+
+
+def image_suboptions() -> dict:
+    """Sub-spec of ``machines[].image`` / ``defaults.image``: the image module's options, derived.
+
+    Derived from ``images.IMAGE_OPTION_SPEC`` (never a second copy), so every ``no_log`` there
+    (``root_password``, ``root_password_hash``) applies here too, before anything is logged. Without
+    defaults or required flags: an unset option inherits from ``defaults`` and the image logic fills
+    in its own defaults after the merge.
+    """
+    return {key: {k: v for k, v in spec.items() if k not in ("default", "required")}
+            for key, spec in images.IMAGE_OPTION_SPEC.items() if key not in IMAGE_FIXED_KEYS}
+
+
+def template_spec() -> dict:
+    """Sub-spec of one ``templates`` item: a name plus the image options (secrets masked, then refused)."""
+    return dict(name=dict(type="str", required=True), **image_suboptions())
 
 
 def defaults_spec() -> dict:
@@ -62,7 +100,7 @@ def machine_spec() -> dict:
     return dict(
         name=dict(type="str", required=True),
         template=dict(type="str"),
-        image=dict(type="dict"),
+        image=dict(type="dict", options=image_suboptions()),
         settings=dict(type="dict"),
         resources=dict(type="dict"),
         zone=dict(type="str"),
@@ -142,7 +180,7 @@ def _check_machine(machine: Machine, template_names) -> List[str]:
         if not isinstance(getattr(machine, key), dict):
             errors.append(f"{label}.{key}: must be a dictionary of {key} options, got {getattr(machine, key)!r}")
     for key in SECRET_KEYS:
-        if isinstance(machine.image, dict) and key in machine.image:
+        if isinstance(machine.image, dict) and machine.image.get(key) is not None:
             errors.append(f"{label}.image.{key}: give it as machines[].{key} (or defaults.{key}), "
                           "where it is kept out of logs (no_log)")
     if machine.template is not None and machine.template not in template_names:
@@ -228,6 +266,7 @@ class MachinePlan:
     pending_restart: bool = False
     live: Optional[object] = None  # the resources logic's LivePlan for the running unit (no restart)
     changes: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -236,6 +275,15 @@ class MachinePlan:
 
 def is_fleet_managed(text: Optional[str]) -> bool:
     return text is not None and any(FLEET_MARKER in line for line in text.splitlines()[:3])
+
+
+def adoption(path: str, text: Optional[str]) -> Optional[str]:
+    """Words for taking over a .nspawn file the fleet did not write (None when it is ours or absent)."""
+    if text is None or is_fleet_managed(text):
+        return None
+    owner = "written by corral.nspawn.settings" if any(MANAGED_MARKER in line for line in text.splitlines()[:3]) \
+        else "hand-written (no corral.nspawn marker)"
+    return f"adopt {path}, {owner}: its content is replaced and the machine becomes fleet-managed (prune may remove it)"
 
 
 def plan_machine(machine: Machine, current: Current, settings: FileResult, dropin: FileResult,
@@ -250,9 +298,12 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     if image and image.get("changed"):
         plan.changes.extend(image.get("changes") or ["image: prepared"])
         plan.restart_needed = bool(image.get("restart_required", not image.get("created")))
+    adopted = adoption(settings.path, current.settings_text)
     if settings.changed:
         plan.settings_changed = True
-        plan.changes.append(f"settings: {settings.action} {settings.path}")
+        plan.changes.append(f"settings: {adopted}" if adopted else f"settings: {settings.action} {settings.path}")
+        if adopted:
+            plan.warnings.append(f"machines[{machine.name}]: settings: {adopted}")
         plan.restart_needed = plan.restart_needed or settings_restart
     elif current.stale:
         plan.restart_needed = True  # an earlier run changed the settings and did not restart
@@ -469,23 +520,39 @@ def check_outcomes(outcomes: Dict[str, dict]) -> List[str]:
     return [o["warning"] for o in outcomes.values() if o.get("warning")]
 
 
-def prune(ctx: Context, declared: List[str], templates: List[str], purge: bool, units: Dict[str, dict]) -> List[str]:
-    """Remove fleet-managed machines that are no longer declared (roots only with purge)."""
+def check_prune_all(items: List[dict], prune_flag: bool, prune_all: bool, victims: List[str]) -> None:
+    """An empty machine list prunes the whole fleet: only when the operator said so (prune_all)."""
+    if prune_all and not prune_flag:
+        raise FleetError("prune_all: only used with prune=true (it allows pruning with an empty machines list)")
+    if prune_flag and not items and victims and not prune_all:
+        raise FleetError(f"prune: machines is empty, so prune=true would remove every fleet machine of this host "
+                         f"({', '.join(victims)}); a host that lost its variables looks exactly like this. "
+                         "Set prune_all=true (role: corral_fleet_prune_all) to prune them all; nothing was changed")
+
+
+def prune(ctx: Context, declared: List[str], templates: List[str], purge: bool,
+          units: Dict[str, dict]) -> Tuple[List[str], List[str]]:
+    """Remove fleet-managed machines that are no longer declared; returns (names, warnings).
+
+    With purge, a root goes only when corral built it (build record); any other root is kept
+    and named in a warning. Check mode predicts the same names and warnings.
+    """
     victims = plan_prune(managed_machines(ctx.settings_dir), declared + templates, purge)
     names = [v["name"] for v in victims]
-    if not names or ctx.check_mode:
-        return names
+    if not names:
+        return names, []
     module = ctx.module
-    running = [n for n in names if units.get(unit_name(n), {}).get("ActiveState", "inactive") != "inactive"]
-    systemd.stop(module, running)
-    systemd.disable(module, names)
-    for name in names:
-        for path in [ctx.settings_path(name)] + adapter_owned_dropins(ctx, name):
-            write_file(module, FileResult(path, True, {}, "remove"))
-        if purge:
-            adapter_remove_image(ctx, name)
-    systemd.daemon_reload(module)
-    return names
+    if not ctx.check_mode:
+        running = [n for n in names if units.get(unit_name(n), {}).get("ActiveState", "inactive") != "inactive"]
+        systemd.stop(module, running)
+        systemd.disable(module, names)
+        for name in names:
+            for path in [ctx.settings_path(name)] + adapter_owned_dropins(ctx, name):
+                write_file(module, FileResult(path, True, {}, "remove"))
+    warnings = [w for w in (adapter_purge_image(ctx, name) for name in names if purge) if w]
+    if not ctx.check_mode:
+        systemd.daemon_reload(module)
+    return names, warnings
 
 
 def machine_result(plan: MachinePlan, machine: Machine, current: Current) -> dict:
@@ -527,6 +594,9 @@ def run_fleet(module) -> dict:
     ctx = Context(module, params["machines_dir"], params["settings_dir"], params["units_dir"],
                   module.check_mode, params["restart"])
     machines = desired_machines(params["machines"], params["defaults"], params["templates"])
+    if params["prune"] or params.get("prune_all"):
+        victims = set(managed_machines(ctx.settings_dir)) - {t["name"] for t in params["templates"]}
+        check_prune_all(params["machines"], params["prune"], bool(params.get("prune_all")), sorted(victims))
     desired = render_all(ctx, machines, params["templates"])
     for item in params["templates"]:
         adapter_validate_template(ctx, item)
@@ -538,8 +608,10 @@ def run_fleet(module) -> dict:
     plans = [reconcile_machine(ctx, d, c) for d, c in zip(desired, currents)]
     apply_files(ctx, plans)
     warnings = apply_runtime(ctx, plans, params["wait"], params["timeout"])
-    pruned = prune(ctx, declared, list(templates), params["purge"], units) if params["prune"] else []
-    for warning in [w for d in desired for w in d.warnings] + warnings:
+    pruned, prune_warnings = prune(ctx, declared, list(templates), params["purge"], units) if params["prune"] \
+        else ([], [])
+    for warning in [w for d in desired for w in d.warnings] + [w for p in plans for w in p.warnings] + warnings \
+            + prune_warnings:
         module.warn(warning)
     result = fleet_result(plans, desired, currents, templates, pruned)
     if module._diff:
@@ -636,7 +708,7 @@ def adapter_ensure_image(ctx: Context, name: str, options: dict) -> dict:
 
 def adapter_validate_template(ctx: Context, item: dict) -> None:
     options = {k: v for k, v in item.items() if k != "name" and v is not None}
-    secrets = [k for k in SECRET_KEYS if k in options]
+    secrets = [k for k in SECRET_KEYS if options.get(k) is not None]
     if secrets:
         raise FleetError(f"templates[{item.get('name')}].{secrets[0]}: templates are never booted; set it on the "
                          "machines (machines[].root_password_hash or defaults), where it is kept out of logs")
@@ -649,11 +721,16 @@ def adapter_ensure_template(ctx: Context, item: dict) -> dict:
     return adapter_ensure_image(ctx, item["name"], {k: v for k, v in item.items() if k != "name" and v is not None})
 
 
-def adapter_remove_image(ctx: Context, name: str) -> None:
+def adapter_purge_image(ctx: Context, name: str) -> Optional[str]:
+    """Delete the root of a pruned machine only if corral built it; else a "root kept" warning (image logic)."""
     try:
-        images.ensure_image(ctx.module, _image_params(ctx, name, {"force": True}, state="absent"))
-    except (images.ImageError, CommandError) as exc:
+        outcome = images.purge_built(ctx.module, ctx.machines_dir, name)
+    except (images.ImageError, CommandError, OSError) as exc:
         raise FleetError(f"purge {name}: {exc}") from None
+    if outcome["kept"]:
+        return (f"purge {name}: root kept: {outcome['path']} ({outcome['kept']}); its settings and drop-in were "
+                "removed. Delete it with corral.nspawn.image state=absent if you mean it")
+    return None
 
 
 def adapter_owned_dropins(ctx: Context, name: str) -> List[str]:

@@ -3,11 +3,19 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Container root filesystems: validate, read what is on disk, plan, build, remove.
 
-A root is built in ``MACHINES_DIR/.corral-staging-NAME/root`` (same filesystem),
+A root is built in ``MACHINES_DIR/.corral/staging/NAME/root`` (same filesystem),
 prepared there, and renamed to ``MACHINES_DIR/NAME`` only when complete, so an
 interrupted run never leaves something that looks finished. The next run kills
 processes still working in the staging dir, unmounts what they mounted there and
 removes it before building again.
+
+Everything corral keeps beside the roots lives in ``MACHINES_DIR/.corral/``, a
+name no machine can have (machine names never start with a dot): staging and
+backup dirs (each carries a build marker written when it is made; nothing
+without one is ever discarded) and the build records ``records/NAME.json``
+(written when corral built a root; only a root whose record matches it is ever
+purged by the fleet). A container owns every file in its root, so nothing in a
+root decides what the host deletes.
 
 Public API (used by the image and fleet modules):
 ``IMAGE_OPTION_SPEC``, ``normalize(params)``, ``validate(params)``,
@@ -21,6 +29,7 @@ import ipaddress
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import time
@@ -28,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 from urllib.parse import urlparse
 
-from ansible_collections.corral.nspawn.plugins.module_utils import images_backends as backends
+from ansible_collections.corral.nspawn.plugins.module_utils import images_backends as backends, rootfs
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
 from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import (  # noqa: F401 pylint: disable=unused-import
     SetupError, ensure_post_setup, wants_post_setup)
@@ -37,7 +46,10 @@ from ansible_collections.corral.nspawn.plugins.module_utils.runner import Comman
 
 DEFAULT_MACHINES_DIR = "/var/lib/machines"
 IMPORTD_DIR = "/var/lib/machines"  # systemd-importd always imports here
-RECORD = ".corral-image"           # inside the root: how it was made (drift detection)
+RECORD = ".corral-image"           # inside the root: the build id (legacy roots: how it was made)
+STATE_DIR = ".corral"              # beside the roots; never a machine name (those cannot start with '.')
+BUILD_MARKER = ".corral-build"     # inside every staging/backup dir corral made; only those are discarded
+IMPORT_PREFIX = "corral-import-"   # importd names must be machine names: random per build, kept in the marker
 CHECKSUM_ALGORITHMS = ("sha256", "sha384", "sha512", "sha1", "md5")
 BTRFS_MAGIC = "btrfs"
 
@@ -235,6 +247,7 @@ def _validate_address(params: dict) -> List[str]:
 class Paths:
     machines_dir: str
     name: str
+    import_name: str = ""  # importd name of this build (random, recorded in the staging marker)
 
     @property
     def root(self) -> str:
@@ -245,24 +258,30 @@ class Paths:
         return self.root + ".raw"
 
     @property
+    def state_dir(self) -> str:
+        return os.path.join(self.machines_dir, STATE_DIR)
+
+    @property
     def staging(self) -> str:
-        return os.path.join(self.machines_dir, f".corral-staging-{self.name}")
+        return os.path.join(self.state_dir, "staging", self.name)
 
     @property
     def old(self) -> str:
-        return os.path.join(self.machines_dir, f".corral-old-{self.name}")
+        return os.path.join(self.state_dir, "old", self.name)
 
     @property
-    def import_name(self) -> str:
-        """Temporary importd image name (must itself be a valid machine name)."""
-        short = self.name if len(self.name) <= 40 else hashlib.sha256(self.name.encode()).hexdigest()[:16]
-        return f"corral-staging-{short}"
+    def record(self) -> str:
+        return os.path.join(self.state_dir, "records", f"{self.name}.json")
 
-    def leftovers(self) -> List[str]:
-        candidates = [self.staging, self.old]
-        if self.machines_dir == IMPORTD_DIR:
-            candidates += [os.path.join(IMPORTD_DIR, self.import_name), os.path.join(IMPORTD_DIR, self.import_name + ".raw")]
+    def legacy_leftovers(self) -> List[str]:
+        """Staging/backup dirs of corral.nspawn before 0.2 (no build marker: reported, never removed)."""
+        candidates = [os.path.join(self.machines_dir, f".corral-{kind}-{self.name}") for kind in ("staging", "old")]
         return [p for p in candidates if os.path.lexists(p)]
+
+
+def new_import_name() -> str:
+    """A fresh importd image name for one build (importd only takes valid machine names)."""
+    return IMPORT_PREFIX + secrets.token_hex(8)
 
 
 @dataclass
@@ -271,25 +290,133 @@ class Current:
     kind: str = "absent"           # absent | directory | raw | symlink
     target: Optional[str] = None   # where a symlink points
     record: Optional[dict] = None  # source options it was built with
-    leftovers: List[str] = field(default_factory=list)
+    leftovers: List[str] = field(default_factory=list)  # our staging/backup dirs (build marker checked)
+    foreign: List[str] = field(default_factory=list)    # at our staging paths but without our marker
+    legacy: List[str] = field(default_factory=list)     # old-style leftovers, reported only
     running: bool = False
+    built: bool = False            # corral built this very root (build record beside it matches)
+    built_reason: str = ""         # why not, in words
+
+
+def _read_confined(root: str, rel: str) -> Optional[str]:
+    """A small regular file inside an untrusted root, read without following its symlinks."""
+    try:
+        with rootfs.RootFS(root) as fs:
+            return fs.read_text(rel, limit=64 * 1024)
+    except (OSError, rootfs.RootError, UnicodeDecodeError):
+        return None
+
+
+def _json_lines(text: Optional[str]) -> Optional[dict]:
+    if text is None:
+        return None
+    try:
+        data = json.loads("".join(line for line in text.splitlines(keepends=True) if not line.startswith("#")))
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def read_record(root: str) -> Optional[dict]:
-    path = os.path.join(root, RECORD)
-    if os.path.islink(path) or not os.path.isfile(path):
-        return None
+    """The in-root record (untrusted: the container may have written it), read through the root-confined API."""
+    return _json_lines(_read_confined(root, RECORD))
+
+
+def build_id_text(build_id: str) -> str:
+    """The in-root half of the build record: only the id, so a copy of a root is told apart from it."""
+    return f"# {MANAGED_MARKER}: build id of this root (its record is kept by the host).\n" + \
+        json.dumps({"build_id": build_id}) + "\n"
+
+
+def read_host_record(paths: Paths) -> Optional[dict]:
+    """The build record beside the roots (host-owned dir no container reaches)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            lines = [line for line in handle if not line.startswith("#")]
-        return json.loads("".join(lines))
+        with open(paths.record, encoding="utf-8") as handle:
+            data = json.load(handle)
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
-def record_text(params: dict) -> str:
-    return f"# {MANAGED_MARKER}: how this root was made (compared on later runs).\n" + \
-        json.dumps(backends.source_record(params), sort_keys=True) + "\n"
+def verify_built(paths: Paths, kind: str, record: Optional[dict]) -> tuple:
+    """(True, "") when this very root is the one corral built, else (False, why).
+
+    The record names the root's inode (a root replaced by hand has another one)
+    and a random build id that is also inside the root (an inode reused for a
+    hand-made root does not carry it).
+    """
+    if record is None:
+        return False, "no corral.nspawn build record"
+    path = paths.raw if kind == "raw" else paths.root
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False, "it does not exist"
+    if kind not in ("directory", "raw") or record.get("kind") != kind or \
+            [st.st_dev, st.st_ino] != [record.get("dev"), record.get("ino")]:
+        return False, "it is not the root corral.nspawn built (replaced since)"
+    if kind == "directory":
+        inside = _json_lines(_read_confined(path, RECORD)) or {}
+        if not record.get("build_id") or inside.get("build_id") != record.get("build_id"):
+            return False, "its build id does not match the build record"
+    return True, ""
+
+
+def write_host_record(paths: Paths, kind: str, params: dict, build_id: str) -> None:
+    """Record beside the roots that corral built this root (after it is in place: its inode is final)."""
+    st = os.lstat(paths.raw if kind == "raw" else paths.root)
+    data = {"name": paths.name, "kind": kind, "dev": st.st_dev, "ino": st.st_ino, "build_id": build_id,
+            "source": backends.source_record(params), "built": int(time.time())}
+    directory = os.path.dirname(paths.record)
+    _private_dirs(paths, directory)
+    tmp = f"{paths.record}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(data, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.rename(tmp, paths.record)
+    _fsync_dir(directory)
+
+
+def drop_host_record(paths: Paths) -> None:
+    try:
+        os.unlink(paths.record)
+    except FileNotFoundError:
+        pass
+
+
+def _private_dirs(paths: Paths, directory: str) -> None:
+    """Create machines_dir/.corral/... (0700); refuse a symlink or file where our dir belongs."""
+    for path in (paths.state_dir, directory):
+        if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
+            raise ImageError(f"{path} is not a directory (a symlink or file where corral.nspawn keeps its state); "
+                             "refusing to use it")
+        os.makedirs(path, mode=0o700, exist_ok=True)
+
+
+def read_marker(path: str) -> Optional[dict]:
+    """The build marker of one of our staging/backup dirs (None: not ours)."""
+    marker = os.path.join(path, BUILD_MARKER)
+    if os.path.islink(path) or not os.path.isdir(path) or os.path.islink(marker) or not os.path.isfile(marker):
+        return None
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("name") == os.path.basename(path) else None
+
+
+def make_marked_dir(paths: Paths, path: str, import_name: str = "") -> None:
+    """A new staging/backup dir with our build marker written at once (only marked dirs are ever discarded)."""
+    _private_dirs(paths, os.path.dirname(path))
+    os.mkdir(path, 0o700)
+    fd = os.open(os.path.join(path, BUILD_MARKER), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump({"name": paths.name, "import_name": import_name, "pid": os.getpid()}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def is_running(module, name: str) -> bool:
@@ -304,13 +431,24 @@ def is_running(module, name: str) -> bool:
 
 
 def read_current(module, paths: Paths) -> Current:
-    current = Current(leftovers=paths.leftovers(), running=is_running(module, paths.name))
+    current = Current(running=is_running(module, paths.name), legacy=paths.legacy_leftovers())
+    for path in (paths.staging, paths.old):
+        if os.path.lexists(path):
+            (current.leftovers if read_marker(path) is not None else current.foreign).append(path)
     if os.path.islink(paths.root):
         current.exists, current.kind, current.target = True, "symlink", os.readlink(paths.root)
     elif os.path.isdir(paths.root):
-        current.exists, current.kind, current.record = True, "directory", read_record(paths.root)
+        current.exists, current.kind = True, "directory"
     elif os.path.isfile(paths.raw):
         current.exists, current.kind = True, "raw"
+    if current.exists:
+        record = read_host_record(paths)
+        current.built, current.built_reason = verify_built(paths, current.kind, record)
+        # Drift is compared with what corral recorded; a legacy root has only its in-root record (untrusted,
+        # used for the drift warning only, never to decide a deletion).
+        legacy = read_record(paths.root) if current.kind == "directory" and record is None else None
+        current.record = (record or {}).get("source") if current.built else (
+            legacy if legacy and "source" in legacy else None)
     return current
 
 
@@ -327,8 +465,13 @@ class Plan:
 
 def plan(params: dict, paths: Paths, current: Current) -> Plan:
     """Decide what to do; raises ImageError for what must not be done."""
+    if current.foreign:
+        raise ImageError(f"{', '.join(current.foreign)}: not made by corral.nspawn (no build marker {BUILD_MARKER} in "
+                         "it); refusing to remove or reuse it - move it away by hand")
     todo = Plan(cleanup=list(current.leftovers))
     todo.changes += [f"remove leftovers of an interrupted build: {p}" for p in current.leftovers]
+    todo.warnings += [f"{p}: left by an older corral.nspawn build (it has no build marker, so it is not removed); "
+                      "delete it by hand once nothing uses it" for p in current.legacy]
     if params["state"] == "absent":
         return _plan_absent(params, paths, current, todo)
     if not current.exists:
@@ -524,11 +667,33 @@ def remove_tree(module, path: str) -> None:
 
 
 def discard(module, path: str) -> None:
-    """Remove our own leftover: stop processes still in it, unmount what they mounted, delete it."""
-    if not os.path.islink(path):
-        _kill_all(processes_using(path))
-        _unmount_all(module, path)
+    """Remove our own staging/backup dir: stop processes still in it, unmount what they mounted, delete it.
+
+    Only a dir carrying our build marker is ever touched (a live machine is never one of them).
+    """
+    marker = read_marker(path)
+    if marker is None:
+        raise ImageError(f"{path}: no corral.nspawn build marker in it; not removed")
+    imported = marker.get("import_name") or ""
+    if imported.startswith(IMPORT_PREFIX) and machine_name_error(imported) is None:
+        _discard_import(module, imported)
+    _kill_all(processes_using(path))
+    _unmount_all(module, path)
     remove_tree(module, path)
+
+
+def _discard_import(module, name: str) -> None:
+    """What an interrupted importd import of this build left in /var/lib/machines (the name is ours, random)."""
+    leftovers = [p for p in (os.path.join(IMPORTD_DIR, name), os.path.join(IMPORTD_DIR, name + ".raw"))
+                 if os.path.lexists(p)]
+    if leftovers and is_running(module, name):
+        module.warn(f"{name}: a machine of that name runs; the import leftover {leftovers[0]} is not removed")
+        return
+    for path in leftovers:
+        if not os.path.islink(path):
+            _kill_all(processes_using(path))
+            _unmount_all(module, path)
+        remove_tree(module, path)
 
 
 def _fsync_dir(path: str) -> None:
@@ -689,7 +854,9 @@ def make_root(module, params: dict, paths: Paths, target: str) -> None:
 def build(module, params: dict, paths: Paths, todo: Plan, timings: dict) -> List[str]:
     """Staging build, post-setup in staging, then rename into place; staging is removed on any failure."""
     os.makedirs(paths.machines_dir, mode=0o700, exist_ok=True)
-    os.mkdir(paths.staging, 0o700)
+    build_id = secrets.token_hex(16)
+    paths.import_name = new_import_name() if params["source"] in backends.IMPORT_SOURCES else ""
+    make_marked_dir(paths, paths.staging, paths.import_name)
     raw = params["source"] == "raw"
     target = os.path.join(paths.staging, "root.raw" if raw else "root")
     actions: List[str] = []
@@ -700,10 +867,12 @@ def build(module, params: dict, paths: Paths, todo: Plan, timings: dict) -> List
         started = time.monotonic()
         if not raw:
             actions += ensure_post_setup(module, target, params, fresh=True)[1]
-            with open(os.path.join(target, RECORD), "w", encoding="utf-8") as handle:
-                handle.write(record_text(params))
+            # Never open(target/RECORD): an imported tarball may have put a symlink there.
+            with rootfs.RootFS(target) as fs:
+                fs.write(RECORD, build_id_text(build_id), 0o644, owner=(0, 0))
         timings["setup"] = round(time.monotonic() - started, 3)
         swap_into_place(module, paths, target, paths.raw if raw else paths.root, todo.action == "rebuild")
+        write_host_record(paths, "raw" if raw else "directory", params, build_id)
     finally:
         if os.path.lexists(paths.staging):
             discard(module, paths.staging)
@@ -712,7 +881,9 @@ def build(module, params: dict, paths: Paths, todo: Plan, timings: dict) -> List
 
 def swap_into_place(module, paths: Paths, built: str, final: str, replace: bool) -> None:
     if replace:
-        os.rename(final, paths.old)
+        make_marked_dir(paths, paths.old)
+        os.rename(final, os.path.join(paths.old, os.path.basename(built)))
+        drop_host_record(paths)
     os.rename(built, final)
     _fsync_dir(paths.machines_dir)
     if replace:
@@ -736,6 +907,8 @@ def stop_machine(module, name: str, timeout: float = 60) -> None:
 
 
 def remove_image(module, paths: Paths, current: Current) -> None:
+    """state=absent: the user named this root, so it goes whether or not corral built it; its record too."""
+    drop_host_record(paths)
     if current.kind == "symlink":
         os.unlink(paths.root)
         return
@@ -748,6 +921,24 @@ def remove_image(module, paths: Paths, current: Current) -> None:
                              "stop what uses it first")
     remove_tree(module, path)
     _fsync_dir(paths.machines_dir)
+
+
+def purge_built(module, machines_dir: str, name: str) -> dict:
+    """The fleet's purge: remove a root only when corral built this very root; honours check mode.
+
+    Returns ``removed`` (bool), ``path`` and ``kept`` (why a root that exists was kept, else "").
+    A root corral did not build (hand-made, imported with machinectl, adopted) is never deleted here.
+    """
+    paths = Paths(machines_dir.rstrip("/") or "/", name)
+    current = read_current(module, paths)
+    path = paths.raw if current.kind == "raw" else paths.root
+    if not current.exists or not current.built:
+        if not current.exists and not module.check_mode:
+            drop_host_record(paths)
+        return {"removed": False, "path": path, "kept": current.built_reason if current.exists else ""}
+    if not module.check_mode:
+        remove_image(module, paths, current)
+    return {"removed": True, "path": path, "kept": ""}
 
 
 # ---------------------------------------------------------------- entry point

@@ -17,7 +17,8 @@ description:
     M(corral.nspawn.settings), M(corral.nspawn.resources) and M(corral.nspawn.machine).
   - Machines are started concurrently and waited for together.
   - Every machine the fleet configures has a C(.nspawn) file whose header marks it as fleet-managed;
-    O(prune) only ever removes such machines.
+    O(prune) only ever removes such machines. Taking over an existing C(.nspawn) file the fleet did not write
+    (hand-written or written by M(corral.nspawn.settings)) is reported as a warning and in RV(machines.changes).
   - The result lists, per machine, what changed and whether a change waits for a restart.
 author:
   - corral.nspawn contributors (@corral-nspawn)
@@ -36,9 +37,137 @@ options:
       image:
         description:
           - Options of M(corral.nspawn.image) other than C(name), C(state) and C(machines_dir)
-            (how to build the root, first-boot preparation).
+            (how to build the root, first-boot preparation). The sub-options are the image module's own
+            (derived from its argument spec), so secrets are masked here too.
           - With O(machines[].template), C(source) and its options are filled in as a clone of the template.
+          - C(root_password) and C(root_password_hash) are refused here; give them on the machine.
         type: dict
+        suboptions: &image_options
+          source:
+            description: Option O(corral.nspawn.image#module:source) of M(corral.nspawn.image).
+            type: str
+            choices: [debootstrap, pacstrap, dnf, zypper, mkosi, tar, raw, clone, directory]
+          force:
+            description: Option O(corral.nspawn.image#module:force) of M(corral.nspawn.image).
+            type: bool
+          suite:
+            description: Option O(corral.nspawn.image#module:suite) of M(corral.nspawn.image).
+            type: str
+          variant:
+            description: Option O(corral.nspawn.image#module:variant) of M(corral.nspawn.image).
+            type: str
+          components:
+            description: Option O(corral.nspawn.image#module:components) of M(corral.nspawn.image).
+            type: list
+            elements: str
+          include:
+            description: Option O(corral.nspawn.image#module:include) of M(corral.nspawn.image).
+            type: list
+            elements: str
+          exclude:
+            description: Option O(corral.nspawn.image#module:exclude) of M(corral.nspawn.image).
+            type: list
+            elements: str
+          mirror:
+            description: Option O(corral.nspawn.image#module:mirror) of M(corral.nspawn.image).
+            type: str
+          keyring:
+            description: Option O(corral.nspawn.image#module:keyring) of M(corral.nspawn.image).
+            type: path
+          arch:
+            description: Option O(corral.nspawn.image#module:arch) of M(corral.nspawn.image).
+            type: str
+          packages:
+            description: Option O(corral.nspawn.image#module:packages) of M(corral.nspawn.image).
+            type: list
+            elements: str
+          pacstrap_host_cache:
+            description: Option O(corral.nspawn.image#module:pacstrap_host_cache) of M(corral.nspawn.image).
+            type: bool
+          pacstrap_init_keyring:
+            description: Option O(corral.nspawn.image#module:pacstrap_init_keyring) of M(corral.nspawn.image).
+            type: bool
+          releasever:
+            description: Option O(corral.nspawn.image#module:releasever) of M(corral.nspawn.image).
+            type: str
+          repos:
+            description: Option O(corral.nspawn.image#module:repos) of M(corral.nspawn.image).
+            type: list
+            elements: str
+          mkosi_directory:
+            description: Option O(corral.nspawn.image#module:mkosi_directory) of M(corral.nspawn.image).
+            type: path
+          extra_args:
+            description: Option O(corral.nspawn.image#module:extra_args) of M(corral.nspawn.image).
+            type: list
+            elements: str
+          path:
+            description: Option O(corral.nspawn.image#module:path) of M(corral.nspawn.image).
+            type: path
+          url:
+            description: Option O(corral.nspawn.image#module:url) of M(corral.nspawn.image).
+            type: str
+          checksum:
+            description: Option O(corral.nspawn.image#module:checksum) of M(corral.nspawn.image).
+            type: str
+          validate_certs:
+            description: Option O(corral.nspawn.image#module:validate_certs) of M(corral.nspawn.image).
+            type: bool
+          importer:
+            description: Option O(corral.nspawn.image#module:importer) of M(corral.nspawn.image).
+            type: str
+            choices: [auto, importctl, machinectl, tar]
+          clone_from:
+            description: Option O(corral.nspawn.image#module:clone_from) of M(corral.nspawn.image).
+            type: str
+          hostname:
+            description: Option O(corral.nspawn.image#module:hostname) of M(corral.nspawn.image).
+            type: str
+          reset_machine_id:
+            description: Option O(corral.nspawn.image#module:reset_machine_id) of M(corral.nspawn.image).
+            type: bool
+          regenerate_ssh_host_keys:
+            description: Option O(corral.nspawn.image#module:regenerate_ssh_host_keys) of M(corral.nspawn.image).
+            type: bool
+          root_password:
+            description:
+              - Option O(corral.nspawn.image#module:root_password) of M(corral.nspawn.image).
+              - Refused in image options and in templates (masked before it is refused, never logged); give it
+                as O(machines[].root_password) or O(defaults.root_password).
+            type: str
+          root_password_hash:
+            description:
+              - Option O(corral.nspawn.image#module:root_password_hash) of M(corral.nspawn.image).
+              - Refused in image options and in templates (masked before it is refused, never logged); give it
+                as O(machines[].root_password_hash) or O(defaults.root_password_hash).
+            type: str
+          authorized_keys:
+            description: Option O(corral.nspawn.image#module:authorized_keys) of M(corral.nspawn.image).
+            type: list
+            elements: str
+          enable_networkd:
+            description: Option O(corral.nspawn.image#module:enable_networkd) of M(corral.nspawn.image).
+            type: bool
+          enable_resolved:
+            description: Option O(corral.nspawn.image#module:enable_resolved) of M(corral.nspawn.image).
+            type: bool
+          address:
+            description: Option O(corral.nspawn.image#module:address) of M(corral.nspawn.image).
+            type: str
+          gateway:
+            description: Option O(corral.nspawn.image#module:gateway) of M(corral.nspawn.image).
+            type: str
+          dns:
+            description: Option O(corral.nspawn.image#module:dns) of M(corral.nspawn.image).
+            type: list
+            elements: str
+          securetty_fix:
+            description: Option O(corral.nspawn.image#module:securetty_fix) of M(corral.nspawn.image).
+            type: bool
+          setup_running:
+            description: Option O(corral.nspawn.image#module:setup_running) of M(corral.nspawn.image).
+            type: str
+            choices: [defer, apply]
       settings:
         description:
           - Options of M(corral.nspawn.settings) other than C(name), C(state) and C(path).
@@ -98,17 +227,35 @@ options:
     description:
       - Template images (C(name) plus options of M(corral.nspawn.image)) that machines are cloned from.
         They are built before the machines, never started, and never pruned.
+      - Secrets (C(root_password), C(root_password_hash)) are masked and refused here; set them on the machines.
     type: list
     elements: dict
     default: []
+    suboptions:
+      <<: *image_options
+      name:
+        description: Template name (machine name rules); the root is O(machines_dir)/NAME.
+        type: str
+        required: true
   prune:
     description:
       - Remove fleet-managed machines that are not declared in O(machines) - stop, disable, remove
         their C(.nspawn) file and resource drop-in. Machines the fleet did not create are never touched.
     type: bool
     default: false
+  prune_all:
+    description:
+      - With O(prune) and an empty O(machines) list, allow pruning every fleet machine of the host.
+      - Without it such a run fails before any change (a host that lost its variables would otherwise lose its
+        whole fleet).
+    type: bool
+    default: false
   purge:
-    description: With O(prune), also delete the root filesystems of pruned machines.
+    description:
+      - With O(prune), also delete the root filesystems of pruned machines - only roots that corral.nspawn built
+        (a build record kept beside the roots in O(machines_dir)/C(.corral/records/) that matches the root).
+      - A root corral did not build (made by hand, imported with C(machinectl), adopted) is kept with a warning
+        C(root kept); its settings and drop-in are removed as for any pruned machine.
     type: bool
     default: false
   restart:
@@ -258,25 +405,13 @@ pending_restart:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
-    FleetError, defaults_spec, machine_spec, run_fleet,
+    FleetError, argument_spec, run_fleet,
 )
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(
-            machines=dict(type="list", elements="dict", required=True, options=machine_spec()),
-            defaults=dict(type="dict", default={}, options=defaults_spec()),
-            templates=dict(type="list", elements="dict", default=[]),
-            prune=dict(type="bool", default=False),
-            purge=dict(type="bool", default=False),
-            restart=dict(type="str", default="on_change", choices=["on_change", "never", "always"]),
-            wait=dict(type="bool", default=True),
-            timeout=dict(type="int", default=120),
-            machines_dir=dict(type="path", default="/var/lib/machines"),
-            settings_dir=dict(type="path", default="/etc/systemd/nspawn"),
-            units_dir=dict(type="path", default="/etc/systemd/system"),
-        ),
+        argument_spec=argument_spec(),
         supports_check_mode=True,
     )
     try:

@@ -281,7 +281,7 @@ def fake_adapters(monkeypatch, tmp_path):
     live = []
     monkeypatch.setattr(fleet, "adapter_ensure_image", ensure_image)
     monkeypatch.setattr(fleet, "adapter_ensure_template", ensure_template)
-    monkeypatch.setattr(fleet, "adapter_remove_image", lambda ctx, n: os.rmdir(ctx.root(n)))
+    monkeypatch.setattr(fleet, "adapter_purge_image", lambda ctx, n: None if ctx.check_mode else os.rmdir(ctx.root(n)))
     return live
 
 

@@ -175,7 +175,8 @@ def test_plan_symlink_out_of_machines_dir_is_refused_for_present(tmp_path):
 
 def test_import_name_is_a_valid_machine_name_for_long_names():
     from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
-    assert machine_name_error(images.Paths("/var/lib/machines", "a" * 64).import_name) is None
+    name = images.new_import_name()
+    assert machine_name_error(name) is None and name != images.new_import_name()  # random per build
 
 
 # ---------------------------------------------------------------- mounts, processes, fs types (pure parts)
@@ -217,7 +218,7 @@ def test_clone_builds_in_staging_then_renames_and_prepares(machines):
     result = images.ensure_image(module, params(machines, source="clone", clone_from="tmpl", hostname="web1"))
     root = os.path.join(machines, "web1")
     assert result["created"] and result["changed"] and not result["restart_required"]
-    assert sorted(os.listdir(machines)) == ["tmpl", "web1"]
+    assert sorted(os.listdir(machines)) == [".corral", "tmpl", "web1"]
     assert open(os.path.join(root, "etc/hostname")).read() == "web1\n"
     assert open(os.path.join(root, "etc/machine-id")).read() == ""
     assert not os.path.exists(os.path.join(root, "var/lib/dbus/machine-id"))
@@ -230,7 +231,9 @@ def test_clone_builds_in_staging_then_renames_and_prepares(machines):
     key = open(os.path.join(root, "etc/ssh/ssh_host_ed25519_key.pub")).read()
     assert key != open(os.path.join(tmpl, "etc/ssh/ssh_host_ed25519_key.pub")).read()
     assert any("cp" in c and "--reflink=auto" in c for c in module.calls)
-    assert images.read_record(root) == {"source": "clone", "clone_from": "tmpl"}
+    record = images.read_host_record(images.Paths(machines, "web1"))
+    assert record["source"] == {"source": "clone", "clone_from": "tmpl"}
+    assert images.read_record(root) == {"build_id": record["build_id"]}  # only the id is inside the root
     again = images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl", hostname="web1"))
     assert again["changed"] is False and again["changes"] == []
 
@@ -263,25 +266,29 @@ def test_check_mode_clone_of_a_template_not_yet_created_warns(machines):
     assert result["changed"] and "not an existing directory (yet)" in module.warnings[0]
     with pytest.raises(images.ImageError, match="clone_from: .* is not an existing directory"):
         images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="later"))
-    assert sorted(os.listdir(machines)) == ["tmpl"]
+    assert sorted(set(os.listdir(machines)) - {".corral"}) == ["tmpl"]
 
 
 def test_failed_build_leaves_no_root_and_no_staging(machines):
     module = FakeModule(answers={"cp": (1, "", "cp: disk full")})
     with pytest.raises(CommandError, match="disk full"):
         images.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
-    assert sorted(os.listdir(machines)) == ["tmpl"]
+    assert sorted(set(os.listdir(machines)) - {".corral"}) == ["tmpl"]
 
 
 def test_interrupted_build_leftovers_are_removed_then_rebuilt(machines):
     """Regression for kill -9 mid-build: a staging dir (and an old-root leftover) are cleaned, never used."""
-    staging = os.path.join(machines, ".corral-staging-web1", "root", "etc")
+    paths = images.Paths(machines, "web1")
+    images.make_marked_dir(paths, paths.staging)
+    images.make_marked_dir(paths, paths.old)
+    staging = os.path.join(paths.staging, "root", "etc")
     os.makedirs(staging)
-    os.makedirs(os.path.join(machines, ".corral-old-web1"))
     check = images.ensure_image(FakeModule(check_mode=True), params(machines, source="clone", clone_from="tmpl"))
     assert sum("leftovers" in c for c in check["changes"]) == 2 and os.path.isdir(staging)
     result = images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl"))
-    assert result["created"] and sorted(os.listdir(machines)) == ["tmpl", "web1"]
+    assert result["created"] and sorted(os.listdir(machines)) == [".corral", "tmpl", "web1"]
+    assert sorted(os.listdir(paths.state_dir)) == ["old", "records", "staging"] and not os.listdir(
+        os.path.dirname(paths.staging)) and not os.listdir(os.path.dirname(paths.old))
 
 
 def test_missing_tool_fails_before_any_change(machines):
@@ -292,7 +299,7 @@ def test_missing_tool_fails_before_any_change(machines):
         module = FakeModule(missing={tool})
         with pytest.raises(images.ImageError, match=f"source={source} needs the '{tool}' command"):
             images.ensure_image(module, params(machines, source=source, **extra))
-        assert module.calls == [] and sorted(os.listdir(machines)) == ["tmpl"]
+        assert module.calls == [] and sorted(set(os.listdir(machines)) - {".corral"}) == ["tmpl"]
 
 
 def test_bootstrap_runs_the_built_command_in_staging(machines):
@@ -302,9 +309,9 @@ def test_bootstrap_runs_the_built_command_in_staging(machines):
     argv = next(c for c in module.calls if "/usr/sbin/debootstrap" in c)
     if shutil.which("setpriv"):  # the builder dies with the module (kill -9 of the module stops it)
         assert argv[:4] == [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"]
-    assert argv[-2:] == ["bookworm", os.path.join(machines, ".corral-staging-web1", "root")]
-    assert result["created"] and sorted(os.listdir(machines)) == ["tmpl", "web1"]
-    assert images.read_record(os.path.join(machines, "web1"))["suite"] == "bookworm"
+    assert argv[-2:] == ["bookworm", os.path.join(machines, ".corral", "staging", "web1", "root")]
+    assert result["created"] and sorted(os.listdir(machines)) == [".corral", "tmpl", "web1"]
+    assert images.read_host_record(images.Paths(machines, "web1"))["source"]["suite"] == "bookworm"
 
 
 def test_tar_import_with_checksum(machines, tmp_path):
@@ -314,7 +321,7 @@ def test_tar_import_with_checksum(machines, tmp_path):
     digest = hashlib.sha256(open(archive, "rb").read()).hexdigest()
     with pytest.raises(images.ImageError, match="checksum: .* expected sha256:00"):
         images.ensure_image(FakeModule(), params(machines, source="tar", path=archive, checksum="sha256:" + "0" * 64))
-    assert sorted(os.listdir(machines)) == ["tmpl"]
+    assert sorted(set(os.listdir(machines)) - {".corral"}) == ["tmpl"]
     result = images.ensure_image(FakeModule(), params(machines, source="tar", path=archive,
                                                       checksum=f"sha256:{digest}", hostname="web1"))
     assert result["created"] and open(os.path.join(machines, "web1/etc/hostname")).read() == "web1\n"
@@ -345,7 +352,7 @@ def test_force_rebuild_swaps_in_a_new_root(machines):
     assert same["changed"] is False and "force=true rebuilds it" in warned.warnings[0]
     result = images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl", force=True))
     assert result["rebuilt"] and not os.path.exists(marker)
-    assert sorted(os.listdir(machines)) == ["tmpl", "web1"]
+    assert sorted(os.listdir(machines)) == [".corral", "tmpl", "web1"]
 
 
 # ---------------------------------------------------------------- absent
@@ -355,7 +362,7 @@ def test_absent_removes_root_and_nothing_else(machines):
     check = images.ensure_image(FakeModule(check_mode=True), params(machines, state="absent"))
     assert check["changed"] and os.path.isdir(os.path.join(machines, "web1"))
     result = images.ensure_image(FakeModule(), params(machines, state="absent"))
-    assert result["removed"] and sorted(os.listdir(machines)) == ["tmpl"]
+    assert result["removed"] and sorted(set(os.listdir(machines)) - {".corral"}) == ["tmpl"]
     assert images.ensure_image(FakeModule(), params(machines, state="absent"))["changed"] is False
 
 
@@ -494,7 +501,9 @@ def test_failed_snapshot_falls_back_to_copy(machines, monkeypatch):
 
 def test_discard_stops_processes_left_working_in_staging(tmp_path):
     """Regression for kill -9 of the module: orphaned builder processes in staging are stopped first."""
-    staging = tmp_path / ".corral-staging-web1"
+    paths = images.Paths(str(tmp_path), "web1")
+    images.make_marked_dir(paths, paths.staging)
+    staging = tmp_path / ".corral" / "staging" / "web1"
     (staging / "root").mkdir(parents=True)
     orphan = subprocess.Popen(["sleep", "300"], cwd=str(staging / "root"))
     try:
