@@ -15,10 +15,15 @@ description:
     C(zypper --root), C(mkosi)), imported from a tar or raw image (local file or URL), cloned from another image
     (btrfs snapshot when O(machines_dir) is btrfs, else C(cp -a --reflink=auto) keeping attributes, xattrs, ACLs
     and hardlinks), or copied from a local directory."
-  - The root is built in O(machines_dir)/C(.corral-staging-NAME) on the same file system, prepared there, and
+  - The root is built in O(machines_dir)/C(.corral/staging/NAME) on the same file system, prepared there, and
     renamed into place only when complete. A run that was interrupted (even by C(kill -9)) leaves only the
     staging directory; the next run stops processes left working in it, unmounts what they mounted and removes it
-    before building again.
+    before building again. C(.corral) is a name no machine can have, and only a directory carrying the build
+    marker written when it was made is ever removed this way. An import through systemd-importd uses a random
+    temporary image name recorded in that marker.
+  - When it builds a root, the module writes a build record to O(machines_dir)/C(.corral/records/NAME.json) (the
+    root's inode and a random build id, which is also stored in the root). M(corral.nspawn.fleet) purges only
+    roots whose record matches.
   - An existing root is never rebuilt unless O(force=true); source options that differ from the ones it was built
     with are reported as a warning.
   - The preparation options (O(hostname), O(root_password), O(authorized_keys), O(address), O(enable_networkd),
@@ -33,7 +38,10 @@ options:
     type: str
     required: true
   state:
-    description: V(present) makes the root exist; V(absent) removes it (refused while the machine runs unless O(force=true)).
+    description:
+      - V(present) makes the root exist; V(absent) removes it (refused while the machine runs unless O(force=true)).
+      - V(absent) removes the root you name whether or not corral.nspawn built it (you asked for exactly that root),
+        and its build record.
     type: str
     choices: [present, absent]
     default: present
