@@ -142,8 +142,13 @@ def apt_mirror(sources_dir: str = "/etc/apt/sources.list.d", sources_list: str =
 
 # ---------------------------------------------------------------- root cache
 
+# Bumped when a kind's preparation steps change, so cached roots of the old recipe are not reused.
+ROOT_REVISIONS = {"host": "v4", "image": "v3"}
+
+
 def _key(kind: str, packages) -> str:
-    digest = hashlib.sha256(("\n".join([SUITE, kind] + sorted(packages)) + "\nv3").encode()).hexdigest()
+    revision = ROOT_REVISIONS.get(kind, "v1")
+    digest = hashlib.sha256(("\n".join([SUITE, kind] + sorted(packages)) + f"\n{revision}").encode()).hexdigest()
     return f"{kind}-{SUITE}-{digest[:12]}"
 
 
@@ -187,7 +192,6 @@ def _prepare_common(root: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(root, "var/lib/dbus/machine-id"))
     _write(os.path.join(root, "etc/hostname"), "localhost\n")
-    _enable(root, "/lib/systemd/system/systemd-networkd.service")
     shutil.rmtree(os.path.join(root, "var/cache/apt/archives"), ignore_errors=True)
     os.makedirs(os.path.join(root, "var/cache/apt/archives/partial"), exist_ok=True)
 
@@ -220,10 +224,35 @@ ip -n uplink link set eth0 up
 """
 
 
+def _prepare_image_root(root: str) -> None:
+    """A container image whose own networkd configures host0 (DHCP from the test host, or static)."""
+    _prepare_common(root)
+    _enable(root, "/lib/systemd/system/systemd-networkd.service")
+
+
+LINK_UNIT = """[Unit]
+Description=corral test harness: address of host0, the link to the controller
+Before=network.target ssh.service
+Wants=network.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/corral-test-link
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
 def _prepare_host_root(root: str) -> None:
+    """A host as a fresh Debian install with an SSH server is: systemd-networkd and machines.target
+    are NOT enabled (the collection's host role enables them; tests must see that it does). The
+    link to the controller is configured by a harness unit, not by networkd."""
     _prepare_common(root)
     _enable(root, "/lib/systemd/system/ssh.service")
-    _enable(root, "/lib/systemd/system/machines.target")
+    _write(os.path.join(root, "etc/systemd/system/corral-test-link.service"), LINK_UNIT)
+    _enable(root, "/etc/systemd/system/corral-test-link.service")
     _write(os.path.join(root, "usr/local/sbin/corral-test-uplink"), UPLINK_SCRIPT, 0o755)
     _write(os.path.join(root, "etc/systemd/system/corral-test-uplink.service"), UPLINK_UNIT)
     _enable(root, "/etc/systemd/system/corral-test-uplink.service")
@@ -246,7 +275,7 @@ def cached_root(kind: str) -> str:
         os.makedirs(staging)
         started = time.monotonic()
         _debootstrap(staging, packages)
-        (_prepare_host_root if kind == "host" else _prepare_common)(staging)
+        (_prepare_host_root if kind == "host" else _prepare_image_root)(staging)
         _write(os.path.join(staging, ".corral-complete"), f"{time.monotonic() - started:.1f}\n")
         shutil.rmtree(path, ignore_errors=True)
         os.rename(staging, path)
@@ -400,6 +429,27 @@ class TestHost:
                 raise HarnessError(f"module {fqcn} produced no result:\n{run.stdout[-4000:]}\n{run.stderr[-2000:]}")
             with open(out, encoding="utf-8") as handle:
                 return json.load(handle)
+
+    def role(self, role: str, role_vars: Optional[dict] = None, check: bool = False, diff: bool = False,
+             timeout: int = 1200) -> PlaybookRun:
+        """Apply one role (``corral.nspawn.host``...) to this host; the run must succeed."""
+        play = [{"hosts": self.name, "gather_facts": False, "become": True,
+                 "roles": [{"role": role, "vars": dict(role_vars or {})}]}]
+        with tempfile.TemporaryDirectory(dir=ensure_dir(os.path.join(STATE_DIR, "tmp"))) as tmp:
+            book = os.path.join(tmp, "play.yml")
+            with open(book, "w", encoding="utf-8") as handle:
+                json.dump(play, handle)
+            run = run_playbook(book, self.inventory, None, check, diff, (), timeout)
+        counts = run.recap.get(self.name, {})
+        if run.rc != 0 or counts.get("failed", 1) or counts.get("unreachable", 1):
+            raise AssertionError(f"[{self.name}] role {role} ({'check' if check else 'apply'}) failed "
+                                 f"(rc={run.rc}, recap {counts}):\n{run.stdout[-5000:]}\n{run.stderr[-2000:]}")
+        return run
+
+    def prepare(self, **role_vars) -> PlaybookRun:
+        """What module-level tests need first, done the way users do it: the host role (networkd,
+        machined, machines.target, forwarding). This root has no debootstrap and no package source."""
+        return self.role("corral.nspawn.host", dict({"corral_host_bootstrap_packages": []}, **role_vars))
 
     def run(self, name: str, args: dict, check: bool = False, diff: bool = False, timeout: int = 600) -> dict:
         """Run one module that must succeed: its failure state is asserted before anyone reads ``changed``."""
@@ -650,6 +700,10 @@ def _personalize(host: TestHost) -> None:
         _write(os.path.join(root, "root/.ssh/authorized_keys"), handle.read(), 0o600)
     os.chmod(os.path.join(root, "root/.ssh"), 0o700)
     _write(os.path.join(root, "etc/hostname"), f"{host.name}\n")
+    # Until the host role enables networkd, corral-test-link.service sets the address; once it
+    # runs, networkd finds the same static address here (instead of the stock DHCP for host0).
+    _write(os.path.join(root, "usr/local/sbin/corral-test-link"),
+           f"#!/bin/sh\nset -e\nip link set host0 up\nip addr replace {host.address}/30 dev host0\n", 0o755)
     _write(os.path.join(root, "etc/systemd/network/10-host0.network"),
            f"[Match]\nName=host0\n\n[Network]\nAddress={host.address}/30\nLinkLocalAddressing=no\n"
            "IPv6AcceptRA=no\n")

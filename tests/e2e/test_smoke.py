@@ -26,6 +26,7 @@ def test_host_is_isolated_and_has_uplink(make_host):
 
 def test_nested_container_boots_with_machinectl(make_host):
     host = make_host("smk-a")
+    host.prepare()  # networkd (DHCP for the container's veth) comes from the host role, not the harness
     host.ssh("rm -rf /var/lib/machines/nest1 && cp -a /srv/corral/images/debian12 /var/lib/machines/nest1")
     try:
         host.ssh("machinectl start nest1")
@@ -41,5 +42,6 @@ def test_nested_container_boots_with_machinectl(make_host):
                         "&& exit 0; sleep 1; done; exit 1", check=False, timeout=60)
         assert addr.returncode == 0, "nested container got no IPv4 address from the host's networkd"
     finally:
-        host.ssh("machinectl poweroff nest1; sleep 2; machinectl terminate nest1; "
+        host.ssh("machinectl poweroff nest1; for i in $(seq 1 50); do machinectl show nest1 >/dev/null 2>&1 || break; "
+                 "sleep 0.2; done; machinectl terminate nest1; "
                  "rm -rf /var/lib/machines/nest1", check=False)
