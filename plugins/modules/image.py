@@ -198,6 +198,17 @@ options:
         C(pam_securetty) lets root log in with C(machinectl login).
     type: bool
     default: false
+  setup_running:
+    description:
+      - What to do with changed preparation options (O(hostname), O(authorized_keys), O(address)...) while the
+        machine runs. A running container owns every file of its root.
+      - V(defer) writes nothing into the running root; the changes are listed in RV(deferred), RV(pending_restart)
+        is true, a warning says so, and the first run that finds the machine stopped makes them.
+      - V(apply) writes them now (through the same root-confined file access as always: paths are resolved inside
+        the root and never followed out of it); the container sees them after a restart.
+    type: str
+    choices: [defer, apply]
+    default: defer
 attributes:
   check_mode:
     description: Nothing on disk changes; RV(changes) and the diff list what a real run would create, prepare or remove.
@@ -292,6 +303,16 @@ changes:
   sample: ["create /var/lib/machines/web1 from clone (debian12)", "machine-id (emptied): update etc/machine-id"]
 restart_required:
   description: An existing root was changed; a running container sees the change after a restart.
+  returned: always
+  type: bool
+deferred:
+  description: Preparation changes not made because the machine runs and O(setup_running=defer).
+  returned: always
+  type: list
+  elements: str
+  sample: ["hostname: update etc/hostname"]
+pending_restart:
+  description: RV(deferred) is not empty; stop the machine (or restart it with a run in between) to apply them.
   returned: always
   type: bool
 elapsed:

@@ -1,0 +1,144 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A hostile running container cannot make the host write outside its root (issue: roots are untrusted).
+
+On a test host (prefix "sec"): a container boots from a tar import; inside it a
+process keeps exchanging its own /etc and /root/.ssh with symlinks whose text is
+"/etc" and "/root/.ssh" (on the host, resolved by name, those are the HOST's
+directories). Meanwhile the image module re-prepares the running root 20 times
+with a changing hostname and authorized key (setup_running=apply: it writes), and
+the fleet re-runs with changing values (restart=never: first-boot changes are
+deferred for a running machine). The host's /etc/shadow, /root/.ssh/authorized_keys
+and /etc/hostname must be byte-identical afterwards, every run must end either
+converged or with a clean refusal (never a traceback), and the swapper must have
+really run all along.
+"""
+
+import json
+import os
+import tempfile
+
+import pytest
+
+import harness
+
+NAME = "secvic"
+HOST_FILES = "/etc/shadow /root/.ssh/authorized_keys /etc/hostname /etc/machine-id"
+SWAPPER = r"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+os.makedirs("/root/.ssh", exist_ok=True)
+for real in ("/etc", "/root/.ssh"):
+    if not os.path.lexists(real + ".evil"):
+        os.symlink(real, real + ".evil")
+count = 0
+while True:
+    for real in (b"/etc", b"/root/.ssh"):
+        if libc.renameat2(-100, real, -100, real + b".evil", 2) == 0:
+            count += 1
+    if count % 5000 == 0:
+        with open("/swaps", "w") as out:
+            out.write(str(count))
+"""
+
+
+def host_hashes(host):
+    return host.ssh(f"sha256sum {HOST_FILES}").stdout
+
+
+def in_container(host, cmd, check=True):
+    return host.ssh(f"systemd-run --machine={NAME} --quiet --wait --pipe --collect -- {cmd}", check=check)
+
+
+@pytest.fixture(scope="module")
+def host(make_host):
+    host = make_host("sec1")
+    host.prepare()
+    harness.succeeded(host.module("image", {"name": NAME, "source": "tar", "path": "/srv/corral/images/debian12.tar"}),
+                      "tar import")
+    harness.succeeded(host.module("machine", {"name": NAME, "state": "running", "wait": True}), "start")
+    yield host
+    host.ssh(f"machinectl terminate {NAME}; sleep 1; rm -rf /var/lib/machines/{NAME}", check=False)
+
+
+def _loop_play(host, out, task):
+    play = [{"hosts": host.name, "gather_facts": False,
+             "tasks": [dict(task, register="r", ignore_errors=True, loop="{{ range(20) | list }}"),
+                       {"name": "results", "ansible.builtin.copy": {"content": "{{ r | to_json }}", "dest": out},
+                        "delegate_to": "localhost", "check_mode": False, "diff": False}]}]
+    with tempfile.TemporaryDirectory() as tmp:
+        book = os.path.join(tmp, "play.yml")
+        with open(book, "w", encoding="utf-8") as handle:
+            json.dump(play, handle)
+        run = host.playbook(book, timeout=1800)
+    assert os.path.exists(out), f"the playbook produced no results:\n{run.stdout[-4000:]}\n{run.stderr[-2000:]}"
+    with open(out, encoding="utf-8") as handle:
+        return json.load(handle)["results"]
+
+
+def _outcomes(results):
+    """(converged runs, clean refusals); raises on anything that is neither."""
+    ok = refused = 0
+    for item in results:
+        text = json.dumps(item)
+        assert "Traceback" not in text and "MODULE FAILURE" not in text, f"a run crashed instead of refusing: {text[-3000:]}"
+        if item.get("failed"):
+            assert "root" in item.get("msg", ""), item.get("msg")
+            refused += 1
+            print("refused:", item.get("msg", "")[:300])
+        else:
+            ok += 1
+    return ok, refused
+
+
+def test_swapping_container_never_makes_the_host_write_outside_its_root(host, tmp_path):
+    before = host_hashes(host)
+    in_container(host, "systemd-run --unit=swapper python3 -c " + harness.shlex_quote(SWAPPER))
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOr6Zx0v3cJ2bA8h3ZgU7dQk8m8n8x3mJ2yq0p4l5a6b k"
+    try:
+        image_runs = _loop_play(host, str(tmp_path / "image.json"), {
+            "name": "re-prepare the running root", "corral.nspawn.image": {
+                "name": NAME, "setup_running": "apply", "hostname": "h{{ item }}",
+                "authorized_keys": [f"{key}{{{{ item }}}}"]}})
+        fleet_runs = _loop_play(host, str(tmp_path / "fleet.json"), {
+            "name": "fleet re-run", "corral.nspawn.fleet": {
+                "machines": [{"name": NAME, "restart": "never",
+                              "image": {"hostname": "f{{ item }}", "authorized_keys": [f"{key}{{{{ item }}}}"]}}]}})
+        swaps = int(in_container(host, "cat /swaps", check=False).stdout.strip() or 0)
+    finally:
+        in_container(host, "systemctl stop swapper", check=False)
+        restore_swapped(host)
+    assert host_hashes(host) == before, "a host file outside the container root changed"
+    assert swaps >= 5000, f"the swapper made only {swaps} exchanges: the race was not exercised"
+    image_ok, image_refused = _outcomes(image_runs)
+    fleet_ok, fleet_refused = _outcomes(fleet_runs)
+    print(f"\nimage runs: {image_ok} converged, {image_refused} refused; fleet runs: {fleet_ok} converged, "
+          f"{fleet_refused} refused; swaps: {swaps}")
+    assert image_ok + image_refused == 20 and fleet_ok + fleet_refused == 20
+    deferred = [r for r in fleet_runs if not r.get("failed")]
+    assert deferred and all(r.get("pending_restart") == [NAME] for r in deferred), \
+        [r.get("pending_restart") for r in deferred]
+    hostname = host.ssh(f"cat /var/lib/machines/{NAME}/etc/hostname").stdout
+    assert not hostname.startswith("f"), f"restart=never wrote {hostname!r} into the running root"
+
+
+def restore_swapped(host):
+    """Put the container's real /etc and /root/.ssh back where they belong (the swapper may stop mid-way)."""
+    for rel in ("etc", "root/.ssh"):
+        path = f"/var/lib/machines/{NAME}/{rel}"
+        host.ssh(f"if [ -L {path} ]; then mv {path} {path}.tmp && mv {path}.evil {path} && mv {path}.tmp {path}.evil; "
+                 f"fi; rm -f {path}.evil", check=False)
+
+
+def test_running_root_is_not_written_by_default_and_change_is_reported(host):
+    """setup_running defaults to defer: a running machine's first-boot content waits for it to stop."""
+    before = host.ssh(f"cat /var/lib/machines/{NAME}/etc/hostname", check=False).stdout
+    result = host.run("image", {"name": NAME, "hostname": "deferred-name"})
+    assert result["changed"] is False and result["pending_restart"] is True, result
+    assert any("hostname" in change for change in result["deferred"]), result["deferred"]
+    assert any("deferred" in warning for warning in result.get("warnings", [])), result
+    assert host.ssh(f"cat /var/lib/machines/{NAME}/etc/hostname", check=False).stdout == before
+    harness.succeeded(host.module("machine", {"name": NAME, "state": "stopped"}), "stop")
+    applied = host.run("image", {"name": NAME, "hostname": "deferred-name"})
+    assert applied["changed"] is True and not applied["deferred"], applied
+    assert host.ssh(f"cat /var/lib/machines/{NAME}/etc/hostname").stdout == "deferred-name\n"
