@@ -298,6 +298,8 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     if image and image.get("changed"):
         plan.changes.extend(image.get("changes") or ["image: prepared"])
         plan.restart_needed = bool(image.get("restart_required", not image.get("created")))
+    if image and image.get("deferred"):
+        plan.restart_needed = True  # first-boot changes wait for the machine to stop (setup_running=defer)
     adopted = adoption(settings.path, current.settings_text)
     if settings.changed:
         plan.settings_changed = True
@@ -460,7 +462,11 @@ def reconcile_machine(ctx: Context, desired: Desired, current: Current) -> Machi
     machine = desired.machine
     image = None
     if desired.image_options is not None:
-        image = adapter_ensure_image(ctx, machine.name, desired.image_options)
+        # A running root is written only when this run restarts the machine for the change anyway.
+        options = dict(desired.image_options)
+        options.setdefault("setup_running", "defer" if restart_policy(machine, ctx.policy) == "never" else "apply")
+        options["_running"] = current.running   # known from the batched show: no command per machine
+        image = adapter_ensure_image(ctx, machine.name, options)
     settings = plan_file(ctx.settings_path(machine.name), current.settings_text, desired.settings_text)
     dropin = plan_file(desired.dropin_path, current.dropin_text, desired.dropin_text)
     policy = restart_policy(machine, ctx.policy)

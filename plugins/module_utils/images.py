@@ -92,6 +92,7 @@ IMAGE_OPTION_SPEC: Dict[str, dict] = dict(
     gateway=dict(type="str"),
     dns=dict(type="list", elements="str"),
     securetty_fix=dict(type="bool", default=False),
+    setup_running=dict(type="str", choices=["defer", "apply"], default="defer"),
 )
 
 IMAGE_MUTUALLY_EXCLUSIVE = [("root_password", "root_password_hash"), ("path", "url")]
@@ -419,10 +420,16 @@ def make_marked_dir(paths: Paths, path: str, import_name: str = "") -> None:
         os.fsync(handle.fileno())
 
 
-def is_running(module, name: str) -> bool:
-    """Registered with machined, or its systemd-nspawn@ unit active (works without machined too)."""
+def is_running(module, name: str, known: Optional[bool] = None) -> bool:
+    """Registered with machined, or its systemd-nspawn@ unit active (works without machined too).
+
+    ``known``: the caller already read the unit's state (the fleet's one batched ``show``), so
+    no command per machine is needed.
+    """
     if os.path.exists(f"/run/systemd/machines/{name}"):
         return True
+    if known is not None:
+        return known
     systemctl = module.get_bin_path("systemctl")
     if not systemctl:
         return False
@@ -430,8 +437,8 @@ def is_running(module, name: str) -> bool:
     return out.strip() in ("active", "activating", "reloading", "deactivating")
 
 
-def read_current(module, paths: Paths) -> Current:
-    current = Current(running=is_running(module, paths.name), legacy=paths.legacy_leftovers())
+def read_current(module, paths: Paths, running: Optional[bool] = None) -> Current:
+    current = Current(running=is_running(module, paths.name, running), legacy=paths.legacy_leftovers())
     for path in (paths.staging, paths.old):
         if os.path.lexists(path):
             (current.leftovers if read_marker(path) is not None else current.foreign).append(path)
@@ -964,9 +971,9 @@ def ensure_image(module, params: dict) -> dict:
     if errors:
         raise ImageError("; ".join(errors))
     paths = Paths(params["machines_dir"].rstrip("/") or "/", params["name"])
-    current = read_current(module, paths)
+    current = read_current(module, paths, params.get("_running"))
     todo = plan(params, paths, current)
-    warnings, timings, diffs = list(todo.warnings), {}, []
+    warnings, timings, diffs, deferred = list(todo.warnings), {}, [], []
     method = ""
     if todo.action in ("create", "rebuild"):
         check_tools(module, params, paths, warnings)
@@ -988,13 +995,34 @@ def ensure_image(module, params: dict) -> dict:
             changes += build(module, params, paths, todo, timings)
     elif params["state"] == "present" and current.kind in ("directory", "symlink"):
         begin = time.monotonic()
-        changes += ensure_post_setup(module, os.path.realpath(paths.root), params, diffs=diffs)[1]
+        changes += existing_root_setup(module, params, paths, current, diffs, warnings, deferred)
         timings["setup"] = round(time.monotonic() - begin, 3)
     for warning in warnings:
         module.warn(warning)
     result = _result(params, paths, current, todo, changes, timings, diffs, started)
     result["method"] = method
+    result["deferred"] = deferred
+    result["pending_restart"] = bool(deferred)
     return result
+
+
+def existing_root_setup(module, params: dict, paths: Paths, current: Current, diffs: list, warnings: List[str],
+                        deferred: List[str]) -> List[str]:
+    """Post-setup of a root that exists; for a running machine only with setup_running=apply.
+
+    A running container owns its root; by default nothing is written into it
+    while it runs: the changes are reported as deferred (and pending a restart)
+    and made by the first run that finds the machine stopped.
+    """
+    root = os.path.realpath(paths.root)
+    if not current.running or params.get("setup_running") == "apply":
+        return ensure_post_setup(module, root, params, diffs=diffs)[1]
+    deferred += ensure_post_setup(module, root, params, dry=True)[1]
+    if deferred:
+        warnings.append(f"image {params['name']}: the machine is running, so its first-boot preparation is deferred "
+                        f"until a run finds it stopped ({'; '.join(deferred)}); stop it and re-run, or set "
+                        "setup_running=apply to write into the running root")
+    return []
 
 
 def _result(params, paths, current, todo, changes, timings, diffs, started) -> dict:
