@@ -412,10 +412,14 @@ def test_post_setup_each_step_idempotent(machines):
     assert os.stat(os.path.join(root, "etc/shadow")).st_mode & 0o777 == 0o640
     assert os.stat(os.path.join(root, "root/.ssh/authorized_keys")).st_mode & 0o777 == 0o600
     assert "pts/0\n" in open(os.path.join(root, "etc/securetty")).read()
-    module.answers = {"is-enabled": (0, "enabled\n", "")}
+    assert any("enable" in c for c in module.calls)
+    # what `systemctl --root enable` leaves behind (the fake command above does not): then a no-op, no command
+    os.makedirs(os.path.join(root, "etc/systemd/system/multi-user.target.wants"))
+    os.symlink("/usr/lib/systemd/system/systemd-networkd.service",
+               os.path.join(root, "etc/systemd/system/multi-user.target.wants/systemd-networkd.service"))
     module.calls = []
     assert setup.ensure_post_setup(module, root, opts) == (False, [])
-    assert not any("enable" in c for c in module.calls)
+    assert module.calls == []
 
 
 def test_post_setup_password_hash_given(machines):
@@ -432,11 +436,19 @@ def test_post_setup_refuses_symlinked_paths_out_of_the_root(machines, tmp_path):
     host_file.write_text("host\n")
     os.unlink(os.path.join(root, "etc/hostname"))
     os.symlink(str(host_file), os.path.join(root, "etc/hostname"))
-    with pytest.raises(setup.SetupError, match="symlink"):
-        setup.ensure_post_setup(FakeModule(), root, {"hostname": "evil"})
-    os.symlink(str(tmp_path), os.path.join(root, "etcx"))
-    with pytest.raises(setup.SetupError, match="outside the root"):
-        setup.inside(root, "etcx/hostname")
+    # the link is replaced by a file inside the root; its absolute target is never written
+    assert setup.ensure_post_setup(FakeModule(), root, {"hostname": "evil"})[0] is True
+    assert not os.path.islink(os.path.join(root, "etc/hostname"))
+    assert open(os.path.join(root, "etc/hostname")).read() == "evil\n"
+    # a directory link out of the root resolves inside it, as the container sees it
+    os.rename(os.path.join(root, "root"), os.path.join(root, "root.real"))
+    os.symlink(str(tmp_path), os.path.join(root, "root"))
+    with pytest.raises(setup.SetupError, match="No such file"):   # dangling inside the root: a clean refusal
+        setup.ensure_post_setup(FakeModule(), root, {"authorized_keys": ["ssh-ed25519 AAAAC3 k"]})
+    os.makedirs(os.path.join(root, str(tmp_path).lstrip("/")))
+    setup.ensure_post_setup(FakeModule(), root, {"authorized_keys": ["ssh-ed25519 AAAAC3 k"]})
+    assert not (tmp_path / ".ssh").exists()
+    assert os.path.isfile(os.path.join(root, str(tmp_path).lstrip("/"), ".ssh/authorized_keys"))
     assert host_file.read_text() == "host\n"
 
 
