@@ -39,6 +39,7 @@ from urllib.parse import urlparse
 
 from ansible_collections.corral.nspawn.plugins.module_utils import images_backends as backends, rootfs
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
+from ansible_collections.corral.nspawn.plugins.module_utils.values import crypt_hash_error, line_error, text_error
 from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import (  # noqa: F401 pylint: disable=unused-import
     SetupError, ensure_post_setup, wants_post_setup)
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
@@ -205,13 +206,24 @@ def _validate_setup(params: dict, source: Optional[str]) -> List[str]:
         error = machine_name_error(params["hostname"])
         if error:
             errors.append(f"hostname: {error}")
-    if params.get("root_password_hash") and not re.match(r"^\$[0-9a-z]+\$", params["root_password_hash"]):
-        errors.append("root_password_hash: must be a crypt(3) hash like $6$salt$... or $y$...")
+    if params.get("root_password_hash"):
+        # checked for its real form: ':' or a line break would add lines to the image's /etc/shadow
+        error = crypt_hash_error(params["root_password_hash"])
+        if error:
+            errors.append(f"root_password_hash: the value (not shown, it is a secret) {error}")
     errors += _validate_address(params)
-    for key in params.get("authorized_keys") or []:
-        if "\n" in key.strip():
-            errors.append("authorized_keys: give one key per list item (an item contains a newline)")
+    for index, key in enumerate(params.get("authorized_keys") or []):
+        error = text_error(key.strip())
+        if error:
+            errors.append(f"authorized_keys[{index}]: {key!r} {error}; give one key per list item")
     return errors
+
+
+def _ip(value, parse):
+    """``parse`` (ipaddress.ip_*) after the line check: ipaddress takes any text as an IPv6 scope id."""
+    if not isinstance(value, str) or line_error(value):
+        raise ValueError(value)
+    return parse(value)
 
 
 def _validate_address(params: dict) -> List[str]:
@@ -219,7 +231,7 @@ def _validate_address(params: dict) -> List[str]:
     iface = None
     if params.get("address"):
         try:
-            iface = ipaddress.ip_interface(params["address"])
+            iface = _ip(params["address"], ipaddress.ip_interface)
             if "/" not in params["address"] or iface.network.prefixlen == iface.max_prefixlen:
                 raise ValueError
         except ValueError:
@@ -229,14 +241,14 @@ def _validate_address(params: dict) -> List[str]:
         errors.append("gateway/dns: only used together with address")
     if params.get("gateway"):
         try:
-            gateway = ipaddress.ip_address(params["gateway"])
+            gateway = _ip(params["gateway"], ipaddress.ip_address)
             if iface is not None and gateway.version != iface.version:
                 errors.append(f"gateway: {params['gateway']} is not of the same IP version as address")
         except ValueError:
             errors.append(f"gateway: {params['gateway']!r} is not an IP address")
     for server in params.get("dns") or []:
         try:
-            ipaddress.ip_address(server)
+            _ip(server, ipaddress.ip_address)
         except ValueError:
             errors.append(f"dns: {server!r} is not an IP address")
     return errors

@@ -10,8 +10,10 @@ from typing import Optional
 
 IFNAMSIZ = 15  # usable characters of a Linux interface name
 MACHINE_NAME_MAX = 64
-_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$")
-_IFNAME_BAD = re.compile(r"[\s/:%]")
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_-]{0,62}[A-Za-z0-9])?")
+# systemd's ifname_valid_char(): printable ASCII except space, ':', '/' and '%'; and no backslash,
+# which escapes (or, at the end, continues) a line in the files the name is written to
+_IFNAME_BAD = re.compile(r"[^\x21-\x7e]|[/:%\\]")
 
 
 def machine_name_error(name: str) -> Optional[str]:
@@ -23,7 +25,7 @@ def machine_name_error(name: str) -> Optional[str]:
     if len(name) > MACHINE_NAME_MAX:
         return f"{name!r} is longer than {MACHINE_NAME_MAX} characters"
     for label in name.split("."):
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):  # fullmatch: '$' would accept a trailing newline
             return (f"{name!r} is not a valid machine name: use letters, digits, '-' and '_', "
                     "dot-separated labels that start and end with a letter or digit")
     return None
@@ -36,7 +38,8 @@ def ifname_error(name: str) -> Optional[str]:
     if len(name) > IFNAMSIZ:
         return f"{name!r} is {len(name)} characters; interface names have at most {IFNAMSIZ}"
     if name in (".", "..") or _IFNAME_BAD.search(name):
-        return f"{name!r} contains characters not allowed in an interface name (space, '/', ':', '%')"
+        return (f"{name!r} contains characters not allowed in an interface name (only printable ASCII, "
+                "without space, '/', ':', '%' or backslash)")
     return None
 
 

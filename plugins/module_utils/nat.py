@@ -20,11 +20,12 @@ from typing import Dict, List, Optional
 from ansible_collections.corral.nspawn.plugins.module_utils import nft
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error
 from ansible_collections.corral.nspawn.plugins.module_utils.unitfile import HEADER, render
+from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
 RULESET_DIR = "/etc/nftables.d"
 UNIT_DIR = "/etc/systemd/system"
 SYSCTL_DIR = "/etc/sysctl.d"
-_TABLE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+_TABLE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")  # used with fullmatch: '$' accepts a trailing newline
 
 FORWARD_SPEC = dict(
     proto=dict(type="str", default="tcp", choices=["tcp", "udp"]),
@@ -75,6 +76,8 @@ def _subnets(values, errors: List[str]) -> list:
         try:
             if "/" not in str(value):
                 raise ValueError("missing /PREFIX")
+            if line_error(str(value)):  # an IPv6 scope id may hold any text; it reaches the nft file
+                raise ValueError("a scope id with control characters")
             net = ipaddress.ip_network(str(value).strip(), strict=False)
         except ValueError as exc:
             errors.append(f"masquerade: {value!r} is not a subnet in CIDR form like 10.88.1.0/24 or "
@@ -93,6 +96,8 @@ def _forward(item: dict, index: int, errors: List[str]) -> Optional[dict]:
             errors.append(f"{label}.{key}: {value!r} is not a port; allowed 1..65535")
             return None
     try:
+        if line_error(str(item.get("address", ""))):  # an IPv6 scope id may hold any text
+            raise ValueError(item.get("address"))
         address = ipaddress.ip_address(str(item.get("address", "")).strip())
     except ValueError:
         errors.append(f"{label}.address: {item.get('address')!r} is not an IPv4 or IPv6 address")
@@ -114,7 +119,7 @@ def plan(params: dict, managed: List[dict]) -> NatPlan:
     """Validate and normalise ``params``; ``managed`` are networkd.managed_networks() entries."""
     result = NatPlan(table=params.get("table") or "corral", localhost=params.get("localhost", True))
     errors, warnings = result.errors, result.warnings
-    if not _TABLE.match(result.table):
+    if not _TABLE.fullmatch(result.table):
         errors.append(f"table: {result.table!r} is not allowed; use 1-32 letters, digits, '_' or '-', "
                       "starting with a letter (other tables, like io.systemd.nat, are never touched)")
     for value in params.get("networks") or []:

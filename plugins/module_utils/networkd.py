@@ -22,13 +22,14 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.files import is_managed
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, zone_ifname, zone_name_error
+from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
 NETWORK_DIR = "/etc/systemd/network"
 FILE_PREFIX = "50-corral-"
 RESERVED_PREFIXES = ("ve-", "vb-", "vz-")  # names systemd-nspawn derives itself
 DEFAULT_ZONE_POOL = "10.88.0.0/16"
 ZONE_PREFIXLEN = 24
-_MAC = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
+_MAC = re.compile(r"([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")  # used with fullmatch
 
 # Options shared by bridge and zone (argument spec dicts, reusable by roles and the fleet module).
 COMMON_OPTION_SPEC = dict(
@@ -87,6 +88,10 @@ def parse_address(value: str):
     """An interface address ``IP/PREFIX`` (host address inside its subnet) or ValueError."""
     if not isinstance(value, str) or "/" not in value:
         raise ValueError("give an address with its prefix length, like 10.20.0.1/24 or fd00:20::1/64")
+    # ipaddress takes any text as an IPv6 scope id ('fe80::1%x\r[Match]...'): the value is written as given
+    problem = line_error(value)
+    if problem:
+        raise ValueError(problem)
     iface = ipaddress.ip_interface(value.strip())
     net = iface.network
     if net.num_addresses > 2 and iface.ip in (net.network_address, getattr(net, "broadcast_address", None)):
@@ -120,9 +125,11 @@ def _common_errors(params: dict, addresses: list) -> List[str]:
     if wants_dhcp and addresses and not any(a.version == 4 for a in addresses):
         errors.append("dhcp_server: the DHCP server needs an IPv4 address in 'address'")
     for lease in params.get("dhcp_static_leases") or []:
-        if not _MAC.match(lease["mac"]):
+        if not _MAC.fullmatch(lease["mac"]):
             errors.append(f"dhcp_static_leases: mac {lease['mac']!r} is not a MAC address like 02:00:00:00:00:01")
         try:
+            if line_error(lease["address"]):
+                raise ValueError(lease["address"])
             ip = ipaddress.ip_address(lease["address"])
             if addresses and not any(ip in a.network for a in addresses if a.version == ip.version):
                 errors.append(f"dhcp_static_leases: address {ip} is outside every subnet in 'address'")
@@ -130,6 +137,8 @@ def _common_errors(params: dict, addresses: list) -> List[str]:
             errors.append(f"dhcp_static_leases: address {lease['address']!r} is not an IP address")
     for dns in params.get("dhcp_dns") or []:
         try:
+            if line_error(dns):
+                raise ValueError(dns)
             ipaddress.ip_address(dns)
         except ValueError:
             errors.append(f"dhcp_dns: {dns!r} is not an IP address")
@@ -151,7 +160,7 @@ def bridge_errors(params: dict) -> List[str]:
             errors.append(f"ports: {error}")
         elif port == name:
             errors.append(f"ports: {port!r} is the bridge itself")
-    if params.get("mac_address") and params["mac_address"] != "none" and not _MAC.match(params["mac_address"]):
+    if params.get("mac_address") and params["mac_address"] != "none" and not _MAC.fullmatch(params["mac_address"]):
         errors.append(f"mac_address: {params['mac_address']!r} is not a MAC address like 02:00:00:00:00:01 "
                       "or V(none)")
     addresses, address_problems = address_errors(params.get("address"))

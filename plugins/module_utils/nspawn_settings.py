@@ -23,6 +23,7 @@ import shlex
 from typing import Dict, List, Optional, Tuple, Union
 
 from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 from ansible_collections.corral.nspawn.plugins.module_utils.schema import (
     BY_KEY, SECTIONS, TABLE, Key, argspec, check_ambient_capability, check_capability, check_word)
 
@@ -32,7 +33,7 @@ UNTRUSTED_DIR = "/var/lib/machines"
 _TRUE = ("yes", "true", "on", "1")
 _FALSE = ("no", "false", "off", "0")
 _BOOL_WORDS = {**{word: "yes" for word in _TRUE}, **{word: "no" for word in _FALSE}}
-_EXTRA_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_EXTRA_KEY = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _NEEDS_QUOTES = re.compile(r"[\s'\"]")
 _UPPERCASE_CHECKS = (check_capability, check_ambient_capability)  # systemd reads capability names in any case
 
@@ -88,8 +89,10 @@ def _list_items(value) -> List[str]:
 
 
 def _item_error(spec: Key, item: str) -> Optional[str]:
-    if "\n" in item:
-        return "must not contain a line break"
+    # first: a value that breaks out of its line would add keys to the .nspawn (issue 9)
+    error = line_error(item)
+    if error:
+        return error
     error = spec.check(item) if spec.check else None
     if not error and spec.quote:
         error = check_word(item)
@@ -132,10 +135,9 @@ def _normalize_one(option: str, spec: Key, value) -> Value:
     items = _environment_items(value) if option == "environment" else _list_items(value)
     if spec.check in _UPPERCASE_CHECKS:
         items = [item if item == "all" else item.upper() for item in items]
-    for item in items:
-        error = _item_error(spec, item)
-        if error:
-            raise ValueError(f"item {item!r} {error}")
+    bad = [f"item {item!r} {error}" for item, error in ((i, _item_error(spec, i)) for i in items) if error]
+    if bad:
+        raise ValueError("; ".join(bad))
     return items
 
 
@@ -205,7 +207,7 @@ def _extra_key_error(section: str, key: str) -> Optional[str]:
     option = BY_KEY.get((section, key))
     if option:
         return f"{label}: {key}= is in the catalogue; use the option {option}"
-    if not _EXTRA_KEY.match(key):
+    if not _EXTRA_KEY.fullmatch(key):
         return f"{label}: {key!r} is not a systemd key name (letters and digits, starting with a letter)"
     hint = did_you_mean(key, [k for (_s, k) in BY_KEY])
     if hint:
@@ -221,8 +223,9 @@ def _extra_values(label: str, value) -> List[str]:
         if item is None or isinstance(item, (dict, list)):
             raise SettingsError(f"{label}: {value!r} must be a string, number, boolean or a list of them")
         text = ("yes" if item else "no") if isinstance(item, bool) else str(item)
-        if "\n" in text:
-            raise SettingsError(f"{label}: {text!r} must not contain a line break")
+        error = line_error(text)
+        if error:
+            raise SettingsError(f"{label}: {text!r} {error}")
         out.append(text)
     return out
 

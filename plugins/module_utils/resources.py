@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
 from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
 UNITS_DIR = "/etc/systemd/system"
 DROPIN_NAME = "50-corral-resources.conf"
@@ -25,7 +26,7 @@ INFINITY = "infinity"
 _SUFFIXES = "KMGTPE"
 _NUMBER = re.compile(r"^(\d+(?:\.\d+)?)([KMGTPE]?)B?$")
 _PERCENT = re.compile(r"^(\d+(?:\.\d{1,2})?)%$")
-_KEY = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+_KEY = re.compile(r"[A-Z][A-Za-z0-9]*")
 
 Value = Union[str, List[str]]
 
@@ -234,7 +235,17 @@ ALLOWED = {
 }
 
 
+def _line_problems(value) -> List[str]:
+    """Items (or the value) that would break out of their drop-in line: device paths are free text."""
+    items = value if isinstance(value, list) else [value]
+    return [f"{item!r} {error}" for item, error in ((i, line_error(str(i))) for i in items
+                                                   if not isinstance(i, (dict, list))) if error]
+
+
 def _normalise_one(option: str, spec: Spec, value, label: str) -> Tuple[Optional[Value], Optional[str]]:
+    problems = _line_problems(value)
+    if problems:
+        return None, f"{label}{option}: invalid {'; '.join(problems)}"
     if spec.kind in LIST_KINDS:
         values = value if isinstance(value, list) else [value]
         out, bad = [], []
@@ -260,7 +271,7 @@ def _check_extra(extra: dict, label: str) -> Tuple[Dict[str, Value], List[str]]:
     out: Dict[str, Value] = {}
     errors = []
     for key, value in (extra or {}).items():
-        if not _KEY.match(str(key)):
+        if not _KEY.fullmatch(str(key)):
             errors.append(f"{label}extra: key {key!r} is not a systemd key name (CamelCase letters and digits)")
         elif key in KEY_TO_OPTION:
             errors.append(f"{label}extra: {key} has its own option, use {KEY_TO_OPTION[key]}")
@@ -270,8 +281,9 @@ def _check_extra(extra: dict, label: str) -> Tuple[Dict[str, Value], List[str]]:
             items = value if isinstance(value, list) else [value]
             # systemd strips whitespace around values: store them the way it reads them back
             rendered = [("yes" if v else "no") if isinstance(v, bool) else str(v).strip() for v in items]
-            if any("\n" in v for v in rendered):
-                errors.append(f"{label}extra: {key} must not contain a newline")
+            problems = _line_problems(rendered)
+            if problems:
+                errors.append(f"{label}extra: {key}: invalid {'; '.join(problems)}")
             elif isinstance(value, list) and "" in rendered:
                 errors.append(f"{label}extra: {key} list items must not be empty (an empty value resets the key)")
             # an empty list is the same as an empty assignment: a reset

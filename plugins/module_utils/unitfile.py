@@ -10,9 +10,11 @@ repeated keys are kept because systemd gives both meaning (e.g. ``Bind=``).
 
 from __future__ import annotations
 
+import re
 from typing import Iterable, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
+from ansible_collections.corral.nspawn.plugins.module_utils.values import key_error, line_error, section_error
 
 Entry = Tuple[str, str]
 Section = Tuple[str, List[Entry]]
@@ -25,44 +27,90 @@ class UnitFileError(ValueError):
     """The text is not valid systemd unit-file syntax."""
 
 
+# systemd's read_line(): a line ends at \n, \r or \0, and a run of different markers
+# (\r\n, \n\r, ...\0) is one end; a marker seen twice starts another (empty) line.
+_EOL = re.compile("(?:\n\r?|\r\n?)\0?|\0")
+# systemd's WHITESPACE: what strstrip() removes around lines, keys and values.
+WHITESPACE = " \t\n\r"
+_BOM = "\ufeff"
+
+
+def physical_lines(text: str) -> List[str]:
+    """Split ``text`` into lines exactly where systemd's read_line() does."""
+    lines = _EOL.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()  # text ending in a line end (or empty text) has no line after it
+    return lines
+
+
+def _continued(text: str) -> bool:
+    """systemd's escape scan: a line continues when it ends in an odd number of backslashes."""
+    return (len(text) - len(text.rstrip("\\"))) % 2 == 1
+
+
 def _logical_lines(text: str) -> Iterable[Tuple[int, str]]:
-    """Join backslash continuations; drop comments and blank lines."""
-    pending, start = "", 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not pending and (not line or line[0] in "#;"):
+    """systemd's config_parse(): drop comments, join continuations (the backslash becomes a space)."""
+    pending: Optional[str] = None
+    start, bom_seen = 0, False
+    for number, raw in enumerate(physical_lines(text), 1):
+        if raw.lstrip(WHITESPACE)[:1] in ("#", ";"):
+            continue  # comment lines are skipped, also inside a continuation
+        if not bom_seen and raw.startswith(_BOM):
+            raw, bom_seen = raw[1:], True
+        line = raw if pending is None else pending + raw
+        if _continued(line):
+            pending, start = line[:-1] + " ", start or number
             continue
-        if pending and line[:1] in ("#", ";"):
-            continue  # comment lines inside a continuation are ignored by systemd
-        if line.endswith("\\"):
-            pending, start = pending + line[:-1] + " ", start or number
-            continue
-        yield (start or number), pending + line
-        pending, start = "", 0
-    if pending:
-        yield start, pending.rstrip()
+        yield (start or number), line.strip(WHITESPACE)
+        pending, start = None, 0
+    if pending is not None:
+        yield start, pending.strip(WHITESPACE)
 
 
 def parse(text: str) -> Document:
     """Parse unit-file text into a Document; raise UnitFileError on bad lines."""
     doc: Document = []
     for number, line in _logical_lines(text):
+        if not line:
+            continue
         if line.startswith("["):
             if not line.endswith("]") or len(line) < 3:
                 raise UnitFileError(f"line {number}: bad section header {line!r}")
             doc.append((line[1:-1], []))
             continue
         key, sep, value = line.partition("=")
-        if not sep or not key.strip():
+        key = key.strip(WHITESPACE)
+        if not sep or not key:
             raise UnitFileError(f"line {number}: expected Key=value, got {line!r}")
         if not doc:
-            raise UnitFileError(f"line {number}: assignment {key.strip()!r} outside of a section")
-        doc[-1][1].append((key.strip(), value.strip()))
+            raise UnitFileError(f"line {number}: assignment {key!r} outside of a section")
+        doc[-1][1].append((key, value.strip(WHITESPACE)))
     return doc
 
 
+def document_errors(doc: Document) -> List[str]:
+    """Every section, key or value that would not stay on its own line (see values)."""
+    errors = []
+    for section, entries in doc:
+        problem = section_error(section)
+        if problem:
+            errors.append(f"section {section!r} {problem}")
+        for key, value in entries:
+            problem = key_error(key) or line_error(value)
+            if problem:
+                errors.append(f"[{section}] {key!r}={value!r} {problem}")
+    return errors
+
+
 def render(doc: Document, header: Optional[str] = HEADER) -> str:
-    """Render a Document; empty sections are omitted, sections separated by a blank line."""
+    """Render a Document; empty sections are omitted, sections separated by a blank line.
+
+    Raises UnitFileError for a value that would break out of its line: options are
+    validated before this, so this is the last guard, not the error users see.
+    """
+    errors = document_errors(doc)
+    if errors:
+        raise UnitFileError("refusing to render: " + "; ".join(errors))
     blocks = []
     for section, entries in doc:
         if not entries:
@@ -77,8 +125,9 @@ def normalize(doc: Document) -> List[Section]:
     """Merge repeated sections (systemd treats them as one) and drop empty ones."""
     merged: dict = {}
     for section, entries in doc:
-        merged.setdefault(section, []).extend(entries)
-    return [(section, entries) for section, entries in merged.items() if entries]
+        if entries:  # an empty section is not written, so it does not fix the order
+            merged.setdefault(section, []).extend(entries)
+    return list(merged.items())
 
 
 def equivalent(left: str, right: str) -> bool:

@@ -79,7 +79,7 @@ def test_2g_and_2048m_are_the_same_limit():
     ({"extra": {"memoryMax": "1"}}, "extra: key 'memoryMax' is not a systemd key name"),
     ({"extra": {"MemoryMax": "1G"}}, "extra: MemoryMax has its own option, use memory_max"),
     ({"extra": {"Nice": {"a": 1}}}, "extra: Nice must be a string, number or list"),
-    ({"extra": {"Nice": "1\nExecStart=/bin/sh"}}, "extra: Nice must not contain a newline"),
+    ({"extra": {"Nice": "1\nExecStart=/bin/sh"}}, "extra: Nice: invalid '1\\nExecStart=/bin/sh' contains a line break"),
     ({"extra": {"Environment": ["A=1", " "]}}, "extra: Environment list items must not be empty"),
 ])
 def test_bad_input_names_option_value_and_allowed_form(options, fragment):

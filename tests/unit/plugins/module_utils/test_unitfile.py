@@ -12,8 +12,9 @@ def test_parse_keeps_order_and_repeats():
 
 
 def test_continuation_lines_are_joined():
+    # systemd replaces the backslash by a space and keeps the next line's leading blanks
     doc = unitfile.parse("[Exec]\nParameters=a \\\n  b\n")
-    assert unitfile.get(doc, "Exec", "Parameters") == ["a  b"]
+    assert unitfile.get(doc, "Exec", "Parameters") == ["a    b"]
 
 
 @pytest.mark.parametrize("text, message", [
