@@ -3,6 +3,8 @@
 """Unit tests for the fleet planner: merging, validation, per-machine plans, batching."""
 
 import os
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -474,3 +476,60 @@ def test_templates_refuse_secrets(tmp_path):
     ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
     with pytest.raises(fleet.FleetError, match="templates are never booted"):
         fleet.adapter_validate_template(ctx, {"name": "t", "source": "directory", "path": "/x", "root_password": "y"})
+
+
+# ---------------------------------------------------------------- command count of a no-op run, real adapters
+
+class RealAdaptersModule(FakeModule):
+    """The fleet with the REAL image logic: copies and ``systemctl --root`` run for real on the
+    controller (they only touch the temp dir); the host's service manager is the FakeHost."""
+
+    def __init__(self, host, params, check_mode=False):
+        super().__init__(host, params, check_mode)
+        self.commands = []
+
+    def get_bin_path(self, name, required=False):  # pylint: disable=unused-argument
+        return shutil.which(name)
+
+    def run_command(self, argv, **kw):
+        self.commands.append(list(argv))
+        if os.path.basename(argv[0]) != "systemctl" or any(a.startswith("--root=") for a in argv):
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False,
+                                  input=kw.get("data"))
+            return proc.returncode, proc.stdout, proc.stderr
+        return self.host.run_command(argv, **kw)
+
+
+def _template_root(path):
+    for rel in ("etc/systemd/system", "usr/lib/systemd/system", "root", "var/lib/systemd"):
+        os.makedirs(os.path.join(path, rel))
+    files = {"etc/hostname": "template\n", "etc/machine-id": "",
+             "etc/shadow": "root:*:19000:0:99999:7:::\n",
+             "usr/lib/systemd/system/systemd-networkd.service":
+                 "[Unit]\nDescription=networkd\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"}
+    for rel, text in files.items():
+        with open(os.path.join(path, rel), "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+@pytest.mark.parametrize("count", [1, 10, 50])
+def test_noop_run_command_count_is_constant_with_real_adapters(tmp_path, count):
+    """Regression: with the real image step a no-op run issued one ``systemctl --root is-enabled``
+    and one ``is-active`` per machine (4, 22, 102 commands for 1, 10, 50 machines)."""
+    if not shutil.which("systemctl") or not shutil.which("cp"):
+        pytest.fail("systemctl and cp are needed on the controller for this test (apt-get install systemd coreutils)")
+    _template_root(str(tmp_path / "src"))
+    host = FakeHost(str(tmp_path / "system"))
+    machines = [{"name": f"m{i}", "address": f"10.9.{i // 200}.{i % 200 + 2}/16"} for i in range(count)]
+    params = _params(tmp_path, machines, templates=[{"name": "tmpl", "source": "directory", "path": str(tmp_path / "src")}],
+                     defaults={"template": "tmpl"})
+    first = RealAdaptersModule(host, params)
+    result = fleet.run_fleet(first)
+    assert result["changed"] and all(os.path.isdir(tmp_path / "machines" / f"m{i}") for i in range(count))
+    assert os.path.islink(tmp_path / "machines" / "m0" / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service")
+    noop = RealAdaptersModule(host, params)
+    result = fleet.run_fleet(noop)
+    assert not result["changed"], result
+    verbs = [" ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(c[:2])) for c in noop.commands]
+    # one batched show for the machines, one is-active for the template: the same for 1, 10 and 50 machines
+    assert len(noop.commands) == 2, verbs
