@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import netlink, networkd
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, netlink, networkd
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
@@ -160,12 +160,12 @@ def zone(module) -> dict:
 
 def run_module(argument_spec: dict, errors_of: Callable[[dict], List[str]], apply: Callable) -> None:
     """The whole main() of the bridge and zone modules: validate, require pyroute2, apply, exit."""
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dict(argument_spec, **lock.LOCK_SPEC), supports_check_mode=True)
     errors = errors_of(module.params)
     if errors:
         module.fail_json(msg="; ".join(errors))
     netlink.require(module)
     try:
-        module.exit_json(**apply(module))
+        module.exit_json(**lock.run_locked(module, lambda: apply(module)))
     except CommandError as exc:
         module.fail_json(msg=str(exc), rc=exc.rc, stdout=exc.out, stderr=exc.err)

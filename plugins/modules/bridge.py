@@ -52,6 +52,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - corral.nspawn.lock
   - corral.nspawn.network
 attributes:
   check_mode:

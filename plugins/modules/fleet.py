@@ -22,6 +22,8 @@ description:
   - The result lists, per machine, what changed and whether a change waits for a restart.
 author:
   - corral.nspawn contributors (@corral-nspawn)
+extends_documentation_fragment:
+  - corral.nspawn.lock
 options:
   defaults:
     description:
@@ -404,6 +406,7 @@ pending_restart:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.corral.nspawn.plugins.module_utils import lock
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
     FleetError, argument_spec, run_fleet,
 )
@@ -411,11 +414,11 @@ from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=argument_spec(),
+        argument_spec=dict(argument_spec(), **lock.LOCK_SPEC),
         supports_check_mode=True,
     )
     try:
-        result = run_fleet(module)
+        result = lock.run_locked(module, lambda: run_fleet(module))
     except FleetError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     module.exit_json(**result)

@@ -32,6 +32,8 @@ description:
     SSH host keys and a container that booted keeps its identity.
 author:
   - corral.nspawn contributors (@corral-nspawn)
+extends_documentation_fragment:
+  - corral.nspawn.lock
 options:
   name:
     description: Machine name (hostname rules, at most 64 characters, not C(.host)); the root is O(machines_dir)/NAME.
@@ -204,7 +206,7 @@ options:
         machine runs. A running container owns every file of its root.
       - V(defer) writes nothing into the running root; the changes are listed in RV(deferred), RV(pending_restart)
         is true, a warning says so, and the first run that finds the machine stopped makes them.
-      - V(apply) writes them now (through the same root-confined file access as always: paths are resolved inside
+      - V(apply) writes them now (through the same root-confined file access as always; paths are resolved inside
         the root and never followed out of it); the container sees them after a restart.
     type: str
     choices: [defer, apply]
@@ -331,14 +333,15 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils import images
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+from ansible_collections.corral.nspawn.plugins.module_utils import lock
 
 
 def main():
-    module = AnsibleModule(argument_spec=images.IMAGE_OPTION_SPEC,
+    module = AnsibleModule(argument_spec=dict(images.IMAGE_OPTION_SPEC, **lock.LOCK_SPEC),
                            mutually_exclusive=images.IMAGE_MUTUALLY_EXCLUSIVE,
                            supports_check_mode=True)
     try:
-        result = images.ensure_image(module, module.params)
+        result = lock.run_locked(module, lambda: images.ensure_image(module, module.params))
     except (images.ImageError, images.SetupError) as exc:
         module.fail_json(msg=str(exc))
     except CommandError as exc:

@@ -22,6 +22,8 @@ description:
     started before its C(.nspawn) settings were last written.
 author:
   - corral.nspawn contributors (@corral-nspawn)
+extends_documentation_fragment:
+  - corral.nspawn.lock
 options:
   name:
     description: Machine name; its image must exist (for example C(/var/lib/machines/NAME)) to start it.
@@ -133,6 +135,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.corral.nspawn.plugins.module_utils import machine, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+from ansible_collections.corral.nspawn.plugins.module_utils import lock
 
 
 def validate(module) -> None:
@@ -184,12 +187,12 @@ def main():
                            state=dict(type="str", choices=list(machine.STATES)),
                            enabled=dict(type="bool"),
                            wait=dict(type="bool", default=True),
-                           timeout=dict(type="int", default=90)),
+                           timeout=dict(type="int", default=90), **lock.LOCK_SPEC),
         required_one_of=[("state", "enabled")],
         supports_check_mode=True)
     validate(module)
     try:
-        module.exit_json(**run(module))
+        module.exit_json(**lock.run_locked(module, lambda: run(module)))
     except CommandError as exc:
         detail = systemd.failure_report(module, module.params["name"])
         module.fail_json(msg=f"{exc}\n{detail}", rc=exc.rc, stdout=exc.out, stderr=exc.err)

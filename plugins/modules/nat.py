@@ -31,6 +31,8 @@ description:
     and applied now. Rules added by O(integrate) are live only (the other table's owner reloads them).
 author:
   - corral.nspawn contributors (@corral-nspawn)
+extends_documentation_fragment:
+  - corral.nspawn.lock
 options:
   table:
     description: Name of the C(inet) table this module owns.
@@ -201,12 +203,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.corral.nspawn.plugins.module_utils import nat, nat_apply
 from ansible_collections.corral.nspawn.plugins.module_utils.nft import NftError
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+from ansible_collections.corral.nspawn.plugins.module_utils import lock
 
 
 def main():
-    module = AnsibleModule(argument_spec=nat.NAT_OPTION_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dict(nat.NAT_OPTION_SPEC, **lock.LOCK_SPEC), supports_check_mode=True)
     try:
-        module.exit_json(**nat_apply.run(module))
+        module.exit_json(**lock.run_locked(module, lambda: nat_apply.run(module)))
     except NftError as exc:
         module.fail_json(msg=str(exc))
     except CommandError as exc:

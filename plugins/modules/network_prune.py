@@ -27,6 +27,8 @@ description:
     the fleet, so machines leave a zone before the zone goes.
 author:
   - corral.nspawn contributors (@corral-nspawn)
+extends_documentation_fragment:
+  - corral.nspawn.lock
 options:
   zones:
     description: Declared zone names (C(vz-NAME) links); these are kept.
@@ -111,13 +113,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils import netlink, network_prune
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+from ansible_collections.corral.nspawn.plugins.module_utils import lock
 
 
 def main():
-    module = AnsibleModule(argument_spec=network_prune.PRUNE_OPTION_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dict(network_prune.PRUNE_OPTION_SPEC, **lock.LOCK_SPEC), supports_check_mode=True)
     netlink.require(module)
     try:
-        module.exit_json(**network_prune.run_prune(module))
+        module.exit_json(**lock.run_locked(module, lambda: network_prune.run_prune(module)))
     except CommandError as exc:
         module.fail_json(msg=str(exc), rc=exc.rc, stdout=exc.out, stderr=exc.err)
 

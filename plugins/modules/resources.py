@@ -21,6 +21,8 @@ description:
   - Sizes are normalised, so V(2G) and V(2048M) are the same limit and cause no change.
 author:
   - corral.nspawn contributors (@corral-nspawn)
+extends_documentation_fragment:
+  - corral.nspawn.lock
 options:
   name:
     description: Machine name (the instance of C(systemd-nspawn@.service)).
@@ -155,6 +157,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.corral.nspawn.plugins.module_utils import cgroup, resources
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+from ansible_collections.corral.nspawn.plugins.module_utils import lock
 
 LIST_OPTIONS = ("io_read_bandwidth_max", "io_write_bandwidth_max", "device_allow")
 
@@ -171,7 +174,7 @@ def argument_spec() -> dict:
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dict(argument_spec(), **lock.LOCK_SPEC), supports_check_mode=True)
     params = module.params
     name = params["name"]
     error = machine_name_error(name)
@@ -183,7 +186,7 @@ def main():
     except resources.ResourceError as exc:
         module.fail_json(msg=str(exc))
     try:
-        result = cgroup.reconcile(module, name, desired)
+        result = lock.run_locked(module, lambda: cgroup.reconcile(module, name, desired))
     except cgroup.LimitsError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     except CommandError as exc:

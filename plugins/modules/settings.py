@@ -24,6 +24,7 @@ description:
 author:
   - corral.nspawn contributors (@corral-nspawn)
 extends_documentation_fragment:
+  - corral.nspawn.lock
   - corral.nspawn.settings
 options:
   name:
@@ -134,6 +135,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settin
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
+from ansible_collections.corral.nspawn.plugins.module_utils import lock
 
 
 def argument_spec() -> dict:
@@ -161,7 +163,7 @@ def as_sections(text):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dict(argument_spec(), **lock.LOCK_SPEC), supports_check_mode=True)
     params = module.params
     error = machine_name_error(params["name"])
     if error:
@@ -176,13 +178,14 @@ def main():
         except ns.SettingsError as exc:
             module.fail_json(msg=str(exc), path=path)
         warnings += ns.trust_warnings(content, path)
-    before = read_text(path)
-    if before is not None and not is_managed(before) and before != content:
-        warnings.append(f"{path} was not written by corral.nspawn; it is replaced (see the diff for what it held)")
-    untrusted = ns.untrusted_warning(params["name"], path)
-    if untrusted:
-        warnings.append(untrusted)
-    result = ensure_file(module, path, content, 0o644)
+    with lock.module_lock(module):   # read and write under the host-wide lock
+        before = read_text(path)
+        if before is not None and not is_managed(before) and before != content:
+            warnings.append(f"{path} was not written by corral.nspawn; it is replaced (see the diff for what it held)")
+        untrusted = ns.untrusted_warning(params["name"], path)
+        if untrusted:
+            warnings.append(untrusted)
+        result = ensure_file(module, path, content, 0o644)
     for warning in warnings:
         module.warn(warning)
     output = dict(changed=result.changed, path=path, content=content, settings=as_sections(content),

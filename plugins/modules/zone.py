@@ -40,6 +40,7 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
+  - corral.nspawn.lock
   - corral.nspawn.network
 attributes:
   check_mode:
