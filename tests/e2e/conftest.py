@@ -40,13 +40,16 @@ def _stop_hosts_of_module(_host_registry):
 
 @pytest.fixture(scope="session")
 def make_host(_host_registry):
-    """Factory: ``make_host(name)`` -> booted TestHost, shared across the session."""
+    """Factory: ``make_host(name)`` -> booted TestHost, shared across the session.
+
+    ``make_host(name, root="bare")`` boots a host without the packages the host role installs
+    (see harness.package_repo)."""
     lock = threading.Lock()
 
-    def _make(name: str) -> harness.TestHost:
+    def _make(name: str, root: str = "host") -> harness.TestHost:
         with lock:
             if name not in _host_registry:
-                _host_registry[name] = harness.boot(name)
+                _host_registry[name] = harness.boot(name, root=root)
             return _host_registry[name]
     return _make
 

@@ -263,9 +263,90 @@ def _prepare_host_root(root: str) -> None:
     os.makedirs(os.path.join(root, "srv/corral/images"), exist_ok=True)
 
 
+# ---------------------------------------------------------------- bare host root + local package repository
+
+# The "bare" host root lacks what the host role installs; the role installs it from a local
+# package repository, bind-mounted read-only at APT_REPO_MOUNT, the host's only apt source
+# (test hosts have no route out).
+HOST_ROLE_VARS = os.path.join(REPO, "roles", "host", "vars", "main.yml")
+APT_REPO_MOUNT = "/srv/corral/apt"
+APT_SOURCE = f"deb [trusted=yes] file:{APT_REPO_MOUNT} ./\n"
+
+
+def host_role_packages() -> tuple:
+    """What the host role installs on Debian by default, read from the role so tests follow it."""
+    import yaml  # pylint: disable=import-outside-toplevel  (only the bare root needs it)
+    with open(HOST_ROLE_VARS, encoding="utf-8") as handle:
+        family = yaml.safe_load(handle)["_corral_host_families"]["Debian"]
+    return tuple(family["packages"]) + tuple(family["bootstrap"])
+
+
+def bare_packages() -> tuple:
+    role = set(host_role_packages())
+    return tuple(p for p in HOST_PACKAGES if p not in role)
+
+
+def _prepare_bare_root(root: str) -> None:
+    _prepare_host_root(root)
+    _write(os.path.join(root, "etc/apt/sources.list"),
+           "# corral test harness: the only package source is a local repository\n" + APT_SOURCE)
+    os.makedirs(os.path.join(root, APT_REPO_MOUNT.lstrip("/")), exist_ok=True)
+
+
+def package_repo() -> str:
+    """A flat apt repository (``Packages`` index) holding every .deb the suite's roots and the host
+    role need, with their dependencies; fetched once by ``debootstrap --download-only`` through this
+    machine's configured mirror into the shared .deb cache, then indexed with dpkg-scanpackages."""
+    if not shutil.which("dpkg-scanpackages"):
+        raise HarnessError("dpkg-scanpackages is missing: the local package repository for the bare test "
+                           "host cannot be indexed (apt-get install dpkg-dev)")
+    # python3-apt: Ansible's apt module installs its own binding with apt-get when it is missing.
+    wanted = sorted(set(HOST_PACKAGES) | set(host_role_packages()) | {"python3-apt"})
+    path = os.path.join(CACHE_DIR, "apt-repo", _key("repo", wanted))
+    with _lock("apt-repo"):
+        if os.path.isfile(os.path.join(path, "Packages")):
+            return path
+        debs = ensure_dir(os.path.join(CACHE_DIR, "debs"))
+        target = tempfile.mkdtemp(prefix="download-", dir=ensure_dir(os.path.join(CACHE_DIR, "apt-repo")))
+        try:
+            log(f"debootstrap --download-only of {len(wanted)} packages for the local repository")
+            sh(["debootstrap", "--download-only", "--variant=minbase", f"--include={','.join(wanted)}",
+                f"--cache-dir={debs}", SUITE, target, apt_mirror()])
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+        staging = path + ".staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        for name in sorted(os.listdir(debs)):
+            if name.endswith(".deb"):
+                _link_or_copy(os.path.join(debs, name), os.path.join(staging, name))
+        index = sh(["dpkg-scanpackages", "--multiversion", ".", "/dev/null"], cwd=staging)
+        _write(os.path.join(staging, "Packages"), index.stdout)
+        shutil.rmtree(path, ignore_errors=True)
+        os.rename(staging, path)
+    return path
+
+
+def _link_or_copy(src: str, dest: str) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+ROOT_KINDS = {
+    "host": (lambda: HOST_PACKAGES, _prepare_host_root),
+    "image": (lambda: IMAGE_PACKAGES, _prepare_image_root),
+    "bare": (bare_packages, _prepare_bare_root),
+}
+
+
 def cached_root(kind: str) -> str:
-    """Path of the cached root of ``kind`` ('host' or 'image'), building it if needed."""
-    packages = HOST_PACKAGES if kind == "host" else IMAGE_PACKAGES
+    """Path of the cached root of ``kind`` ('host', 'bare' or 'image'), building it if needed."""
+    if kind not in ROOT_KINDS:
+        raise HarnessError(f"root kind {kind!r}: use one of {', '.join(ROOT_KINDS)}")
+    packages_of, prepare = ROOT_KINDS[kind]
+    packages = packages_of()
     path = os.path.join(CACHE_DIR, "roots", _key(kind, packages))
     with _lock(f"build-{kind}"):
         if os.path.isfile(os.path.join(path, ".corral-complete")):
@@ -275,7 +356,7 @@ def cached_root(kind: str) -> str:
         os.makedirs(staging)
         started = time.monotonic()
         _debootstrap(staging, packages)
-        (_prepare_host_root if kind == "host" else _prepare_image_root)(staging)
+        prepare(staging)
         _write(os.path.join(staging, ".corral-complete"), f"{time.monotonic() - started:.1f}\n")
         shutil.rmtree(path, ignore_errors=True)
         os.rename(staging, path)
@@ -313,6 +394,75 @@ def ssh_key() -> str:
 
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes"]
+
+
+# ---------------------------------------------------------------- host fingerprint
+
+# Runs on a test host (python3): everything corral.nspawn manages, read so that a check-mode run
+# (or a no-op run) that touched any of it shows up as a difference. Files: type, mode, mtime in
+# nanoseconds and content hash; links and addresses as ip reports them (minus counters, timers
+# and address lifetimes, which change by themselves); the whole ruleset without counters.
+FINGERPRINT_SCRIPT = r"""
+import glob, hashlib, json, os, stat, subprocess, sys
+TREES = ["/etc/systemd/nspawn", "/etc/systemd/network", "/etc/nftables.d", "/run/systemd/system.control"]
+TREES += glob.glob("/etc/systemd/system/systemd-nspawn@*.d") + glob.glob("/etc/systemd/system/*.wants")
+TOP = ["/etc/systemd/system", "/etc/sysctl.d", "/var/lib/machines"]
+FILES = ["/etc/nftables.conf"] + json.loads(sys.argv[1])
+SYSCTLS = ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", "net.ipv4.conf.all.route_localnet"]
+out = {}
+
+def entry(path):
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(info.st_mode):
+        with open(path, "rb") as handle:
+            kind = "file " + hashlib.sha256(handle.read()).hexdigest()[:16]
+    elif stat.S_ISLNK(info.st_mode):
+        kind = "link -> " + os.readlink(path)
+    else:
+        kind = "dir" if stat.S_ISDIR(info.st_mode) else "other"
+    out["path " + path] = f"{kind} mode={oct(info.st_mode)} mtime_ns={info.st_mtime_ns}"
+
+for top in TREES:
+    for base, dirs, files in os.walk(top):
+        entry(base)
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(base, d))]:
+            entry(os.path.join(base, name))
+for top in TOP:
+    entry(top)
+    for name in (os.listdir(top) if os.path.isdir(top) else []):
+        entry(os.path.join(top, name))
+for path in FILES:
+    entry(path)
+
+def clean(value):
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()
+                if not k.endswith("_timer") and k not in ("valid_life_time", "preferred_life_time", "stats64")}
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    return value
+
+def run(*argv):
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError:
+        return "(not installed)"  # nft on a host before the host role ran
+    return res.stdout if res.returncode == 0 else f"rc={res.returncode} {res.stderr.strip()}"
+
+for link in json.loads(run("ip", "-d", "-j", "link", "show")):
+    out["link " + link["ifname"]] = json.dumps(clean(link), sort_keys=True)
+for link in json.loads(run("ip", "-j", "addr", "show")):
+    out["addr " + link["ifname"]] = json.dumps(clean(link.get("addr_info", [])), sort_keys=True)
+out["nft ruleset"] = run("nft", "-s", "list", "ruleset")
+for key in SYSCTLS:
+    out["sysctl " + key] = run("sysctl", "-n", key).strip()
+out["units"] = run("systemctl", "list-units", "--all", "--plain", "--no-legend", "--no-pager",
+                   "systemd-nspawn@*", "machines.target", "systemd-networkd.service", "corral-*")
+print(json.dumps(out, sort_keys=True))
+"""
 
 
 # ---------------------------------------------------------------- test hosts
@@ -430,6 +580,34 @@ class TestHost:
             with open(out, encoding="utf-8") as handle:
                 return json.load(handle)
 
+    def fingerprint(self, extra=(), settle: float = 20) -> dict:
+        """What corral.nspawn manages on this host (see FINGERPRINT_SCRIPT), plus the files ``extra``.
+
+        Read until two reads in a row agree (links of containers that just started settle for a
+        moment), at most ``settle`` seconds; then the last read.
+        """
+        cmd = f"python3 -c {shlex_quote(FINGERPRINT_SCRIPT)} {shlex_quote(json.dumps(list(extra)))}"
+        deadline = time.monotonic() + settle
+        last = json.loads(self.ssh(cmd).stdout)
+        while time.monotonic() < deadline:
+            current = json.loads(self.ssh(cmd).stdout)
+            if current == last:
+                return current
+            last = current
+            time.sleep(0.5)
+        return last
+
+    def existing(self, *paths: str) -> list:
+        """The ones of ``paths`` that exist on the host (symlinks included), checked one by one."""
+        script = "for p in \"$@\"; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then echo \"$p\"; fi; done"
+        return self.ssh(f"sh -c {shlex_quote(script)} - " + " ".join(shlex_quote(p) for p in paths)).stdout.split()
+
+    def stat(self, path: str) -> Optional[tuple]:
+        """(mtime in ns, mode, sha256) of a file, or None when it does not exist."""
+        out = self.ssh(f"if [ -e {shlex_quote(path)} ]; then stat -c '%.9Y %a' {shlex_quote(path)}; "
+                       f"sha256sum < {shlex_quote(path)}; fi").stdout.split()
+        return tuple(out[:3]) if out else None
+
     def role(self, role: str, role_vars: Optional[dict] = None, check: bool = False, diff: bool = False,
              timeout: int = 1200) -> PlaybookRun:
         """Apply one role (``corral.nspawn.host``...) to this host; the run must succeed."""
@@ -439,7 +617,10 @@ class TestHost:
             book = os.path.join(tmp, "play.yml")
             with open(book, "w", encoding="utf-8") as handle:
                 json.dump(play, handle)
+            before = self.fingerprint() if check else None
             run = run_playbook(book, self.inventory, None, check, diff, (), timeout)
+        if check:
+            assert_same(before, self.fingerprint(), f"[{self.name}] role {role} (check)")
         counts = run.recap.get(self.name, {})
         if run.rc != 0 or counts.get("failed", 1) or counts.get("unreachable", 1):
             raise AssertionError(f"[{self.name}] role {role} ({'check' if check else 'apply'}) failed "
@@ -452,16 +633,25 @@ class TestHost:
         return self.role("corral.nspawn.host", dict({"corral_host_bootstrap_packages": []}, **role_vars))
 
     def run(self, name: str, args: dict, check: bool = False, diff: bool = False, timeout: int = 600) -> dict:
-        """Run one module that must succeed: its failure state is asserted before anyone reads ``changed``."""
-        mode = "check" if check else "apply"
-        return succeeded(self.module(name, args, check, diff, timeout), f"[{self.name}] {name} ({mode})")
+        """Run one module that must succeed: its failure state is asserted before anyone reads ``changed``.
+
+        A check-mode run must also leave :meth:`fingerprint` as it was.
+        """
+        what = f"[{self.name}] {name} ({'check' if check else 'apply'})"
+        before = self.fingerprint() if check else None
+        result = succeeded(self.module(name, args, check, diff, timeout), what)
+        if check:
+            assert_same(before, self.fingerprint(), what)
+        return result
 
     def rhythm(self, name: str, args: dict, diff: bool = True, expect=RHYTHM,
                fingerprint: Optional[Callable[[], object]] = None, after=None, timeout: int = 600) -> list:
-        """check -> apply -> check -> apply of one module; see :func:`rhythm`."""
+        """check -> apply -> check -> apply of one module; see :func:`rhythm`. The fingerprint
+        compared around check-mode and no-op runs is :meth:`fingerprint` unless one is given."""
         def one(check: bool) -> dict:
             return self.module(name, args, check=check, diff=diff, timeout=timeout)
-        return rhythm(one, fingerprint=fingerprint, expect=expect, what=f"[{self.name}] {name}", after=after)
+        return rhythm(one, fingerprint=fingerprint or self.fingerprint, expect=expect,
+                      what=f"[{self.name}] {name}", after=after)
 
     # -- lifecycle
     def wait_ready(self, timeout: float = 120) -> float:
@@ -657,13 +847,22 @@ def _write_inventory(hosts) -> str:
     return json.dumps(data, indent=2)
 
 
-def boot(name: str, owner: Optional[int] = None, timeout: float = 120) -> TestHost:
-    """Copy the cached host root, boot it and wait until it is reachable and running."""
+def boot(name: str, owner: Optional[int] = None, timeout: float = 120, root: str = "host") -> TestHost:
+    """Copy the cached host root, boot it and wait until it is reachable and running.
+
+    ``root="bare"``: a root without the packages the host role installs, with a local package
+    repository as its only apt source (see :func:`package_repo`).
+    """
     if not NAME_RE.match(name):
         raise HarnessError(f"test host name {name!r}: use 1-11 characters [a-z0-9-] (it becomes ve-NAME)")
+    if root not in ("host", "bare"):
+        raise HarnessError(f"test host root {root!r}: use 'host' or 'bare'")
     check_requirements()
     tune_kernel()
-    host_root, images = cached_root("host"), container_images()
+    host_root, images = cached_root(root), container_images()
+    binds = [f"--bind-ro={images}:/srv/corral/images"]
+    if root == "bare":
+        binds.append(f"--bind-ro={package_repo()}:{APT_REPO_MOUNT}")
     with _lock("registry"):
         stop(name)
         index = _allocate_index(name)
@@ -678,7 +877,7 @@ def boot(name: str, owner: Optional[int] = None, timeout: float = 120) -> TestHo
     _write(os.path.join(host.state, "wrapper"), WRAPPER, 0o755)
     argv = ["systemd-nspawn", "-D", host.root, "-M", name, "--register=no", "--keep-unit",
             "--console=passive", "--network-veth", "--capability=all", "--private-users=no",
-            f"--bind-ro={images}:/srv/corral/images", "--boot"]
+            *binds, "--boot"]
     env = dict(os.environ, LINK=host.link, LOCAL=host.local, SYSTEMD_LOG_LEVEL="warning")
     with open(os.path.join(host.state, "console.log"), "w", encoding="utf-8") as console:
         proc = subprocess.Popen([os.path.join(host.state, "wrapper"), host.state, *argv], stdin=subprocess.DEVNULL,
