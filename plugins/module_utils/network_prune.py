@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import netlink, networkd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import netlink, networkd, systemd, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, deep_merge
 from ansible_collections.corral.nspawn.plugins.module_utils.names import veth_ifname, zone_ifname
@@ -32,10 +32,12 @@ FLEET_OPTION_SPEC = dict(
     machines=dict(type="list", elements="dict", default=[]),
     defaults=dict(type="dict", default={}),
     prune=dict(type="bool", default=False),
+    prune_all=dict(type="bool", default=False),
 )
 PRUNE_OPTION_SPEC = dict(
     zones=dict(type="list", elements="str", default=[]),
     bridges=dict(type="list", elements="str", default=[]),
+    prune_all=dict(type="bool", default=False),
     fleet=dict(type="dict", options=FLEET_OPTION_SPEC, apply_defaults=True),
 )
 
@@ -234,18 +236,27 @@ def _victim(ifname: str, group: NetworkFiles, ctx: _Context, result: PrunePlan) 
     result.victims.append(Victim(kind, name, ifname, list(group.managed), link, leaving if link == "delete" else []))
 
 
-def plan(keep: Iterable[str], declared: Dict[str, Optional[str]], state: HostState, fleet_prune: bool) -> PrunePlan:
+def plan(keep: Iterable[str], declared: Dict[str, Optional[str]], state: HostState, fleet_prune: bool,
+         prune_all: bool = False) -> PrunePlan:
     """What pruning means on this host.
 
     ``keep``: declared links (``vz-ZONE``, bridge names); ``declared``: declared machine -> link it
-    joins; ``fleet_prune``: undeclared fleet machines are removed (by the fleet, first).
+    joins; ``fleet_prune``: undeclared fleet machines are removed (by the fleet, first);
+    ``prune_all``: an empty ``keep`` may remove every network we made.
     """
+    keep = set(keep)
     leaving = sorted(m for m, s in state.settings.items() if s.fleet and m not in declared) if fleet_prune else []
     ctx = _Context(declared, state, leaving)
     result = PrunePlan()
-    for ifname, group in sorted(group_files(state.files).items()):
-        if ifname not in set(keep) and group.managed:
-            _victim(ifname, group, ctx, result)
+    candidates = [(i, g) for i, g in sorted(group_files(state.files).items()) if i not in keep and g.managed]
+    if candidates and not keep and not prune_all:
+        # the fleet's rule too: a host that lost its variables must not lose its networks
+        result.errors.append("zones and bridges are empty, so pruning would remove every zone and bridge "
+                             f"corral.nspawn created on this host ({', '.join(i for i, _g in candidates)}); a host "
+                             "that lost its variables looks exactly like this. Set prune_all=true (role: "
+                             "corral_network_prune_all) to remove them all")
+    for ifname, group in candidates:
+        _victim(ifname, group, ctx, result)
     return result
 
 
@@ -305,10 +316,13 @@ def run_prune(module) -> dict:
     fleet = params["fleet"] or {}
     declared, errors = declared_machines(fleet.get("machines") or [], fleet.get("defaults") or {})
     state = read(module)
-    todo = plan(declared_links(params["zones"], params["bridges"]), declared, state, bool(fleet.get("prune")))
+    # like the fleet: with an empty machine list it prunes only when prune_all says so
+    fleet_prune = bool(fleet.get("prune")) and bool(fleet.get("machines") or fleet.get("prune_all"))
+    todo = plan(declared_links(params["zones"], params["bridges"]), declared, state, fleet_prune,
+                params["prune_all"])
     errors += todo.errors
     if errors:
-        module.fail_json(msg="prune: refusing to remove anything: " + "; ".join(errors),
+        module.fail_json(msg="prune: refusing to remove anything: " + "; ".join(errors) + "; nothing was changed",
                          pruned=[], changes=[])
     if todo.victims and not module.check_mode:
         stuck = still_attached(todo.victims, netlink.read())
@@ -325,7 +339,7 @@ def run_prune(module) -> dict:
         for victim in todo.victims:
             if victim.link == "delete":
                 netlink.delete_link(victim.ifname)
-        run(module, ["networkctl", "reload"])
+        systemd.networkd_reload(module, run)
     out = dict(changed=bool(changes), changes=changes, pruned=[v.as_dict() for v in todo.victims])
     if module._diff and changes:
         out["diff"] = [r.diff for r in results if r.changed] + [link_diff(v, state.net) for v in todo.victims

@@ -40,6 +40,13 @@ options:
     type: list
     elements: str
     default: []
+  prune_all:
+    description:
+      - With O(zones) and O(bridges) both empty, allow removing every zone and bridge corral.nspawn created
+        on the host. Without it such a run fails before any change (a host that lost its variables would
+        otherwise lose its networks), as M(corral.nspawn.fleet) does for machines.
+    type: bool
+    default: false
   fleet:
     description:
       - The declared machines of this host, as given to M(corral.nspawn.fleet), so that a network a machine
@@ -60,6 +67,12 @@ options:
         description:
           - The fleet removes undeclared fleet-managed machines before this module runs
             (O(corral.nspawn.fleet#module:prune)); their settings and ports do not keep a network.
+        type: bool
+        default: false
+      prune_all:
+        description:
+          - The fleet's O(corral.nspawn.fleet#module:prune_all); with an empty O(fleet.machines) the fleet prunes only
+            with it, so only then do undeclared machines count as removed.
         type: bool
         default: false
 attributes:

@@ -81,7 +81,7 @@ def test_managed_network_with_a_hand_made_netdev_keeps_the_link_and_the_netdev()
     files = managed_files(zone=False)
     netdev = networkd.netdev_path("br-old")
     files[netdev] = unmanaged(files[netdev])
-    result = network_prune.plan([], {}, state(files), False)
+    result = network_prune.plan(["br-declared"], {}, state(files), False)
     assert victims(result)["br-old"][0] == "keep"
     assert netdev not in result.victims[0].files
     assert any("was not written by corral.nspawn" in w for w in result.warnings)
@@ -120,11 +120,11 @@ def test_a_machine_moving_to_another_network_does_not_block():
 
 def test_settings_that_stay_on_the_host_block_and_fleet_prune_lifts_only_fleet_ones():
     settings = {"old": MachineSettings("br-old", fleet=True), "hand": MachineSettings("vz-apps", fleet=False)}
-    kept = network_prune.plan([], {}, state(settings=settings), fleet_prune=False)
+    kept = network_prune.plan([], {}, state(settings=settings), fleet_prune=False, prune_all=True)
     assert kept.victims == [] and len(kept.errors) == 2
     assert "bridge br-old is joined by machine(s) old in /etc/systemd/nspawn" in kept.errors[0]
     assert "zone apps (vz-apps) is joined by machine(s) hand" in kept.errors[1]
-    pruned = network_prune.plan([], {}, state(settings=settings), fleet_prune=True)
+    pruned = network_prune.plan([], {}, state(settings=settings), fleet_prune=True, prune_all=True)
     assert [e.split(" is ")[0] for e in pruned.errors] == ["zone apps (vz-apps)"]
     assert list(victims(pruned)) == ["br-old"]
 
@@ -155,8 +155,19 @@ def test_foreign_port_keeps_the_link_our_port_does_not():
 
 def test_every_problem_is_reported_at_once():
     declared = {"web": "vz-apps", "db": "br-old"}
-    result = network_prune.plan([], declared, state(), False)
+    result = network_prune.plan(["br-other"], declared, state(), False)
     assert len(result.errors) == 2 and result.victims == []
+
+
+def test_nothing_declared_prunes_only_with_prune_all():
+    """Regression (issue 17): like the fleet, an empty declaration is what a host that lost its variables
+    looks like; it must not remove every network."""
+    refused = network_prune.plan([], {"web": "vz-apps"}, state(), False)
+    assert len(refused.errors) == 2 and "used by declared machine(s) web" in refused.errors[1]  # all at once
+    assert refused.errors[0].startswith("zones and bridges are empty, so pruning would remove every zone and "
+                                        "bridge corral.nspawn created on this host (br-old, vz-apps)")
+    assert list(victims(network_prune.plan([], {}, state(), False, prune_all=True))) == ["br-old", "vz-apps"]
+    assert network_prune.plan([], {}, state(files={}), False).errors == []  # nothing of ours: nothing to refuse
 
 
 def test_machines_without_a_name_are_an_error_naming_the_index():
@@ -237,9 +248,9 @@ def host(tmp_path, monkeypatch):
     return fake
 
 
-def params(zones=("apps",), bridges=(), machines=(), prune=False):
-    return {"zones": list(zones), "bridges": list(bridges),
-            "fleet": {"machines": list(machines), "defaults": {}, "prune": prune}}
+def params(zones=("apps",), bridges=(), machines=(), prune=False, prune_all=False, fleet_prune_all=False):
+    return {"zones": list(zones), "bridges": list(bridges), "prune_all": prune_all,
+            "fleet": {"machines": list(machines), "defaults": {}, "prune": prune, "prune_all": fleet_prune_all}}
 
 
 def test_check_apply_check_apply(host):
@@ -265,16 +276,25 @@ def test_refusal_changes_nothing_and_names_the_machines(host):
     before = sorted(os.listdir(host["dir"]))
     with pytest.raises(Failed, match=r"prune: refusing to remove anything: bridge br-old is used by declared "
                                      r"machine\(s\) db"):
-        network_prune.run_prune(FakeModule(params(zones=(), machines=[{"name": "db", "bridge": "br-old"}])))
+        network_prune.run_prune(FakeModule(params(zones=(), prune_all=True,
+                                                  machines=[{"name": "db", "bridge": "br-old"}])))
     assert sorted(os.listdir(host["dir"])) == before and host["commands"] == [] and host["deleted"] == []
 
 
 def test_ports_still_attached_at_apply_time_fail_before_any_change(host):
     (host["settings"] / "old.nspawn").write_text(FLEET_HEADER + "[Network]\nBridge=br-old\n")
     host["net"] = host_net(**{"br-old": ["vb-old"]})
-    predicted = network_prune.run_prune(FakeModule(params(prune=True), check_mode=True))
+    predicted = network_prune.run_prune(FakeModule(params(prune=True, fleet_prune_all=True), check_mode=True))
     assert predicted["changed"]  # the fleet removes "old" first
     before = sorted(os.listdir(host["dir"]))
     with pytest.raises(Failed, match=r"container ports are still attached .*br-old: vb-old"):
-        network_prune.run_prune(FakeModule(params(prune=True)))  # ... but it did not
+        network_prune.run_prune(FakeModule(params(prune=True, fleet_prune_all=True)))  # ... but it did not
     assert sorted(os.listdir(host["dir"])) == before and host["deleted"] == []
+
+
+def test_an_empty_fleet_prunes_machines_only_with_its_prune_all(host):
+    """The fleet refuses prune with no machines unless prune_all: then "old" stays and keeps br-old."""
+    (host["settings"] / "old.nspawn").write_text(FLEET_HEADER + "[Network]\nBridge=br-old\n")
+    with pytest.raises(Failed, match=r"bridge br-old is joined by machine\(s\) old"):
+        network_prune.run_prune(FakeModule(params(prune=True), check_mode=True))
+    assert network_prune.run_prune(FakeModule(params(prune=True, fleet_prune_all=True), check_mode=True))["changed"]
