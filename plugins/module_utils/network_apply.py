@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import lock, netlink, networkd
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, netlink, networkd, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
@@ -85,7 +85,7 @@ def present(module, ifname: str, desired: Dict[str, str], addresses: List[str], 
         module.warn(f"{netdev} changed: networkd applies .netdev changes to an existing {ifname} only when it is "
                     f"recreated (networkctl delete {ifname}; networkctl reload) or at the next boot")
     if changes and not module.check_mode:
-        run(module, ["networkctl", "reload"])
+        systemd.networkd_reload(module, run)
         if exists and live_error:
             run(module, ["networkctl", "reconfigure", ifname])
         if must_exist or exists:
@@ -111,7 +111,7 @@ def absent(module, ifname: str, delete_link: bool) -> dict:
     if changes and not module.check_mode:
         if remove_link:
             netlink.delete_link(ifname)
-        run(module, ["networkctl", "reload"])
+        systemd.networkd_reload(module, run)
     return _result(results, None, ifname, [], changes)
 
 

@@ -11,6 +11,7 @@ parallel. Pure helpers (parsers) sit next to the calls that need them.
 from __future__ import annotations
 
 import json
+import time
 from typing import Dict, List, Optional, Sequence
 
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
@@ -71,6 +72,23 @@ def systemctl(module, verb: str, units: Sequence[str], *flags: str) -> None:
 
 def daemon_reload(module) -> None:
     run(module, ["systemctl", "daemon-reload"])
+
+
+def networkd_reload(module, runner=run, attempts: int = 4) -> None:
+    """``networkctl reload``, retried when the D-Bus call times out.
+
+    A networkd that was started moments ago (the host role on a fresh host) or a loaded
+    host can miss D-Bus's 25 s call timeout once; the reload itself is idempotent.
+    ``runner``: the caller's command seam (so its tests patch one thing).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            runner(module, ["networkctl", "reload"])
+            return
+        except CommandError as exc:
+            if attempt == attempts or "timed out" not in (exc.err or "") + str(exc):
+                raise
+            time.sleep(2 * attempt)
 
 
 def set_property_runtime(module, unit: str, assignments: Sequence[str]) -> None:
