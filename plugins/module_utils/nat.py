@@ -25,6 +25,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.values import line_e
 RULESET_DIR = "/etc/nftables.d"
 UNIT_DIR = "/etc/systemd/system"
 SYSCTL_DIR = "/etc/sysctl.d"
+LOCALNET = "net.ipv4.conf.all.route_localnet"
 _TABLE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")  # used with fullmatch: '$' accepts a trailing newline
 
 FORWARD_SPEC = dict(
@@ -67,6 +68,10 @@ class NatPlan:
 
 def _pattern_error(value: str) -> Optional[str]:
     """Interface names, optionally ending in ``*`` (nft wildcard)."""
+    if value == "*":  # nft: "All-wildcard strings are not supported"
+        return "a bare '*' matches every interface and nft refuses it; name a link or a prefix such as 've-*'"
+    if isinstance(value, str) and '"' in value:  # nft syntax cannot quote it: the boot-time restore would fail
+        return f"{value!r} contains '\"', which the persisted nft file cannot hold"
     return ifname_error(value[:-1] if value.endswith("*") and len(value) > 1 else value)
 
 
@@ -92,7 +97,7 @@ def _forward(item: dict, index: int, errors: List[str]) -> Optional[dict]:
     label = f"forwards[{index}]"
     port = item.get("port") if item.get("port") is not None else item.get("host_port")
     for key, value in (("host_port", item.get("host_port")), ("port", port)):
-        if not isinstance(value, int) or not 1 <= value <= 65535:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:  # nft refuses true
             errors.append(f"{label}.{key}: {value!r} is not a port; allowed 1..65535")
             return None
     try:
@@ -120,8 +125,10 @@ def plan(params: dict, managed: List[dict]) -> NatPlan:
     result = NatPlan(table=params.get("table") or "corral", localhost=params.get("localhost", True))
     errors, warnings = result.errors, result.warnings
     if not _TABLE.fullmatch(result.table):
-        errors.append(f"table: {result.table!r} is not allowed; use 1-32 letters, digits, '_' or '-', "
-                      "starting with a letter (other tables, like io.systemd.nat, are never touched)")
+        control = line_error(result.table)
+        errors.append(f"table: {result.table!r} {control.split('; allowed:')[0] if control else 'is not allowed'}; "
+                      "use 1-32 letters, digits, '_' or '-', starting with a letter (other tables, like "
+                      "io.systemd.nat, are never touched)")
     for value in params.get("networks") or []:
         error = ifname_error(value)
         if error:
@@ -214,3 +221,39 @@ def sysctl_proc_path(key: str) -> str:
 def sysctl_changes(settings: Dict[str, str], current: Dict[str, Optional[str]]) -> Dict[str, str]:
     """Settings whose live value differs (``current`` maps key -> value read from /proc/sys)."""
     return {k: v for k, v in settings.items() if (current.get(k) or "").strip() != v}
+
+
+def parse_sysctl(text: Optional[str]) -> Dict[str, str]:
+    """``key = value`` lines of a sysctl.d file (comments skipped)."""
+    found = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith(("#", ";")):
+            found[key.strip()] = value.strip()
+    return found
+
+
+def sysctl_plan(settings: Dict[str, str], live: Dict[str, Optional[str]], persisted: Optional[str]) -> Dict[str, str]:
+    """Live values to write: ``settings`` that differ, and route_localnet back to 0 when no forward
+    needs it any more but our persisted file (``persisted``, its text) shows that corral set it.
+
+    A route_localnet=1 that corral did not set is the administrator's and is left alone.
+    """
+    todo = sysctl_changes(settings, live)
+    if LOCALNET not in settings and parse_sysctl(persisted).get(LOCALNET) == "1" \
+            and (live.get(LOCALNET) or "").strip() not in ("", "0"):
+        todo[LOCALNET] = "0"
+    return todo
+
+
+def steps(present: bool, sysctls: Dict[str, str], nft_needed: bool) -> List[str]:
+    """The order of a run's actions.
+
+    The kernel transaction goes first and is verified: when nft refuses it, the persisted ruleset,
+    the boot unit and the sysctls are still as they were. route_localnet is switched off before the
+    transaction that may remove its guard chain (``localnet-off``), and switched on (``sysctl``) only
+    after the transaction that adds the guard. ``state: absent`` disables the unit before its file goes.
+    """
+    order = ["localnet-off"] if sysctls.get(LOCALNET) == "0" else []
+    order += ["nft"] if nft_needed else []
+    return order + (["files", "unit", "sysctl"] if present else ["unit", "files"])

@@ -25,8 +25,7 @@ def _read_sysctl(keys) -> Dict[str, Optional[str]]:
     return {key: read_text(nat.sysctl_proc_path(key)) for key in keys}
 
 
-def _apply_sysctl(module, settings: Dict[str, str]) -> List[str]:
-    todo = nat.sysctl_changes(settings, _read_sysctl(settings))
+def _write_sysctls(module, todo: Dict[str, str]) -> List[str]:
     if not module.check_mode:
         for key, value in todo.items():
             with open(nat.sysctl_proc_path(key), "w", encoding="utf-8") as handle:
@@ -68,6 +67,29 @@ def _ownership(module, params: dict, current) -> None:
                              "table or set force=true", ruleset=nft.render(current))
 
 
+def _transaction(module, engine, commands: List[dict], desired: Optional[list], table: str,
+                 undo: Dict[str, str]) -> None:
+    """Apply and read back; a refusal restores ``undo`` (sysctls changed before) and fails."""
+    if not commands or module.check_mode:
+        return
+    try:
+        engine.apply(commands)
+    except nft.NftError as exc:
+        _write_sysctls(module, undo)  # the refused transaction kept the guard chain: route_localnet may go back
+        module.fail_json(msg=f"nft refused the transaction for table {nft.FAMILY} {table}; nothing was changed "
+                             f"(the persisted ruleset, boot unit and sysctls are as before): {exc}", changed=False)
+    after = nft.table_objects(engine.list_ruleset(), table)
+    if desired is not None and not nft.same(desired, after):
+        module.fail_json(msg="the table read back after the transaction differs from the desired one; the "
+                             "persisted ruleset, boot unit and sysctls were not changed",
+                         changed=True, observed=nft.render(after), expected=nft.render(desired))
+
+
+def _table_change(present: bool, current, table: str) -> str:
+    verb = "replace" if present and current is not None else "create" if present else "delete"
+    return f"{verb} table {nft.FAMILY} {table}"
+
+
 def run(module) -> dict:
     params = module.params
     table = params["table"]
@@ -92,25 +114,30 @@ def run(module) -> dict:
     commands = (nft.replace_commands(desired, table) if present else nft.delete_commands(table)) \
         if table_changed else []
     settings = nat.sysctl_settings(todo) if present else {}
-    changes = [] if present else _boot_unit(module, table, False, False)  # disable while the unit file exists
-    files = _files(module, table, desired, settings)
-    changes += [f"{r.action} {r.path}" for r in files if r.changed]
-    if present:
-        changes += _apply_sysctl(module, settings)
-        changes += _boot_unit(module, table, True, any(r.changed and r.path == nat.unit_path(table) for r in files))
-    elif any(r.changed and r.path == nat.unit_path(table) for r in files) and not module.check_mode:
-        systemd.daemon_reload(module)
-    if table_changed:
-        changes.append(f"{'replace' if present and current is not None else 'create' if present else 'delete'} "
-                       f"table {nft.FAMILY} {table}")
-    if integrate:
-        changes.append(f"update {len(integrate)} integrate rule command(s) in other tables")
-    if (commands or integrate) and not module.check_mode:
-        engine.apply(commands + integrate)
-        after = nft.table_objects(engine.list_ruleset(), table)
-        if present and not nft.same(desired, after):
-            module.fail_json(msg="the table read back after the transaction differs from the desired one",
-                             changed=True, observed=nft.render(after), expected=nft.render(desired))
+    live = _read_sysctl(set(settings) | {nat.LOCALNET})
+    sysctls = nat.sysctl_plan(settings, live, read_text(nat.sysctl_path(table)))
+    off = {nat.LOCALNET: "0"} if sysctls.get(nat.LOCALNET) == "0" else {}
+    changes: List[str] = []
+    files: list = []
+    for step in nat.steps(present, sysctls, bool(commands or integrate)):
+        if step == "localnet-off":
+            changes += _write_sysctls(module, off)
+        elif step == "nft":
+            changes += [_table_change(present, current, table)] if table_changed else []
+            changes += [f"update {len(integrate)} integrate rule command(s) in other tables"] if integrate else []
+            _transaction(module, engine, commands + integrate, desired, table,
+                         {nat.LOCALNET: (live.get(nat.LOCALNET) or "").strip()} if off else {})
+        elif step == "files":
+            files = _files(module, table, desired, settings)
+            changes += [f"{r.action} {r.path}" for r in files if r.changed]
+            if not present and any(r.changed and r.path == nat.unit_path(table) for r in files) \
+                    and not module.check_mode:
+                systemd.daemon_reload(module)
+        elif step == "unit":  # present: after its file is written; absent: disabled while the file exists
+            changes += _boot_unit(module, table, present,
+                                  any(r.changed and r.path == nat.unit_path(table) for r in files))
+        elif step == "sysctl":
+            changes += _write_sysctls(module, {k: v for k, v in sysctls.items() if k not in off})
     result = dict(changed=bool(changes), changes=changes, table=f"{nft.FAMILY} {table}", backend=engine.name,
                   chains=nft.summary(desired), blockers=blockers, sysctl=settings,
                   masquerade=[str(n) for n in todo.masquerade], links=todo.links, forwards=todo.forwards)

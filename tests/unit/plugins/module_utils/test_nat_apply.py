@@ -157,3 +157,82 @@ def test_absent_deletes_table_disables_unit_and_removes_files(env):
     assert ["disable", "corral-nft-corral.service"] in env["systemctl"]
     assert not os.listdir(env["tmp"] / "RULESET_DIR") and not os.listdir(env["tmp"] / "UNIT_DIR")
     assert not nat_apply.run(FakeModule(params(state="absent")))["changed"]
+
+
+# ---------------------------------------------------------------- issue 10: order of actions, route_localnet
+
+LOCALNET = "net.ipv4.conf.all.route_localnet"
+
+
+class RefusingNft(FakeNft):
+    """A kernel that refuses every transaction (like EPERM on a table another process owns)."""
+
+    def apply(self, commands):
+        self.transactions.append(commands)
+        raise nft.NftError("nft: Error: Could not process rule: Operation not permitted")
+
+
+def snapshot(env):
+    """Files under the fake /etc, live sysctls and the boot unit state."""
+    files = {}
+    for top, _dirs, names in os.walk(env["tmp"]):
+        for name in names:
+            path = os.path.join(top, name)
+            with open(path, encoding="utf-8") as handle:
+                files[path] = handle.read()
+    return files, env["enabled"], list(env["systemctl"])
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_refused_ruleset_leaves_files_unit_and_sysctls_as_before(env, state):
+    nat_apply.run(FakeModule(params()))
+    if state == "present":  # a different ruleset, no forward: files and route_localnet would change
+        args = params(forwards=[])
+    else:
+        args = params(state="absent")
+    before = snapshot(env)
+    env["nft"] = RefusingNft(env["nft"].ruleset)
+    with pytest.raises(Failed, match="nft refused the transaction for table inet corral; nothing was changed"):
+        nat_apply.run(FakeModule(args))
+    assert env["nft"].transactions, "the transaction was not even tried"
+    assert snapshot(env) == before
+
+
+def test_refused_ruleset_on_a_fresh_host_writes_nothing(env):
+    env["nft"] = RefusingNft()
+    with pytest.raises(Failed, match="Operation not permitted"):
+        nat_apply.run(FakeModule(params()))
+    assert snapshot(env) == (snapshot_of_proc_only(env), False, [])
+
+
+def snapshot_of_proc_only(env):
+    return {str(env["proc"] / key): "0\n" for key in ("net.ipv4.ip_forward", LOCALNET)}
+
+
+@pytest.mark.parametrize("args", [{"forwards": []}, {"localhost": False}, {"state": "absent"}])
+def test_route_localnet_is_set_back_live_and_persisted(env, args):
+    nat_apply.run(FakeModule(params()))
+    assert (env["proc"] / LOCALNET).read_text() == "1\n"
+    rhythm = [nat_apply.run(FakeModule(params(**args), check_mode=check)) for check in (True, False, True, False)]
+    assert [r["changed"] for r in rhythm] == [True, True, False, False]
+    assert f"set {LOCALNET} = 0" in rhythm[0]["changes"] and f"set {LOCALNET} = 0" in rhythm[1]["changes"]
+    assert rhythm[1]["changes"][0] == f"set {LOCALNET} = 0", "route_localnet must go before its guard chain"
+    assert (env["proc"] / LOCALNET).read_text() == "0\n"
+    sysctl_file = env["tmp"] / "SYSCTL_DIR" / "90-corral-nat-corral.conf"
+    assert not sysctl_file.exists() or LOCALNET not in sysctl_file.read_text()
+    assert "localnet" not in nft.summary(nft.table_objects(env["nft"].ruleset, "corral"))
+
+
+def test_flushed_ruleset_is_restored_first_and_reported(env):
+    nat_apply.run(FakeModule(params()))
+    env["nft"].ruleset = []  # nft flush ruleset
+    restored = nat_apply.run(FakeModule(params()))
+    assert restored["changed"] and restored["changes"] == ["create table inet corral"]
+    assert "localnet" in nft.summary(nft.table_objects(env["nft"].ruleset, "corral"))
+    assert not nat_apply.run(FakeModule(params()))["changed"]
+
+
+def test_bad_value_fails_before_any_nft_call(env):
+    with pytest.raises(Failed, match=r"uplinks: a bare '\*'"):
+        nat_apply.run(FakeModule(params(uplinks=["*"])))
+    assert env["nft"].transactions == [] and snapshot(env)[0] == snapshot_of_proc_only(env)
