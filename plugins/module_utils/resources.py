@@ -237,9 +237,9 @@ ALLOWED = {
 
 def _line_problems(value) -> List[str]:
     """Items (or the value) that would break out of their drop-in line: device paths are free text."""
-    items = value if isinstance(value, list) else [value]
-    return [f"{item!r} {error}" for item, error in ((i, line_error(str(i))) for i in items
-                                                   if not isinstance(i, (dict, list))) if error]
+    items = [i for i in (value if isinstance(value, list) else [value]) if not isinstance(i, (dict, list))]
+    checked = ((item, line_error(str(item))) for item in items)
+    return [f"{item!r} {error}" for item, error in checked if error]
 
 
 def _normalise_one(option: str, spec: Spec, value, label: str) -> Tuple[Optional[Value], Optional[str]]:

@@ -42,11 +42,12 @@ PIECES = list(string.ascii_letters + string.digits + " \t#;=[]%$:{}.,!?*&|<>()@^
 
 
 def generated(count: int, seed: int, banned: str = ""):
-    """Seeded random adversarial text; values the settings validator refuses are dropped."""
+    """Seeded random adversarial text without ``banned`` characters and never with both quote kinds
+    (a quoted word holds one kind); the tests check the sample with our validators before use."""
     rng = random.Random(seed)
     out = []
     while len(out) < count:
-        text = "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 14)))
+        text = "".join(rng.choice(PIECES) for _index in range(rng.randint(1, 14)))
         if any(c in banned for c in text) or ("'" in text and '"' in text):
             continue
         out.append(text)
