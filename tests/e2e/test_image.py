@@ -109,7 +109,7 @@ def test_debootstrap_killed_midway_then_rerun_gives_complete_root(machines_dir):
     args = {"name": "boot1", "machines_dir": machines_dir, "source": "debootstrap", "suite": "bookworm",
             "variant": "minbase", "include": ["systemd", "dbus"], "mirror": harness.apt_mirror(),
             "extra_args": [f"--cache-dir={debs}"], "hostname": "boot1", "address": "10.77.0.5/24"}
-    root, staging = os.path.join(machines_dir, "boot1"), os.path.join(machines_dir, ".corral-staging-boot1")
+    root, staging = os.path.join(machines_dir, "boot1"), os.path.join(machines_dir, ".corral", "staging", "boot1")
 
     first = harness.succeeded(run_local(args, check=True, diff=True), "debootstrap check")
     assert first["changed"] and first["created"], first
@@ -133,13 +133,14 @@ def test_debootstrap_killed_midway_then_rerun_gives_complete_root(machines_dir):
     # check mode must leave them and the leftovers alone; the real run stops them.
     predicted = harness.succeeded(run_local(args, check=True), "check after kill")
     assert predicted["changed"] and any("leftovers" in c for c in predicted["changes"]), predicted
-    assert os.listdir(machines_dir) == [".corral-staging-boot1"] and os.path.isdir(os.path.join(staging, "root"))
+    assert os.listdir(machines_dir) == [".corral"] and os.path.isdir(os.path.join(staging, "root"))
     orphans = subprocess.run(["pgrep", "-f", staging], capture_output=True, text=True, check=False).stdout.split()
     print(f"\nprocesses still working in staging after kill -9: {len(orphans)}; mounts: {mounts_below(staging)}")
 
     applied = harness.succeeded(run_local(args), "apply after kill")
     assert applied["changed"] and applied["created"], applied
-    assert os.listdir(machines_dir) == ["boot1"], os.listdir(machines_dir)
+    assert sorted(os.listdir(machines_dir)) == [".corral", "boot1"], os.listdir(machines_dir)
+    assert os.listdir(os.path.dirname(staging)) == [], "the staging dir outlived the build"
     assert mounts_below(machines_dir) == []
     with open(os.path.join(root, "var/lib/dpkg/status"), encoding="utf-8") as handle:
         status = handle.read()
@@ -287,4 +288,4 @@ def test_btrfs_template_is_a_subvolume_and_clones_are_snapshots(btrfs_dir):
         assert open(os.path.join(btrfs_dir, name, "etc/hostname"), encoding="utf-8").read() == f"{name}\n"
     assert open(os.path.join(btrfs_dir, "tmpl/etc/hostname"), encoding="utf-8").read() != "s1\n"
     gone = harness.succeeded(run_local({"name": "s1", "machines_dir": btrfs_dir, "state": "absent"}), "absent")
-    assert gone["removed"] and sorted(os.listdir(btrfs_dir)) == ["s2", "tmpl"]
+    assert gone["removed"] and sorted(set(os.listdir(btrfs_dir)) - {".corral"}) == ["s2", "tmpl"]
