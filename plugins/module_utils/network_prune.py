@@ -342,7 +342,6 @@ def run_prune(module) -> dict:
         systemd.networkd_reload(module, run)
     out = dict(changed=bool(changes), changes=changes, pruned=[v.as_dict() for v in todo.victims])
     if module._diff and changes:
-        out["diff"] = [r.diff for r in results if r.changed] + [link_diff(v, state.net) for v in todo.victims
-                                                                 if v.link == "delete"]
+        deleted = [v for v in todo.victims if v.link == "delete"]
+        out["diff"] = [r.diff for r in results if r.changed] + [link_diff(v, state.net) for v in deleted]
     return out
-

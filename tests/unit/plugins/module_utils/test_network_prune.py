@@ -110,8 +110,8 @@ def test_a_zone_a_declared_machine_uses_is_refused_naming_the_machine(machines, 
 
 
 def test_a_machine_moving_to_another_network_does_not_block():
-    declared, _ = network_prune.declared_machines([{"name": "web", "bridge": "br-new"}], {})
-    assert declared == {"web": "br-new"}
+    declared, errors = network_prune.declared_machines([{"name": "web", "bridge": "br-new"}], {})
+    assert declared == {"web": "br-new"} and errors == []
     net = host_net(**{"vz-apps": ["vb-web"]})  # still attached until the fleet restarts it
     result = network_prune.plan(["br-old", "br-new"], declared, state(net=net), False)
     assert result.errors == [] and victims(result)["vz-apps"][0] == "delete"
@@ -191,8 +191,8 @@ def test_port_owner_uses_the_names_systemd_nspawn_derives():
 
 
 def test_still_attached_lists_only_ports_that_were_to_leave():
-    result = network_prune.plan(["vz-apps"], {}, state(net=host_net(**{"br-old": ["vb-old"]}),
-                                                     settings={"old": MachineSettings("br-old", True)}), True)
+    host = state(net=host_net(**{"br-old": ["vb-old"]}), settings={"old": MachineSettings("br-old", True)})
+    result = network_prune.plan(["vz-apps"], {}, host, True)
     assert network_prune.still_attached(result.victims, host_net(**{"br-old": ["vb-old"]})) == ["br-old: vb-old"]
     assert network_prune.still_attached(result.victims, host_net()) == []
 
