@@ -34,7 +34,7 @@ import shutil
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from ansible_collections.corral.nspawn.plugins.module_utils import images_backends as backends, rootfs
@@ -351,7 +351,7 @@ def read_host_record(paths: Paths) -> Optional[dict]:
     return data if isinstance(data, dict) else None
 
 
-def verify_built(paths: Paths, kind: str, record: Optional[dict]) -> tuple:
+def verify_built(paths: Paths, kind: str, record: Optional[dict]) -> Tuple[bool, str]:
     """(True, "") when this very root is the one corral built, else (False, why).
 
     The record names the root's inode (a root replaced by hand has another one)
