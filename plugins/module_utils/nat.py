@@ -191,9 +191,14 @@ def render_unit(table: str, nft_bin: str) -> str:
                      ("Wants", "network-pre.target"),
                      ("Before", "network-pre.target shutdown.target"),
                      ("After", "nftables.service local-fs.target"),
+                     # nftables.service restart/reload runs its config, whose stock first line is
+                     # "flush ruleset": load ours again right after it (closes that window).
+                     ("PartOf", "nftables.service"),
+                     ("ReloadPropagatedFrom", "nftables.service"),
                      ("Conflicts", "shutdown.target")]),
            ("Service", [("Type", "oneshot"), ("RemainAfterExit", "yes"),
-                        ("ExecStart", f"{nft_bin} -f {ruleset_path(table)}")]),
+                        ("ExecStart", f"{nft_bin} -f {ruleset_path(table)}"),
+                        ("ExecReload", f"{nft_bin} -f {ruleset_path(table)}")]),
            ("Install", [("WantedBy", "sysinit.target")])]
     return render(doc)
 

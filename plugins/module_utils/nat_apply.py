@@ -33,22 +33,24 @@ def _write_sysctls(module, todo: Dict[str, str]) -> List[str]:
     return [f"set {key} = {value}" for key, value in todo.items()]
 
 
-def _unit_enabled(module, unit: str) -> bool:
-    return systemd.is_enabled(systemd.show_unit(module, unit, ["UnitFileState"]).get("UnitFileState", ""))
-
-
 def _boot_unit(module, table: str, present: bool, unit_changed: bool) -> List[str]:
-    """Enable (or disable) the unit that restores the table at boot; daemon-reload when its file changed."""
+    """Enable and start (or stop and disable) the unit that restores the table at boot.
+
+    Started, not only enabled: an active unit is restarted/reloaded with nftables.service
+    (PartOf=, ReloadPropagatedFrom=), which loads our table again after that service's flush.
+    """
     unit = nat.unit_name(table)
-    enabled = _unit_enabled(module, unit)
-    if module.check_mode or (present == enabled and not unit_changed):
-        return [] if present == enabled else [f"{'enable' if present else 'disable'} {unit}"]
-    if unit_changed and present:
-        systemd.daemon_reload(module)
-    if present != enabled:
-        systemd.systemctl(module, "enable" if present else "disable", [unit])
-        return [f"{'enable' if present else 'disable'} {unit}"]
-    return []
+    state = systemd.show_unit(module, unit, ["UnitFileState", "ActiveState"])
+    enabled = systemd.is_enabled(state.get("UnitFileState", ""))
+    active = state.get("ActiveState") in ("active", "activating", "reloading")
+    verbs = (["enable"] if not enabled else []) + (["start"] if not active else []) if present \
+        else (["stop"] if active else []) + (["disable"] if enabled else [])
+    if not module.check_mode:
+        if unit_changed and present:
+            systemd.daemon_reload(module)
+        for verb in verbs:
+            systemd.systemctl(module, verb, [unit])
+    return [f"{verb} {unit}" for verb in verbs]
 
 
 def _files(module, table: str, desired: Optional[list], settings: Dict[str, str]) -> list:

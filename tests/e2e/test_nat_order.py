@@ -112,3 +112,24 @@ def test_flush_ruleset_then_next_run_restores_the_guard_first(host):
     assert restored["changed"] and restored["changes"][0] == f"create table inet {TABLE}", restored["changes"]
     assert has_guard(host) and localnet_live(host) == "1"
     assert not host.run("nat", NAT)["changed"]
+
+
+def test_nftables_restart_or_reload_loads_our_table_again(host):
+    """The stock nftables.conf starts with 'flush ruleset'; our unit is PartOf= it and reloads with it."""
+    host.ssh("grep -q '^flush ruleset' /etc/nftables.conf && systemctl enable --now nftables.service")
+    try:
+        host.run("nat", NAT)
+        assert has_guard(host) and localnet_live(host) == "1"
+        assert host.ssh(f"systemctl is-active {UNIT}", check=False).stdout.strip() == "active"
+        for verb in ("restart", "reload"):
+            host.ssh(f"systemctl {verb} nftables.service")
+            assert has_guard(host), f"systemctl {verb} nftables.service left no guard chain"
+        assert not host.run("nat", NAT)["changed"]
+        # Control: with our unit stopped the same restart does flush our table; the next run restores it.
+        host.ssh(f"systemctl stop {UNIT} && systemctl restart nftables.service")
+        assert not table(host) and localnet_live(host) == "1"
+        restored = host.run("nat", NAT)
+        assert restored["changes"] == [f"create table inet {TABLE}", f"start {UNIT}"], restored["changes"]
+        assert has_guard(host) and not host.run("nat", NAT)["changed"]
+    finally:
+        host.ssh("systemctl disable --now nftables.service", check=False)

@@ -78,14 +78,17 @@ def env(tmp_path, monkeypatch):
         (proc / key).write_text("0\n")
     monkeypatch.setattr(nat, "sysctl_proc_path", lambda key: str(proc / key))
     monkeypatch.setattr(network_apply, "read_dir", lambda: {})
-    state = {"nft": FakeNft(), "enabled": False, "systemctl": [], "proc": proc, "tmp": tmp_path}
+    state = {"nft": FakeNft(), "enabled": False, "active": False, "systemctl": [], "proc": proc, "tmp": tmp_path}
     monkeypatch.setattr(nat_apply, "backend", lambda module: state["nft"])
     monkeypatch.setattr(systemd, "show_unit", lambda module, unit, props: {
-        "UnitFileState": "enabled" if state["enabled"] else "disabled"})
+        "UnitFileState": "enabled" if state["enabled"] else "disabled",
+        "ActiveState": "active" if state["active"] else "inactive"})
 
     def systemctl(module, verb, units, *flags):
         state["systemctl"].append([verb, *units])
-        state["enabled"] = verb == "enable"
+        key, value = {"enable": ("enabled", True), "disable": ("enabled", False),
+                      "start": ("active", True), "stop": ("active", False)}[verb]
+        state[key] = value
     monkeypatch.setattr(systemd, "systemctl", systemctl)
     monkeypatch.setattr(systemd, "daemon_reload", lambda module: state["systemctl"].append(["daemon-reload"]))
     return state
@@ -110,7 +113,8 @@ def test_rhythm_check_apply_check_apply(env):
     assert transaction[:2] == [{"add": {"table": {"family": "inet", "name": "corral"}}},
                                {"delete": {"table": {"family": "inet", "name": "corral"}}}]
     assert (env["proc"] / "net.ipv4.conf.all.route_localnet").read_text() == "1\n"
-    assert env["systemctl"] == [["daemon-reload"], ["enable", "corral-nft-corral.service"]]
+    assert env["systemctl"] == [["daemon-reload"], ["enable", "corral-nft-corral.service"],
+                                ["start", "corral-nft-corral.service"]]
     for check_mode in (True, False):
         again = nat_apply.run(FakeModule(params(), check_mode=check_mode))
         assert not again["changed"], again["changes"]
@@ -154,7 +158,8 @@ def test_absent_deletes_table_disables_unit_and_removes_files(env):
     gone = nat_apply.run(FakeModule(params(state="absent")))
     assert gone["changed"] and "delete table inet corral" in gone["changes"]
     assert nft.table_objects(env["nft"].ruleset, "corral") is None
-    assert ["disable", "corral-nft-corral.service"] in env["systemctl"]
+    assert env["systemctl"][-3:] == [["stop", "corral-nft-corral.service"], ["disable", "corral-nft-corral.service"],
+                                     ["daemon-reload"]]
     assert not os.listdir(env["tmp"] / "RULESET_DIR") and not os.listdir(env["tmp"] / "UNIT_DIR")
     assert not nat_apply.run(FakeModule(params(state="absent")))["changed"]
 
@@ -180,7 +185,7 @@ def snapshot(env):
             path = os.path.join(top, name)
             with open(path, encoding="utf-8") as handle:
                 files[path] = handle.read()
-    return files, env["enabled"], list(env["systemctl"])
+    return files, env["enabled"], env["active"], list(env["systemctl"])
 
 
 @pytest.mark.parametrize("state", ["present", "absent"])
@@ -202,7 +207,7 @@ def test_refused_ruleset_on_a_fresh_host_writes_nothing(env):
     env["nft"] = RefusingNft()
     with pytest.raises(Failed, match="Operation not permitted"):
         nat_apply.run(FakeModule(params()))
-    assert snapshot(env) == (snapshot_of_proc_only(env), False, [])
+    assert snapshot(env) == (snapshot_of_proc_only(env), False, False, [])
 
 
 def snapshot_of_proc_only(env):
