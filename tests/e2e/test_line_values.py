@@ -148,10 +148,14 @@ def test_a_service_drop_in_adds_only_the_keys_we_set(host):
     ("settings", {"working_directory": "/srv\\", "drop_capability": ["CAP_SYS_ADMIN"]}, "working_directory", NSPAWN),
     ("resources", {"io_read_bandwidth_max": ["/dev/sda\rExecStartPre=/usr/sbin/reboot 10M"]}, "io_read_bandwidth_max",
      DROPIN),
+    ("image", {"source": "directory", "path": "/srv/corral/images/debian12",
+               "root_password_hash": "$6$corralsalt$" + "x" * 86 + ":0:0::\nevil::0:0:::::"}, "root_password_hash",
+     "/var/lib/machines/valimg"),
 ])
 def test_the_issue_vectors_are_refused_over_ssh_and_write_nothing(host, module, args, option, path):
     host.ssh(f"rm -rf {NSPAWN} /etc/systemd/system/{UNIT}.d")
-    result = host.module(module, dict(args, name=NAME))
+    result = host.module(module, dict(args, name="valimg" if module == "image" else NAME))
     assert result.get("failed"), result
     assert result["msg"].startswith(f"{option}:") or f"{option}:" in result["msg"], result["msg"]
     assert host.existing(path) == []
+    assert "corralsalt" not in json.dumps(result) and "evil" not in json.dumps(result), "a secret was echoed"
