@@ -7,12 +7,15 @@ bridges named like ours exist next to them (prbr9 by `ip link add`, prbr8 from 5
 networkd files without the managed comment). Then, each with prune on (network and fleet):
 check+diff of removing the bridge and its machine changes nothing; the real run removes both in
 one go (link, files, masquerade/forward rules) and the next run changes nothing; removing the zone
-while pz1 is still declared fails before any change; removing the zone and pz1 together converges
-in one run (machines first, then the network). Tests run in file order and build on each other.
+while pz1 is still declared, declaring nothing without prune_all, or removing the zone while the
+fleet keeps pz1 running on it (fleet prune off) each fail before any change; removing the zone and
+pz1 together converges in one run (machines first, then the network). Tests run in file order and
+build on each other.
 """
 
 import json
 import os
+import re
 import shlex
 import time
 
@@ -32,10 +35,11 @@ HAND_NETDEV = "/etc/systemd/network/50-corral-prbr8.netdev"
 HAND_NETWORK = "/etc/systemd/network/50-corral-prbr8.network"
 
 
-def variables(zones, bridges, machines, prune_all=False):
+def variables(zones, bridges, machines, prune_all=False, fleet_prune=True):
     return {"corral_host_bootstrap_packages": [], "corral_network_zones": zones, "corral_network_bridges": bridges,
             "corral_network_prune": True, "corral_fleet_templates": TEMPLATES, "corral_fleet_machines": machines,
-            "corral_fleet_prune": True, "corral_network_prune_all": prune_all, "corral_fleet_prune_all": prune_all}
+            "corral_fleet_prune": fleet_prune, "corral_network_prune_all": prune_all,
+            "corral_fleet_prune_all": prune_all and fleet_prune}
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +166,17 @@ def test_declaring_nothing_prunes_nothing_without_prune_all(host, inventory):
     run = site(inventory, variables([], [], []), ok=False)
     assert run.rc != 0 and run.recap[HOST]["changed"] == 0, run.recap
     assert "zones and bridges are empty, so pruning would remove every zone and bridge" in run.stdout
+    assert fingerprint(host) == before
+
+
+def test_a_zone_with_a_running_container_the_fleet_keeps_is_refused(host, inventory):
+    """Without corral_fleet_prune the undeclared pz1 stays, running on the zone: the zone must stay too."""
+    before = fingerprint(host)
+    run = site(inventory, variables([], [], [], prune_all=True, fleet_prune=False), ok=False)
+    assert run.rc != 0 and run.recap[HOST]["changed"] == 0, run.recap
+    assert "zone przone (vz-przone) is joined by machine(s) pz1 in /etc/systemd/nspawn" in run.stdout
+    assert re.search(r"zone przone \(vz-przone\) has running container\(s\) attached: pz1 \(port v[be]-pz1\)",
+                     run.stdout), run.stdout[-4000:]
     assert fingerprint(host) == before
 
 
