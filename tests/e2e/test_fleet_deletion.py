@@ -3,7 +3,8 @@
 """Issue 9 sections 3 and 4 on a booted test host (prefix "del").
 
 - prune + purge deletes only the root corral built: a machinectl-imported root the fleet adopted
-  survives (its settings and drop-in go, a "root kept" warning says so);
+  (together with its hand-written .nspawn file, which is reported) survives (its settings and
+  drop-in go, a "root kept" warning says so);
 - an empty machine list with prune is refused before any change unless prune_all;
 - a running machine named like the old staging name (corral-staging-web) survives an import
   build of image "web" through systemd-importd;
@@ -40,8 +41,12 @@ def _exists(host, path):
 
 def test_prune_purge_keeps_a_root_corral_did_not_build(host):
     host.ssh("machinectl import-tar " + TAR + " handmade", timeout=300)  # adopted by the fleet below
+    host.ssh("mkdir -p /etc/systemd/nspawn && printf '[Exec]\\nBoot=yes\\n' > /etc/systemd/nspawn/handmade.nspawn")  # hand-written settings
     declared = [_stopped("keep", template="tmpl"), _stopped("handmade"), _stopped("built", template="tmpl")]
-    host.run("fleet", {"templates": [TEMPLATE], "machines": declared})
+    adopted = host.run("fleet", {"templates": [TEMPLATE], "machines": declared})
+    words = "settings: adopt /etc/systemd/nspawn/handmade.nspawn, hand-written (no corral.nspawn marker)"
+    assert adopted["machines"]["handmade"]["changes"][0].startswith(words), adopted["machines"]["handmade"]
+    assert any(words in w for w in adopted.get("warnings", [])), adopted.get("warnings")
     assert _exists(host, "/var/lib/machines/.corral/records/built.json")
     assert not _exists(host, "/var/lib/machines/.corral/records/handmade.json")
 
