@@ -87,6 +87,15 @@ def _transaction(module, engine, commands: List[dict], desired: Optional[list], 
                          changed=True, observed=nft.render(after), expected=nft.render(desired))
 
 
+def _warn(module, warnings: List[str], blockers: List[dict]) -> None:
+    for warning in warnings:
+        module.warn(warning)
+    for b in blockers:
+        module.warn(f"table {b['family']} {b['table']} chain {b['chain']} (hook {b['hook']}, {b['reason']}) may drop "
+                    "container traffic: tables are independent, an accept in ours does not override it. Add accepts "
+                    "there, or set integrate=true")
+
+
 def _table_change(present: bool, current, table: str) -> str:
     verb = "replace" if present and current is not None else "create" if present else "delete"
     return f"{verb} table {nft.FAMILY} {table}"
@@ -106,12 +115,7 @@ def run(module) -> dict:
     desired = nft.build_ruleset(todo.ruleset_params())["nftables"] if present else None
     blockers = nft.foreign_blockers(ruleset, table) if present else []
     integrate = nft.integrate_commands(ruleset, table, blockers if params["integrate"] else [], todo.links)
-    for warning in todo.warnings:
-        module.warn(warning)
-    for b in blockers if not params["integrate"] else []:
-        module.warn(f"table {b['family']} {b['table']} chain {b['chain']} (hook {b['hook']}, {b['reason']}) may drop "
-                    "container traffic: tables are independent, an accept in ours does not override it. Add accepts "
-                    "there, or set integrate=true")
+    _warn(module, todo.warnings, [] if params["integrate"] else blockers)
     table_changed = (not nft.same(desired, current)) if present else current is not None
     commands = (nft.replace_commands(desired, table) if present else nft.delete_commands(table)) \
         if table_changed else []

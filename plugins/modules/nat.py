@@ -27,8 +27,10 @@ description:
     tagged with the comment C(corral.nspawn:TABLE).
   - Persistent across reboots - the table is written to C(/etc/nftables.d/TABLE.nft) and loaded at boot
     by C(corral-nft-TABLE.service) (ordered after C(nftables.service), whose stock configuration flushes
-    the ruleset); forwarding (and route_localnet) are set in C(/etc/sysctl.d/90-corral-nat-TABLE.conf)
-    and applied now. Rules added by O(integrate) are live only (the other table's owner reloads them).
+    the ruleset, and started now; a restart or reload of C(nftables.service) loads our table again);
+    forwarding (and route_localnet) are set in C(/etc/sysctl.d/90-corral-nat-TABLE.conf) and applied now.
+  - The nft transaction is applied and read back first; the persisted ruleset, the boot unit and the
+    sysctls are written only after it succeeded, so a ruleset nft refuses leaves all of them unchanged. Rules added by O(integrate) are live only (the other table's owner reloads them).
 author:
   - corral.nspawn contributors (@corral-nspawn)
 extends_documentation_fragment:
@@ -98,6 +100,8 @@ options:
       - Make IPv4 forwards reachable through V(127.0.0.1) on the host. Sets C(net.ipv4.conf.all.route_localnet=1)
         and masquerades such connections to the bridge address; our table drops 127.0.0.0/8 that arrives on
         any interface but C(lo), which the kernel would otherwise do for us.
+      - route_localnet is set back to C(0) (live and in the sysctl file) when no IPv4 forward needs it any more,
+        with V(false), or with O(state=absent), before that drop rule goes; only when corral had set it.
     type: bool
     default: true
   integrate:

@@ -133,3 +133,20 @@ def test_nftables_restart_or_reload_loads_our_table_again(host):
         assert has_guard(host) and not host.run("nat", NAT)["changed"]
     finally:
         host.ssh("systemctl disable --now nftables.service", check=False)
+
+
+def monotonic(host, unit: str, prop: str) -> int:
+    return int(host.ssh(f"systemctl show -p {prop} --value {unit}").stdout.strip() or 0)
+
+
+def test_boot_loads_the_guard_before_any_network_is_configured(host):
+    """The boot-time window: sysctl.d sets route_localnet early; the guard must be in before networkd starts."""
+    host.run("nat", NAT)
+    host.ssh("systemctl enable systemd-networkd.service")
+    host.reboot()
+    assert has_guard(host) and localnet_live(host) == "1"
+    guard_loaded = monotonic(host, UNIT, "ActiveEnterTimestampMonotonic")
+    networkd_started = monotonic(host, "systemd-networkd.service", "InactiveExitTimestampMonotonic")
+    assert 0 < guard_loaded <= networkd_started, (guard_loaded, networkd_started)
+    assert "network-pre.target" in host.ssh(f"systemctl show -p Before --value {UNIT}").stdout
+    assert not host.run("nat", NAT)["changed"]
