@@ -27,13 +27,13 @@ def host(make_host):
 
 def stat(host, path):
     """(mtime_ns, mode, sha256) of a file, or None when it does not exist."""
-    out = host.ssh(f"if [ -e {path} ]; then stat -c '%.9Y %a' {path}; sha256sum {path}; fi").stdout.split()
-    return tuple(out[:3]) if out else None
+    return host.stat(path)
 
 
 def rhythm(host, args):
-    """check -> apply -> check -> apply; every run succeeds, check mode and the idempotent run write nothing."""
-    return host.rhythm("settings", args, fingerprint=lambda: stat(host, args.get("path", PATH)))
+    """check -> apply -> check -> apply; every run succeeds, check mode and the idempotent run change nothing
+    (the host's fingerprint, including the file at a custom path)."""
+    return host.rhythm("settings", args, fingerprint=lambda: host.fingerprint(extra=[args.get("path", PATH)]))
 
 
 SETTINGS = {"name": "s1", "hostname": "s1box", "environment": {"GREETING": "hello world", "MODE": "test"},
