@@ -72,6 +72,8 @@ def _pattern_error(value: str) -> Optional[str]:
         return "a bare '*' matches every interface and nft refuses it; name a link or a prefix such as 've-*'"
     if isinstance(value, str) and '"' in value:  # nft syntax cannot quote it: the boot-time restore would fail
         return f"{value!r} contains '\"', which the persisted nft file cannot hold"
+    if isinstance(value, str) and value.startswith("@"):
+        return f"{value!r} starts with '@', which nft reads as a set reference"
     return ifname_error(value[:-1] if value.endswith("*") and len(value) > 1 else value)
 
 

@@ -29,8 +29,9 @@ description:
     by C(corral-nft-TABLE.service) (ordered after C(nftables.service), whose stock configuration flushes
     the ruleset, and started now; a restart or reload of C(nftables.service) loads our table again);
     forwarding (and route_localnet) are set in C(/etc/sysctl.d/90-corral-nat-TABLE.conf) and applied now.
+    Rules added by O(integrate) are live only (the other table's owner reloads them).
   - The nft transaction is applied and read back first; the persisted ruleset, the boot unit and the
-    sysctls are written only after it succeeded, so a ruleset nft refuses leaves all of them unchanged. Rules added by O(integrate) are live only (the other table's owner reloads them).
+    sysctls are written only after it succeeded, so a ruleset nft refuses leaves all of them unchanged.
 author:
   - corral.nspawn contributors (@corral-nspawn)
 extends_documentation_fragment:
