@@ -17,6 +17,11 @@ import warnings
 import harness
 
 
+def ok(result: dict, what: str = "module run") -> dict:
+    """The run did not fail (asserted before anything reads its ``changed``)."""
+    return harness.succeeded(result, what)
+
+
 def check_run(host, module: str, args: dict) -> dict:
     """A check-mode run that must succeed and leave the host's fingerprint untouched (the harness's)."""
     return host.run(module, args, check=True, diff=True)
