@@ -5,14 +5,15 @@
 Not a timed test. On this machine (the controller: test hosts have no network), in a
 temporary machines_dir under /var/tmp, it runs corral.nspawn.image's code directly:
 
-  * one debootstrap of bookworm minbase + systemd + dbus (mirror read from this machine's
-    apt sources at run time; debootstrap's package cache warm unless --cold),
-  * CLONES clones of that root (source=clone, hostname per clone: the fleet's path),
+  * BOOTSTRAPS debootstraps of bookworm minbase + systemd + dbus (mirror read from this
+    machine's apt sources at run time; debootstrap's package cache warm unless --cold),
+  * CLONES clones of the first root (source=clone, hostname per clone: the fleet's path),
 
-and prints the bootstrap time, the median clone time, and the ratio (target: < 5%).
-Results go to docs/performance.md.
+and prints the median bootstrap time, the median clone time, and the ratio (target: < 5%).
+The raw runs, medians and the load average before and after (read by this script) go to
+tests/bench/results/image-FS.json; tests/bench/report.py turns them into docs/performance.md.
 
-    python tests/bench/bench_image.py [--clones 5] [--cold] [--btrfs] [--keep]
+    python tests/bench/bench_image.py [--bootstraps 3] [--clones 5] [--cold] [--btrfs] [--keep]
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,8 +30,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+sys.path.insert(0, HERE)
 
 import harness  # noqa: E402  pylint: disable=wrong-import-position
+from results import Record, summary  # noqa: E402  pylint: disable=wrong-import-position
 
 MODULE = os.path.join(ROOT, "plugins", "modules", "image.py")
 
@@ -57,12 +59,15 @@ def du(path: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstraps", type=int, default=3, help="debootstrap runs (median)")
     parser.add_argument("--clones", type=int, default=5)
     parser.add_argument("--cold", action="store_true", help="no debootstrap package cache (downloads every .deb)")
     parser.add_argument("--btrfs", action="store_true",
                         help="machines_dir on a loop-mounted btrfs (clones are snapshots; needs btrfs-progs)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary machines_dir")
+    parser.add_argument("--json", default="", help="results file (default tests/bench/results/image-FS.json)")
     opts = parser.parse_args()
+    record = Record(f"bench_image-{'btrfs' if opts.btrfs else 'ext4'}", sys.argv[1:])
     harness.ensure_collection_link()
     machines = tempfile.mkdtemp(prefix="img-bench-", dir="/var/tmp")
     work = tempfile.mkdtemp(prefix="img-bench-args-")
@@ -73,29 +78,7 @@ def main() -> int:
         subprocess.run(["mkfs.btrfs", "-q", loop_image], check=True, capture_output=True)
         subprocess.run(["mount", "-o", "loop", loop_image, machines], check=True)
     try:
-        extra = [] if opts.cold else [f"--cache-dir={harness.ensure_dir(os.path.join(harness.CACHE_DIR, 'debs'))}"]
-        base = {"machines_dir": machines, "source": "debootstrap", "suite": "bookworm", "variant": "minbase",
-                "include": ["systemd", "dbus"], "mirror": harness.apt_mirror(), "extra_args": extra}
-        boot_wall, boot = run_module(dict(base, name="tmpl"), work)
-        print(f"bootstrap (debootstrap minbase+systemd+dbus, {'cold' if opts.cold else 'warm'} deb cache): "
-              f"{boot_wall:.2f} s wall, module elapsed {boot['elapsed']:.2f} s, root {du(os.path.join(machines, 'tmpl'))}")
-        clones = []
-        for index in range(1, opts.clones + 1):
-            name = f"c{index}"
-            wall, result = run_module({"name": name, "machines_dir": machines, "source": "clone",
-                                       "clone_from": "tmpl", "hostname": name}, work)
-            clones.append(wall)
-            print(f"clone {name}: {wall:.2f} s wall, module elapsed {result['elapsed']:.2f} s "
-                  f"(copy {result['timings'].get('build', 0):.2f} s, setup {result['timings'].get('setup', 0):.2f} s)")
-        fs = subprocess.run(["stat", "-f", "-c", "%T", machines], capture_output=True, text=True,
-                            check=False).stdout.strip()
-        median = statistics.median(clones)
-        print(f"\nmachines_dir file system: {fs}; cores: {os.cpu_count()}")
-        print(f"per container: bootstrap {boot_wall:.2f} s, clone median {median:.2f} s "
-              f"(min {min(clones):.2f}, max {max(clones):.2f}) -> clone/bootstrap = {100 * median / boot_wall:.1f}% "
-              f"(target < 5%), {boot_wall / median:.0f}x faster")
-        print(f"{opts.clones} containers: {opts.clones} bootstraps ~{opts.clones * boot_wall:.0f} s vs "
-              f"1 bootstrap + {opts.clones} clones {boot_wall + sum(clones):.0f} s")
+        measure(opts, machines, work, record.data)
     finally:
         if opts.keep:
             print(f"kept {machines}")
@@ -105,7 +88,41 @@ def main() -> int:
         else:
             shutil.rmtree(machines, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+    record.save(opts.json)
     return 0
+
+
+def measure(opts, machines: str, work: str, data: dict) -> None:
+    extra = [] if opts.cold else [f"--cache-dir={harness.ensure_dir(os.path.join(harness.CACHE_DIR, 'debs'))}"]
+    base = {"machines_dir": machines, "source": "debootstrap", "suite": "bookworm", "variant": "minbase",
+            "include": ["systemd", "dbus"], "mirror": harness.apt_mirror(), "extra_args": extra}
+    boots = []
+    for index in range(opts.bootstraps):
+        name = "tmpl" if index == 0 else f"boot{index}"
+        wall, boot = run_module(dict(base, name=name), work)
+        boots.append(wall)
+        print(f"bootstrap {index + 1} (debootstrap minbase+systemd+dbus, {'cold' if opts.cold else 'warm'} deb cache): "
+              f"{wall:.2f} s wall, module elapsed {boot['elapsed']:.2f} s, root {du(os.path.join(machines, name))}")
+        if index:
+            shutil.rmtree(os.path.join(machines, name))  # only the first one is cloned
+    clones, methods = [], set()
+    for index in range(1, opts.clones + 1):
+        name = f"c{index}"
+        wall, result = run_module({"name": name, "machines_dir": machines, "source": "clone",
+                                   "clone_from": "tmpl", "hostname": name}, work)
+        clones.append(wall)
+        methods.add(result["method"])
+        print(f"clone {name}: {wall:.2f} s wall, module elapsed {result['elapsed']:.2f} s "
+              f"(copy {result['timings'].get('build', 0):.2f} s, setup {result['timings'].get('setup', 0):.2f} s)")
+    fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", machines], capture_output=True, text=True,
+                        check=False).stdout.strip() or "unknown"
+    boot, clone = summary(boots), summary(clones)
+    data.update(fs=fs, clone_methods=sorted(methods), bootstrap=boot, clone=clone, root_size=du(os.path.join(machines, "tmpl")),
+                deb_cache="cold" if opts.cold else "warm", ratio_percent=round(100 * clone["median"] / boot["median"], 2))
+    print(f"\nmachines_dir file system: {fs}; cores: {os.cpu_count()}")
+    print(f"per container: bootstrap median {boot['median']:.2f} s, clone median {clone['median']:.2f} s "
+          f"(min {clone['min']:.2f}, max {clone['max']:.2f}) -> clone/bootstrap = {data['ratio_percent']:.1f}% "
+          f"(target < 5%), {boot['median'] / clone['median']:.0f}x faster")
 
 
 if __name__ == "__main__":

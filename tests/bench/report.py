@@ -1,0 +1,158 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Regenerate the measured parts of docs/performance.md from tests/bench/results/*.json.
+
+Every figure in that document sits between ``<!-- BEGIN bench:NAME -->`` and
+``<!-- END bench:NAME -->`` and is written here from what a benchmark script printed into
+its results file; the prose around the blocks holds no measured number
+(tests/unit/bench/test_performance_doc.py checks both).
+
+    python tests/bench/report.py           # rewrite docs/performance.md
+    python tests/bench/report.py --check   # exit 1 when the document is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from typing import Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+RESULTS_DIR = os.path.join(HERE, "results")
+DOC = os.path.join(ROOT, "docs", "performance.md")
+BLOCK_RE = re.compile(r"(<!-- BEGIN bench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END bench:(?P=name) -->)", re.S)
+
+CLONE_TARGET_PERCENT = 5.0     # a clone costs under 5 % of a bootstrap
+FLAT_TARGET = 2.0              # the largest fleet costs under 2x the smallest
+NAIVE_TARGET = 10.0            # the fleet role is at least 10x faster than the naive loop at the largest size
+
+
+def load(name: str, results_dir: str = RESULTS_DIR) -> Optional[dict]:
+    path = os.path.join(results_dir, f"{name}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _loads(values: List[float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in values)
+
+
+def context(data: dict) -> str:
+    return (f"Measured {data['started']} to {data['finished']} on {data['cores']} cores (kernel {data['kernel']}), "
+            f"load average (1 / 5 / 15 min) {_loads(data['load_before'])} before and {_loads(data['load_after'])} "
+            f"after, as read by the script.\nCommand: `{data['command']}`\n")
+
+
+def cell(summary: Optional[dict]) -> str:
+    if not summary:
+        return "-"
+    if len(summary["runs"]) == 1:
+        return f"{summary['median']:.2f} s (1 run)"
+    return f"{summary['median']:.2f} s ({summary['min']:.2f}-{summary['max']:.2f})"
+
+
+def ratio(numerator: Optional[dict], denominator: Optional[dict]) -> str:
+    if not numerator or not denominator:
+        return "-"
+    return f"{numerator['median'] / denominator['median']:.1f}x"
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+# ---------------------------------------------------------------- image
+
+def image_block(results: List[dict]) -> str:
+    if not results:
+        return "No results yet: run `python tests/bench/bench_image.py`.\n"
+    lines = ["| machines_dir | clone method | bootstraps | bootstrap median (min-max) | clones | clone median (min-max) "
+             "| clone / bootstrap |", "|---|---|---:|---:|---:|---:|---:|"]
+    for data in results:
+        lines.append(f"| {data['fs']} | {', '.join(f'`{m}`' for m in data['clone_methods'])} | "
+                     f"{len(data['bootstrap']['runs'])} | {cell(data['bootstrap'])} | {len(data['clone']['runs'])} | "
+                     f"{cell(data['clone'])} | **{data['ratio_percent']:.1f} %** |")
+    lines.append("")
+    for data in results:
+        lines.append(f"Target on {data['fs']}: a clone costs under {CLONE_TARGET_PERCENT:.0f} % of a bootstrap: "
+                     f"{met(data['ratio_percent'] < CLONE_TARGET_PERCENT)}. Root size {data['root_size']}, "
+                     f"{data['deb_cache']} package cache. " + context(data))
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- fleet
+
+def fleet_block(data: Optional[dict]) -> str:
+    if not data:
+        return "No results yet: run `python tests/bench/bench_fleet.py`.\n"
+    lines = [f"Median of {data['repeat']} no-op runs each (min-max), after one converging run.", "",
+             "| machines | kind | site.yml | fleet role | naive loop | naive / fleet role | naive / site.yml |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for row in data["rows"]:
+        lines.append(f"| {row['count']} | {row['kind']} | {cell(row.get('site'))} | {cell(row['role'])} | "
+                     f"{cell(row['naive'])} | {ratio(row['naive'], row['role'])} | {ratio(row['naive'], row.get('site'))} |")
+    lines.append("")
+    for kind in dict.fromkeys(row["kind"] for row in data["rows"]):  # in the order measured
+        lines.extend(_targets(kind, [r for r in data["rows"] if r["kind"] == kind]))
+    lines.append(context(data))
+    return "\n".join(lines) + "\n"
+
+
+def _targets(kind: str, rows: List[dict]) -> List[str]:
+    first, last = min(rows, key=lambda r: r["count"]), max(rows, key=lambda r: r["count"])
+    files = last["naive_files_per_machine"]
+    out = [f"- {kind}: the naive loop wrote {files} files per machine, byte for byte the fleet's "
+           f"({last['naive_files_compared']} compared at {last['count']} machines)."]
+    if first is last:
+        return out
+    flat = last["role"]["median"] / first["role"]["median"]
+    naive = last["naive"]["median"] / last["role"]["median"]
+    out.append(f"- {kind}: {last['count']} machines cost {flat:.2f}x of {first['count']} with the fleet role "
+               f"(target under {FLAT_TARGET:.0f}x: {met(flat < FLAT_TARGET)})"
+               + (f", site.yml {last['site']['median'] / first['site']['median']:.2f}x" if last.get("site") else "")
+               + f"; the naive loop takes {naive:.1f}x the fleet role at {last['count']} "
+               f"(target at least {NAIVE_TARGET:.0f}x: {met(naive >= NAIVE_TARGET)}).")
+    return out
+
+
+# ---------------------------------------------------------------- document
+
+def blocks(results_dir: str = RESULTS_DIR) -> Dict[str, str]:
+    images = [d for d in (load("bench_image-ext4", results_dir), load("bench_image-btrfs", results_dir)) if d]
+    return {"image": image_block(images), "fleet": fleet_block(load("bench_fleet", results_dir))}
+
+
+def render(text: str, generated: Dict[str, str]) -> str:
+    missing = set(generated) - {m.group("name") for m in BLOCK_RE.finditer(text)}
+    if missing:
+        raise ValueError(f"docs/performance.md has no block for {sorted(missing)}")
+    return BLOCK_RE.sub(lambda m: m.group(1) + generated[m.group("name")] + m.group(4), text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only say whether the document is up to date")
+    args = parser.parse_args(argv)
+    with open(DOC, encoding="utf-8") as handle:
+        text = handle.read()
+    new = render(text, blocks())
+    if args.check:
+        if new != text:
+            print("docs/performance.md is out of date: run python tests/bench/report.py", file=sys.stderr)
+            return 1
+        return 0
+    if new != text:
+        with open(DOC, "w", encoding="utf-8") as handle:
+            handle.write(new)
+        print("docs/performance.md regenerated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""docs/performance.md holds only figures a benchmark script printed (tests/bench/report.py)."""
+
+import json
+import os
+import re
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
+
+import report  # noqa: E402  pylint: disable=wrong-import-position
+
+# A measured figure: a number with a unit of time, a ratio or a percentage.
+FIGURE_RE = re.compile(r"\d+(\.\d+)?\s*(s|ms|%|x)\b")
+
+
+def doc() -> str:
+    with open(report.DOC, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def test_the_document_is_what_the_results_files_generate():
+    assert report.render(doc(), report.blocks()) == doc(), "run python tests/bench/report.py"
+
+
+def test_no_measured_figure_outside_the_generated_blocks():
+    prose = report.BLOCK_RE.sub("", doc())
+    assert FIGURE_RE.findall(prose) == [], [m.group(0) for m in FIGURE_RE.finditer(prose)]
+
+
+def test_every_benchmark_has_a_block():
+    names = {m.group("name") for m in report.BLOCK_RE.finditer(doc())}
+    assert names == set(report.blocks())
+
+
+SUMMARY = {"runs": [1.0, 2.0, 3.0], "median": 2.0, "min": 1.0, "max": 3.0}
+CONTEXT = {"started": "2026-01-01 10:00 UTC", "finished": "2026-01-01 10:10 UTC", "cores": 2, "kernel": "6.1",
+           "load_before": [1.0, 1.5, 2.0], "load_after": [2.0, 2.5, 3.0], "command": "python tests/bench/x.py"}
+
+
+def test_fleet_block_reports_medians_ratios_targets_and_the_measured_load(tmp_path):
+    rows = [{"kind": "settings-only", "count": n, "site": SUMMARY, "naive_files_per_machine": 2,
+             "naive_files_compared": 2 * n, "role": dict(SUMMARY, median=m),
+             "naive": dict(SUMMARY, median=m * f)} for n, m, f in ((1, 1.0, 2.0), (50, 1.5, 40.0))]
+    (tmp_path / "bench_fleet.json").write_text(json.dumps(dict(CONTEXT, repeat=3, rows=rows)))
+    block = report.blocks(str(tmp_path))["fleet"]
+    assert "| 50 | settings-only | 2.00 s (1.00-3.00) | 1.50 s (1.00-3.00) | 60.00 s (1.00-3.00) | 40.0x | 30.0x |" in block
+    assert "50 machines cost 1.50x of 1 with the fleet role (target under 2x: met)" in block
+    assert "the naive loop takes 40.0x the fleet role at 50 (target at least 10x: met)" in block
+    assert "1.00 / 1.50 / 2.00 before and 2.00 / 2.50 / 3.00 after" in block
+
+
+def test_a_missed_target_is_reported_as_not_met(tmp_path):
+    data = dict(CONTEXT, fs="ext4", clone_methods=["cp --reflink=auto"], bootstrap=SUMMARY,
+                clone=dict(SUMMARY, median=0.2), root_size="240M", deb_cache="warm", ratio_percent=10.0)
+    (tmp_path / "bench_image-ext4.json").write_text(json.dumps(data))
+    assert "a clone costs under 5 % of a bootstrap: NOT met" in report.blocks(str(tmp_path))["image"]
+
+
+def test_a_document_without_a_block_is_refused():
+    with pytest.raises(ValueError, match="no block"):
+        report.render("# Performance\n", {"fleet": "x\n"})
