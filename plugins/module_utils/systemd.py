@@ -51,11 +51,12 @@ def is_enabled(unit_file_state: str) -> bool:
 # ---------------------------------------------------------------- systemctl
 
 def show(module, units: Sequence[str], properties: Sequence[str]) -> Dict[str, Dict[str, str]]:
-    """Properties of several units in one call; timestamps as ``@<unix seconds>``."""
+    """Properties of several units in one call; timestamps in UTC with microseconds
+    (``--timestamp=us+utc``, systemd 247+; ``unix`` would be whole seconds and needs 251+)."""
     if not units:
         return {}
     props = ",".join(["Id"] + [p for p in properties if p != "Id"])
-    _rc, out, _err = run(module, ["systemctl", "show", "--timestamp=unix", f"--property={props}", *units])
+    _rc, out, _err = run(module, ["systemctl", "show", "--timestamp=us+utc", f"--property={props}", *units])
     return parse_show(out)
 
 
@@ -74,12 +75,12 @@ def daemon_reload(module) -> None:
     run(module, ["systemctl", "daemon-reload"])
 
 
-def networkd_reload(module, runner=run, attempts: int = 4) -> None:
-    """``networkctl reload``, retried when the D-Bus call times out.
+def networkd_reload(module, runner=run, attempts: int = 3) -> None:
+    """``networkctl reload``; when networkd does not answer on D-Bus, restart it once and retry.
 
-    A networkd that was started moments ago (the host role on a fresh host) or a loaded
-    host can miss D-Bus's 25 s call timeout once; the reload itself is idempotent.
-    ``runner``: the caller's command seam (so its tests patch one thing).
+    Seen on a fresh host: networkd started while systemd was reloading (two runs enabling it at
+    once) came up without its bus connection, so every reload timed out (25 s) until a restart.
+    A restart keeps the links networkd configured; the reload itself is idempotent.
     """
     for attempt in range(1, attempts + 1):
         try:
@@ -88,7 +89,8 @@ def networkd_reload(module, runner=run, attempts: int = 4) -> None:
         except CommandError as exc:
             if attempt == attempts or "timed out" not in (exc.err or "") + str(exc):
                 raise
-            time.sleep(2 * attempt)
+            runner(module, ["systemctl", "restart", "systemd-networkd.service"])
+            time.sleep(attempt)
 
 
 def set_property_runtime(module, unit: str, assignments: Sequence[str]) -> None:
