@@ -54,13 +54,13 @@ def read_live(module, name: str) -> Dict[str, str]:
     return systemd.show_unit(module, systemd.unit_name(name), props)
 
 
-def _pending(live: resources.LivePlan, desired: dict, dropin_mtime: Optional[float], since: Optional[int]) -> bool:
+def _pending(live: resources.LivePlan, desired: dict, dropin_mtime: Optional[float], since: Optional[float]) -> bool:
     """Limits that only apply at start are waiting when changed now or written after the start."""
     if live.pending:
         return True
     restart_only = [k for k in desired if k not in resources.KEY_TO_OPTION or not resources.TABLE[
         resources.KEY_TO_OPTION[k]].live]
-    return bool(restart_only and dropin_mtime and since is not None and int(dropin_mtime) > since)
+    return bool(restart_only and dropin_mtime and since is not None and dropin_mtime > since)
 
 
 def _mtime(path: str) -> Optional[float]:

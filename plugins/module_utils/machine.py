@@ -12,9 +12,11 @@ systemctl call and waits for all of them concurrently (used by the fleet).
 from __future__ import annotations
 
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Dict, List, Optional, Sequence
 
 from ansible_collections.corral.nspawn.plugins.module_utils import rootfs, systemd
@@ -47,17 +49,31 @@ class Current:
     enabled: bool = False             # the instance is wanted by machines.target
     target_enabled: bool = True       # machines.target itself is enabled
     main_pid: int = 0
-    since: Optional[int] = None       # ActiveEnterTimestamp, unix seconds
+    since: Optional[float] = None     # ActiveEnterTimestamp, unix seconds with microseconds
 
     @property
     def running(self) -> bool:
         return self.active in systemd.RUNNING_STATES
 
 
-def parse_timestamp(value: str) -> Optional[int]:
-    """'@1700000000' (systemctl show --timestamp=unix) -> 1700000000; '' / 'n/a' -> None."""
+_US_UTC = re.compile(r"^\w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}) UTC$")
+
+
+def parse_timestamp(value: str) -> Optional[float]:
+    """A systemctl show timestamp as unix seconds.
+
+    'Tue 2023-11-14 22:13:20.123456 UTC' (``--timestamp=us+utc``, what systemd.show asks for:
+    microseconds, so a file written after the start within the same second counts as after);
+    '@1700000000' (``--timestamp=unix``) is read too; '' / 'n/a' -> None.
+    """
     value = (value or "").strip()
-    return int(value[1:]) if value.startswith("@") and value[1:].isdigit() else None
+    if value.startswith("@") and value[1:].isdigit():
+        return float(value[1:])
+    match = _US_UTC.match(value)
+    if not match:
+        return None
+    stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    return stamp.timestamp()
 
 
 def current_from_show(name: str, unit: Dict[str, str], target: Dict[str, str]) -> Current:
@@ -119,7 +135,7 @@ def pending_restart(current: Current, config_mtimes: Sequence[float]) -> bool:
     """A running container whose settings changed after it started needs a restart."""
     if not current.running or current.since is None:
         return False
-    return any(int(mtime) > current.since for mtime in config_mtimes)
+    return any(mtime > current.since for mtime in config_mtimes)
 
 
 def settings_mtimes(name: str, dirs: Sequence[str] = SETTINGS_DIRS) -> List[float]:

@@ -7,7 +7,9 @@ One container with a .nspawn file (host-dir bind mount, Environment, Hostname) a
 journal tail in the error, and a bad-input table.
 """
 
+import calendar
 import shlex
+import time
 
 import pytest
 
@@ -111,6 +113,20 @@ def test_settings_written_after_start_report_pending_restart_until_restarted(hos
     assert restarted["main_pid"] != before["main_pid"]
     again = host.run("machine", {"name": NAME, "state": "restarted", "timeout": 120})
     assert again["changed"], "restarted always restarts"
+
+
+def test_settings_written_in_the_second_the_container_started_are_pending(host):
+    """Regression: pending_restart compared whole seconds, so a .nspawn written after the start but
+    within the same second (fast automation) was taken as read by the running container."""
+    host.run("machine", {"name": NAME, "state": "restarted", "timeout": 120})
+    shown = host.ssh(f"systemctl show -P ActiveEnterTimestamp --timestamp=us+utc {UNIT}").stdout.split()
+    seconds = int(calendar.timegm(time.strptime(" ".join(shown[1:3]).split(".")[0], "%Y-%m-%d %H:%M:%S")))
+    micros = int(shown[2].split(".")[1])
+    assert micros < 999999, f"started at {shown}: no later instant in that second, re-run"
+    # the file's mtime: after the start, in the same second
+    host.ssh(f"touch -d @{seconds}.999999 /etc/systemd/nspawn/{NAME}.nspawn")
+    result = host.run("machine", {"name": NAME, "state": "running"})
+    assert result["pending_restart"], (shown, result)
 
 
 def test_stopped_disabled_rhythm(host):

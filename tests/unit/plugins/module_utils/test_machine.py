@@ -80,7 +80,8 @@ def test_current_from_show():
 
 @pytest.mark.parametrize("active, since, mtimes, pending", [
     ("active", 1000, [1001.5], True),
-    ("active", 1000, [1000.9], False),   # written in the second it started: before the start
+    ("active", 1000, [1000.9], True),    # regression: written 0.9 s after the start (whole seconds said no)
+    ("active", 1000.5, [1000.2], False),  # written in the same second, before the start
     ("active", 1000, [999.0], False),
     ("active", 1000, [], False),
     ("inactive", 1000, [2000.0], False),
@@ -229,3 +230,13 @@ def test_image_os_reads_os_release(tmp_path):
     (tmp_path / "etc" / "os-release").write_text('NAME="Debian GNU/Linux"\nPRETTY_NAME="Debian 12"\n')
     assert machine.image_os(str(tmp_path)) == "Debian 12"
     assert machine.image_os(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize("shown, since", [
+    ("Sun 2026-11-29 10:47:56.658517 UTC", 1795949276.658517),
+    ("@1700000000", 1700000000.0),
+    ("n/a", None), ("", None), ("Sun 2026-11-29 10:47:56 UTC", None),
+])
+def test_parse_timestamp_keeps_microseconds(shown, since):
+    parsed = machine.parse_timestamp(shown)
+    assert parsed == since if since is None else abs(parsed - since) < 1e-6

@@ -43,7 +43,7 @@ UnitFileState=enabled
 def test_show_reads_several_units_in_one_call_with_unix_timestamps():
     module = FakeModule({("systemctl", "show"): (0, SHOW, "")})
     units = systemd.show(module, ["systemd-nspawn@web1.service", "machines.target"], ["ActiveState", "Id"])
-    assert module.calls == [["systemctl", "show", "--timestamp=unix", "--property=Id,ActiveState",
+    assert module.calls == [["systemctl", "show", "--timestamp=us+utc", "--property=Id,ActiveState",
                              "systemd-nspawn@web1.service", "machines.target"]]
     assert units["systemd-nspawn@web1.service"]["ActiveEnterTimestamp"] == "@1700000000"
     assert units["machines.target"]["UnitFileState"] == "enabled"
