@@ -127,8 +127,9 @@ def plan(params: dict, managed: List[dict]) -> NatPlan:
     result = NatPlan(table=params.get("table") or "corral", localhost=params.get("localhost", True))
     errors, warnings = result.errors, result.warnings
     if not _TABLE.fullmatch(result.table):
-        control = line_error(result.table)
-        errors.append(f"table: {result.table!r} {control.split('; allowed:')[0] if control else 'is not allowed'}; "
+        control = line_error(result.table)  # name the control character, if that is the problem
+        reason = control.split("; allowed:", maxsplit=1)[0] if control else "is not allowed"
+        errors.append(f"table: {result.table!r} {reason}; "
                       "use 1-32 letters, digits, '_' or '-', starting with a letter (other tables, like "
                       "io.systemd.nat, are never touched)")
     for value in params.get("networks") or []:

@@ -71,6 +71,14 @@ def test_refused_ruleset_leaves_files_unit_and_sysctls_unchanged(host):
     assert not host.existing(RULESET, UNIT_FILE, SYSCTL_FILE), "needs a host where nat was never applied"
     before = host_state(host)
     assert before["sysctl"] == ["0", "0"] and before["unit"] != "enabled", before
+    # Values nft refuses never reach it: validation names them first.
+    for bad, message in ((dict(NAT, uplinks=["*"]), "uplinks: a bare '*' matches every interface"),
+                         (dict(NAT, forwards=[dict(NAT["forwards"][0], host_port=True)]),
+                          "forwards[0].host_port: True is not a port"),
+                         (dict(NAT, table="cor\nral"), "table: 'cor\\nral' contains a line break")):
+        refused = host.module("nat", bad)
+        assert refused.get("failed") and message in refused["msg"], (message, refused)
+        assert host_state(host) == before
     result = host.module("nat", REFUSED)
     assert result.get("failed"), result
     assert host_state(host) == before
