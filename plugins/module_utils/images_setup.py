@@ -238,53 +238,72 @@ def step_authorized_keys(setup: Setup, keys: List[str]) -> List[str]:
 
 # ---------------------------------------------------------------- unit enablement, read from the links
 
-def _install_section(fs: rootfs.RootFS, unit: str) -> Optional[dict]:
-    """{WantedBy, RequiredBy, Alias, Also: [..]} of the unit's file in the root; None when not installed."""
+def _unit_file(fs: rootfs.RootFS, unit: str) -> Optional[Tuple[str, str]]:
+    """(path as the container sees it, text) of the unit's file in the root; None when not installed."""
     for directory in UNIT_DIRS:
         try:
             text = fs.read_text(f"{directory}/{unit}")
         except rootfs.RootError:
             continue
-        if text is None:
-            continue
-        install: dict = {"WantedBy": [], "RequiredBy": [], "Alias": [], "Also": []}
-        try:
-            doc = unitfile.parse(text)
-        except unitfile.UnitFileError:
-            return install
-        for section, entries in doc:
-            for key, value in entries if section == "Install" else []:
-                if key in install:
-                    install[key] += value.split()
-        return install
+        if text is not None:
+            return f"/{directory}/{unit}", text
     return None
 
 
-def unit_enabled(fs: rootfs.RootFS, unit: str, seen: Optional[set] = None) -> Optional[str]:
+def _install_section(text: str) -> dict:
+    """{WantedBy, RequiredBy, Alias, Also: [..]} of a unit file's [Install] section."""
+    install: dict = {"WantedBy": [], "RequiredBy": [], "Alias": [], "Also": []}
+    try:
+        doc = unitfile.parse(text)
+    except unitfile.UnitFileError:
+        return install
+    for section, entries in doc:
+        for key, value in entries if section == "Install" else []:
+            if key in install:
+                install[key] += value.split()
+    return install
+
+
+def enable_links(fs: rootfs.RootFS, unit: str, seen: Optional[set] = None) -> Optional[List[Tuple[str, str]]]:
+    """The (link, target) pairs ``systemctl enable`` makes for ``unit`` (Also= included); None when not installed.
+
+    Done here rather than by ``systemctl --root``, which creates the links by path name: a running
+    container could swap etc/systemd/system/*.wants for a link to a host directory in between.
+    """
+    seen = seen if seen is not None else set()
+    seen.add(unit)
+    found = _unit_file(fs, unit)
+    if found is None:
+        return None
+    path, text = found
+    install = _install_section(text)
+    links = [(f"etc/systemd/system/{t}.wants/{unit}", path) for t in install["WantedBy"]]
+    links += [(f"etc/systemd/system/{t}.requires/{unit}", path) for t in install["RequiredBy"]]
+    links += [(f"etc/systemd/system/{alias}", path) for alias in install["Alias"]]
+    for other in install["Also"]:
+        if other not in seen:
+            links += enable_links(fs, other, seen) or []
+    return links
+
+
+def unit_enabled(fs: rootfs.RootFS, unit: str) -> Optional[str]:
     """enabled | static | disabled | masked | None (not installed), from the links in etc/systemd/system.
 
     The same answer as ``systemctl --root is-enabled`` for what we enable, without a command per
     machine (a no-op fleet run stays constant in cost) and without leaving the root.
     """
-    seen = seen if seen is not None else set()
-    seen.add(unit)
     if fs.readlink(f"etc/systemd/system/{unit}") == "/dev/null":
         return "masked"
-    install = _install_section(fs, unit)
-    if install is None:
+    links = enable_links(fs, unit)
+    if links is None:
         return None
-    links = [f"{t}.wants/{unit}" for t in install["WantedBy"]] + [f"{t}.requires/{unit}" for t in install["RequiredBy"]]
-    links += install["Alias"]
-    if not links and not install["Also"]:
+    if not links:
         return "static"
-    if any(fs.lstat(f"etc/systemd/system/{link}") is None for link in links):
-        return "disabled"
-    also = [unit_enabled(fs, other, seen) for other in install["Also"] if other not in seen]
-    return "disabled" if "disabled" in also else "enabled"
+    return "enabled" if all(fs.readlink(link) == target for link, target in links) else "disabled"
 
 
 def step_enable(setup: Setup, unit: str) -> List[str]:
-    """``systemctl --root`` enable (follows the unit's [Install] section, Also= included) when not enabled."""
+    """Enable ``unit`` in the image as ``systemctl enable`` would ([Install] links, Also= included)."""
     state = unit_enabled(setup.fs, unit)
     if state in ("enabled", "static"):
         return []
@@ -294,12 +313,10 @@ def step_enable(setup: Setup, unit: str) -> List[str]:
     if state == "masked":
         raise SetupError(f"{unit} is masked in the image {setup.fs.root} (etc/systemd/system/{unit} -> /dev/null); "
                          "unmask it in the image or do not ask to enable it")
-    systemctl = setup.module.get_bin_path("systemctl")
-    if not systemctl:
-        raise SetupError(f"enabling {unit} in the image needs systemctl on the host")
     if not setup.dry:
-        # systemctl --root resolves every path inside the root itself (chase with the root as prefix).
-        run(setup.module, [systemctl, f"--root={setup.fs.root}", "enable", unit])
+        for link, target in enable_links(setup.fs, unit) or []:
+            if setup.fs.readlink(link) != target:
+                setup.fs.symlink(target, link)
     return [f"enable {unit} in the image"]
 
 

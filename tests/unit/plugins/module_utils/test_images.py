@@ -412,11 +412,10 @@ def test_post_setup_each_step_idempotent(machines):
     assert os.stat(os.path.join(root, "etc/shadow")).st_mode & 0o777 == 0o640
     assert os.stat(os.path.join(root, "root/.ssh/authorized_keys")).st_mode & 0o777 == 0o600
     assert "pts/0\n" in open(os.path.join(root, "etc/securetty")).read()
-    assert any("enable" in c for c in module.calls)
-    # what `systemctl --root enable` leaves behind (the fake command above does not): then a no-op, no command
-    os.makedirs(os.path.join(root, "etc/systemd/system/multi-user.target.wants"))
-    os.symlink("/usr/lib/systemd/system/systemd-networkd.service",
-               os.path.join(root, "etc/systemd/system/multi-user.target.wants/systemd-networkd.service"))
+    # enabled as systemctl enable would, by links made through the root-confined API (no command)
+    assert os.readlink(os.path.join(root, "etc/systemd/system/multi-user.target.wants/systemd-networkd.service")) \
+        == "/usr/lib/systemd/system/systemd-networkd.service"
+    assert not any("enable" in c for c in module.calls)
     module.calls = []
     assert setup.ensure_post_setup(module, root, opts) == (False, [])
     assert module.calls == []
@@ -525,3 +524,38 @@ def test_discard_stops_processes_left_working_in_staging(tmp_path):
     finally:
         if orphan.poll() is None:
             orphan.kill()
+
+
+def test_clone_from_a_running_machine_is_refused_before_any_change(machines):
+    """cp -a reads the source by path name: a running source could swap in links to host files mid-copy."""
+    module = FakeModule(answers={"is-active": (0, "active\n", "")})
+    module.missing.discard("systemctl")
+    with pytest.raises(images.ImageError, match="clone_from: tmpl is running"):
+        images.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
+    assert sorted(os.listdir(machines)) == ["tmpl"]
+
+
+def test_enable_follows_install_alias_and_also_inside_the_root(machines):
+    root = os.path.join(machines, "tmpl")
+    unit_dir = os.path.join(root, "usr/lib/systemd/system")
+    with open(os.path.join(unit_dir, "systemd-networkd.service"), "w", encoding="utf-8") as handle:
+        handle.write("[Install]\nWantedBy=multi-user.target\nAlso=systemd-networkd.socket\n"
+                     "Alias=dbus-org.freedesktop.network1.service\n")
+    with open(os.path.join(unit_dir, "systemd-networkd.socket"), "w", encoding="utf-8") as handle:
+        handle.write("[Install]\nWantedBy=sockets.target\n")
+    opts = {"enable_networkd": True}
+    assert setup.ensure_post_setup(FakeModule(check_mode=True), root, opts)[0] is True
+    assert not os.path.exists(os.path.join(root, "etc/systemd"))
+    assert setup.ensure_post_setup(FakeModule(), root, opts)[0] is True
+    links = {rel: os.readlink(os.path.join(root, "etc/systemd/system", rel)) for rel in (
+        "multi-user.target.wants/systemd-networkd.service", "sockets.target.wants/systemd-networkd.socket",
+        "dbus-org.freedesktop.network1.service")}
+    assert links == {"multi-user.target.wants/systemd-networkd.service": "/usr/lib/systemd/system/systemd-networkd.service",
+                     "sockets.target.wants/systemd-networkd.socket": "/usr/lib/systemd/system/systemd-networkd.socket",
+                     "dbus-org.freedesktop.network1.service": "/usr/lib/systemd/system/systemd-networkd.service"}
+    assert setup.ensure_post_setup(FakeModule(), root, opts) == (False, [])
+    os.unlink(os.path.join(root, "etc/systemd/system/sockets.target.wants/systemd-networkd.socket"))
+    assert setup.ensure_post_setup(FakeModule(), root, opts)[0] is True   # a missing Also= link is repaired
+    os.symlink("/dev/null", os.path.join(root, "etc/systemd/system/systemd-resolved.service"))
+    with pytest.raises(setup.SetupError, match="masked"):
+        setup.ensure_post_setup(FakeModule(), root, {"enable_resolved": True})

@@ -78,6 +78,8 @@ def world(tmp_path):
     (root / "etc/shadow").write_text("root:*:19000:0:99999:7:::\n")
     (root / "etc/securetty").write_text("console\n")
     (root / "usr/lib/os-release").write_text('PRETTY_NAME="Container OS"\n')
+    (root / "usr/lib/systemd/system").mkdir(parents=True)
+    (root / "usr/lib/systemd/system/systemd-networkd.service").write_text("[Install]\nWantedBy=multi-user.target\n")
     host.mkdir()
     for name in ("hostname", "shadow", "authorized_keys", "securetty", "machine-id", "os-release"):
         (host / name).write_text(f"HOST {name}\n")
@@ -288,7 +290,8 @@ def test_racing_swap_never_escapes_the_api(world, use_openat2, operation):
     {"authorized_keys": ["ssh-ed25519 AAAAC3 k"]},
     {"root_password_hash": "$6$abc$def"},
     {"securetty_fix": True},
-], ids=["hostname", "authorized_keys", "shadow", "securetty"])
+    {"enable_networkd": True},
+], ids=["hostname", "authorized_keys", "shadow", "securetty", "enable"])
 def test_racing_swap_against_post_setup(world, use_openat2, params):
     """Regression: the issue's reproducer overwrote host files through ensure_post_setup on the first attempts."""
     root, host = world
@@ -303,8 +306,9 @@ def test_racing_swap_against_post_setup(world, use_openat2, params):
             step["authorized_keys"] = [f"ssh-ed25519 AAAAC3 k{value}"]
         if "root_password_hash" in step:
             step["root_password_hash"] = f"$6$abc$def{value % 7}"
-        if "securetty_fix" in step and os.path.isfile(os.path.join(root, "etc/securetty")):
-            pass
+        if "enable_networkd" in step:   # undo the link (confined, so no evidence of an escape is removed)
+            with rootfs.RootFS(root) as fs:
+                fs.unlink("etc/systemd/system/multi-user.target.wants/systemd-networkd.service")
         images_setup.ensure_post_setup(FakeModule(), root, step)
 
     ok, _refused = _attack(root, host, ["etc", "root/.ssh"] if "authorized_keys" in params else ["etc"],
