@@ -769,6 +769,10 @@ def check_tools(module, params: dict, paths: Paths, warnings: List[str]) -> None
             raise ImageError(f"source={source} with importer={tool}: {tool!r} is not installed on the host")
         if params.get("path") and not os.path.isfile(params["path"]):
             raise ImageError(f"path: {params['path']} does not exist or is not a file")
+    if source == "clone" and is_running(module, params["clone_from"]):
+        raise ImageError(f"clone_from: {params['clone_from']} is running; a running container owns its root and could "
+                         "make the copy read host files through links it swaps in; stop it, or clone from a template "
+                         "that is never booted")
     if source in backends.COPY_SOURCES:
         src = copy_source(params, paths)
         if not os.path.isdir(src):
@@ -785,6 +789,10 @@ def build_method(module, params: dict, paths: Paths) -> str:
     if source in backends.IMPORT_SOURCES:
         importer = choose_importer(module, params, paths)
         return f"{importer} import-{source}" if importer != "tar" else "tar extract"
+    if source == "clone" and is_running(module, params["clone_from"]):
+        raise ImageError(f"clone_from: {params['clone_from']} is running; a running container owns its root and could "
+                         "make the copy read host files through links it swaps in; stop it, or clone from a template "
+                         "that is never booted")
     if source in backends.COPY_SOURCES:
         src = copy_source(params, paths)
         if not os.path.isdir(src):
