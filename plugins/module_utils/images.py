@@ -789,10 +789,6 @@ def build_method(module, params: dict, paths: Paths) -> str:
     if source in backends.IMPORT_SOURCES:
         importer = choose_importer(module, params, paths)
         return f"{importer} import-{source}" if importer != "tar" else "tar extract"
-    if source == "clone" and is_running(module, params["clone_from"]):
-        raise ImageError(f"clone_from: {params['clone_from']} is running; a running container owns its root and could "
-                         "make the copy read host files through links it swaps in; stop it, or clone from a template "
-                         "that is never booted")
     if source in backends.COPY_SOURCES:
         src = copy_source(params, paths)
         if not os.path.isdir(src):
