@@ -23,6 +23,10 @@ from ansible_collections.corral.nspawn.plugins.module_utils.values import line_e
 UNITS_DIR = "/etc/systemd/system"
 DROPIN_NAME = "50-corral-resources.conf"
 INFINITY = "infinity"
+CPUS_MAX = 8192
+# Accepted by systemd, but the container is killed (or throttled) at its first page: never meant.
+NONZERO = {"memory_max": "0 would kill the container at once; give more than 0 bytes, or 'infinity' for no limit",
+           "memory_high": "0 would throttle the container to a halt; give more than 0 bytes, or 'infinity'"}
 _SUFFIXES = "KMGTPE"
 _NUMBER = re.compile(r"^(\d+(?:\.\d+)?)([KMGTPE]?)B?$")
 _PERCENT = re.compile(r"^(\d+(?:\.\d{1,2})?)%$")
@@ -155,7 +159,7 @@ def _memory(value) -> str:
         return INFINITY
     if text.endswith("%"):
         permyriad = parse_percent(text)
-        if permyriad > 10000:
+        if not 0 < permyriad <= 10000:
             raise ValueError(text)
         return format_percent(permyriad)
     return format_size(parse_size(text))
@@ -164,7 +168,10 @@ def _memory(value) -> str:
 def _quota(value) -> str:
     if not isinstance(value, str):
         raise ValueError(value)
-    return format_percent(parse_percent(value))
+    permyriad = parse_percent(value)
+    if permyriad < 1:   # systemd refuses CPUQuota=0%
+        raise ValueError(value)
+    return format_percent(permyriad)
 
 
 def _weight(value) -> str:
@@ -178,7 +185,7 @@ def _weight(value) -> str:
 
 def _cpus(value) -> str:
     cpus = parse_cpus(value)
-    if not cpus:
+    if not cpus or cpus[-1] >= CPUS_MAX:   # systemd's cpu_set_add() limit
         raise ValueError(value)
     return format_cpus(cpus)
 
@@ -188,7 +195,10 @@ def _tasks(value) -> str:
     if text == INFINITY:
         return text
     if text.endswith("%"):
-        return format_percent(parse_percent(text))
+        permyriad = parse_percent(text)
+        if not 0 < permyriad <= 10000:   # a share of the kernel's limit: more than 100% is refused
+            raise ValueError(text)
+        return format_percent(permyriad)
     if not text.isdigit() or int(text) < 1:
         raise ValueError(text)
     return str(int(text))
@@ -223,11 +233,11 @@ _NORMALISERS = {"memory": _memory, "quota": _quota, "weight": _weight, "cpus": _
                 "bandwidth": _bandwidth, "device": _device}
 ALLOWED = {
     "memory": "bytes with an optional K, M, G, T suffix (powers of 1024, e.g. '512M', '2G'), "
-              "a percentage of RAM ('50%') or 'infinity'",
-    "quota": "a percentage of one CPU with up to two decimals, quoted, e.g. '50%' or '150%'",
+              "a percentage of RAM ('50%', more than 0% and at most 100%) or 'infinity'",
+    "quota": "a percentage of one CPU above 0% with up to two decimals, quoted, e.g. '50%' or '150%'",
     "weight": "an integer 1..10000 (or 'idle' for cpu_weight)",
-    "cpus": "CPU numbers and ranges, e.g. '0-1,3' or [0, 1]",
-    "tasks": "a positive integer, a percentage ('10%') or 'infinity'",
+    "cpus": "CPU numbers and ranges (0..8191), e.g. '0-1,3' or [0, 1]",
+    "tasks": "a positive integer, a percentage above 0% and at most 100% ('10%') or 'infinity'",
     "bandwidth": "'PATH RATE': an absolute device or file path and bytes per second with an optional "
                  "K, M, G, T suffix (powers of 1000) or 'infinity', e.g. '/dev/sda 10M'",
     "device": "'PATH [MODES]': /dev/NODE, char-GROUP or block-GROUP, MODES a combination of r, w, m "
@@ -261,7 +271,10 @@ def _normalise_one(option: str, spec: Spec, value, label: str) -> Tuple[Optional
     try:
         wrong_type = isinstance(value, (bool, dict)) or (isinstance(value, list) and spec.kind != "cpus")
         if not idle_not_allowed and not wrong_type:
-            return _NORMALISERS[spec.kind](value), None
+            normalised = _NORMALISERS[spec.kind](value)
+            if normalised == "0" and option in NONZERO:
+                return None, f"{label}{option}: invalid value {value!r}; {NONZERO[option]}"
+            return normalised, None
     except (ValueError, TypeError):
         pass
     return None, f"{label}{option}: invalid value {value!r}; expected {ALLOWED[spec.kind]}"

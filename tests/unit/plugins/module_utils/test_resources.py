@@ -239,3 +239,26 @@ def test_show_properties_cover_every_live_key():
     props = resources.show_properties()
     assert "CPUQuotaPerSecUSec" in props and "CPUQuota" not in props
     assert len(props) == sum(1 for spec in resources.TABLE.values() if spec.live)
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("memory_max", 0, "memory_max: invalid value 0"),
+    ("memory_max", "0", "0 would kill the container at once"),
+    ("memory_high", "0%", "memory_high: invalid value '0%'"),
+    ("memory_high", "150%", "more than 0% and at most 100%"),
+    ("cpu_quota", "0%", "cpu_quota: invalid value '0%'; expected a percentage of one CPU above 0%"),
+    ("tasks_max", "200%", "tasks_max: invalid value '200%'"),
+    ("tasks_max", "0%", "at most 100%"),
+    ("allowed_cpus", "0-8192", "CPU numbers and ranges (0..8191)"),
+])
+def test_values_systemd_refuses_or_ignores_are_refused_with_the_range(option, value, fragment):
+    """Regression (issue: values systemd refuses): these were written, then rejected by set-property or ignored."""
+    with pytest.raises(resources.ResourceError) as caught:
+        resources.normalize({option: value})
+    assert fragment in str(caught.value)
+
+
+def test_values_at_the_edges_of_the_ranges_are_accepted():
+    assert resources.normalize({"memory_max": "1", "memory_swap_max": 0, "cpu_quota": "0.01%", "tasks_max": "100%",
+                                "allowed_cpus": "8191"}) == {
+        "MemoryMax": "1", "MemorySwapMax": "0", "CPUQuota": "0.01%", "TasksMax": "100%", "AllowedCPUs": "8191"}
