@@ -218,9 +218,52 @@ def desired_machines(items: List[dict], defaults: dict, templates: List[dict]) -
         seen.add(machine.name)
         errors.extend(_check_machine(machine, set(template_names)))
         machines.append(machine)
+    errors += template_errors(templates) + port_collisions(machines)
     if errors:
         raise FleetError("invalid fleet: " + "; ".join(errors), errors=errors)
     return machines
+
+
+def template_errors(templates: List[dict]) -> List[str]:
+    """Duplicate template names and clone_from cycles among templates (fleet-wide, before any change)."""
+    names = [t.get("name") for t in templates]
+    errors = [f"templates[].name: {n!r} is declared twice" for n in sorted({n for n in names if names.count(n) > 1})]
+    parent = {t.get("name"): t.get("clone_from") for t in templates
+              if t.get("source") == "clone" and t.get("clone_from") in names}
+    reported = set()
+    for start in parent:
+        chain, node = [start], parent.get(start)
+        while node is not None and node not in chain:
+            chain.append(node)
+            node = parent.get(node)
+        if node is not None and node not in reported:
+            cycle = chain[chain.index(node):] + [node]
+            reported.update(cycle)
+            errors.append(f"templates[{node}].clone_from: cycle {' -> '.join(cycle)}; a template must be built from "
+                          "a source that is not itself built from it")
+    return errors
+
+
+def _host_ports(value) -> List[Tuple[str, int]]:
+    """(protocol, host port) of each Port= item ('tcp:8080:80', 'udp:53', '8080'); unparseable items are skipped."""
+    out = []
+    for item in value if isinstance(value, list) else [value]:
+        parts = str(item).split(":")
+        proto = parts.pop(0) if parts and parts[0] in ("tcp", "udp") else "tcp"
+        if parts and parts[0].isdigit():
+            out.append((proto, int(parts[0])))
+    return out
+
+
+def port_collisions(machines: List[Machine]) -> List[str]:
+    """Two machines forwarding the same host port: the second would fail to start, or steal the first's traffic."""
+    owners: Dict[Tuple[str, int], List[str]] = {}
+    for machine in machines:   # stopped ones too: enabled at boot, both would start
+        settings = machine.settings if isinstance(machine.settings, dict) else {}   # a non-dict is reported already
+        for key in set(_host_ports(settings.get("port") or [])):
+            owners.setdefault(key, []).append(machine.name)
+    return [f"machines[{', '.join(names)}].settings.port: host port {proto}/{port} is forwarded by {len(names)} machines; "
+            "each host port can go to one machine only" for (proto, port), names in sorted(owners.items()) if len(names) > 1]
 
 
 def restart_policy(machine: Machine, default: str) -> str:

@@ -533,3 +533,27 @@ def test_noop_run_command_count_is_constant_with_real_adapters(tmp_path, count):
     verbs = [" ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(c[:2])) for c in noop.commands]
     # one batched show for the machines, one is-active for the template: the same for 1, 10 and 50 machines
     assert len(noop.commands) == 2, verbs
+
+
+# ---------------------------------------------------------------- fleet-wide cross-checks before any change
+
+@pytest.mark.parametrize("items, templates, message", [
+    ([], [{"name": "t"}, {"name": "t"}], "templates[].name: 't' is declared twice"),
+    ([], [{"name": "a", "source": "clone", "clone_from": "b"}, {"name": "b", "source": "clone", "clone_from": "a"}],
+     "clone_from: cycle"),
+    ([], [{"name": "a", "source": "clone", "clone_from": "a"}], "cycle a -> a"),
+    ([{"name": "w1", "settings": {"port": ["tcp:8080:80"]}}, {"name": "w2", "settings": {"port": "8080:81"}}], [],
+     "machines[w1, w2].settings.port: host port tcp/8080 is forwarded by 2 machines"),
+])
+def test_fleet_wide_conflicts_are_refused_before_any_change(items, templates, message):
+    """Regression: duplicate templates, template cycles and shared host ports were accepted and failed mid-run."""
+    with pytest.raises(fleet.FleetError) as info:
+        fleet.desired_machines(items, {}, templates)
+    assert message in str(info.value)
+
+
+def test_same_port_number_on_other_protocols_is_fine():
+    machines = fleet.desired_machines([{"name": "a", "settings": {"port": ["tcp:53"]}},
+                                       {"name": "b", "settings": {"port": ["udp:53"]}}], {},
+                                      [{"name": "t", "source": "clone", "clone_from": "base"}])
+    assert [m.name for m in machines] == ["a", "b"]
