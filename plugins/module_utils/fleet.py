@@ -654,7 +654,8 @@ def run_fleet(module) -> dict:
     managed = managed_machines(ctx.settings_dir) if params["prune"] else []
     units = read_units(module, declared + [n for n in managed if n not in declared])
     currents = [current_of(ctx, d, units) for d in desired]
-    plans = [reconcile_machine(ctx, d, c) for d, c in zip(desired, currents)]
+    plans = [in_step(f"machines[{d.machine.name}]: image and plan", reconcile_machine, ctx, d, c)
+             for d, c in zip(desired, currents)]
     apply_files(ctx, plans)
     warnings = apply_runtime(ctx, plans, params["wait"], params["timeout"])
     pruned, prune_warnings = prune(ctx, declared, list(templates), params["purge"], units) if params["prune"] \
@@ -666,6 +667,16 @@ def run_fleet(module) -> dict:
     if module._diff:
         result["diff"] = fleet_diff(plans, currents, templates, pruned)
     return result
+
+
+def in_step(what: str, function, *args):
+    """``function(*args)``; an unexpected (non-corral) exception becomes a FleetError naming the machine and step."""
+    try:
+        return function(*args)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        if type(exc).__module__.startswith("ansible_collections.corral.nspawn."):
+            raise
+        raise FleetError(f"{what}: unexpected {type(exc).__name__}: {exc}") from exc
 
 
 def fleet_result(plans, desired, currents, templates: Dict[str, dict], pruned: List[str]) -> dict:

@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import os
 import time
+import traceback
 from typing import Iterator, Optional
 
 LOCK_PATH = "/run/corral-nspawn.lock"
@@ -41,9 +42,10 @@ def holder(fd: int) -> str:
 
 
 @contextlib.contextmanager
-def host_lock(timeout: Optional[int] = None, path: str = LOCK_PATH, poll: float = 0.2) -> Iterator[float]:
+def host_lock(timeout: Optional[int] = None, path: Optional[str] = None, poll: float = 0.2) -> Iterator[float]:
     """Hold the host-wide lock for the ``with`` block; yields the seconds waited for it."""
     timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    path = path or LOCK_PATH
     if timeout < 0:
         raise LockError(f"lock_timeout: {timeout} is negative; give the seconds to wait for another run (0: do not wait)")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -69,14 +71,28 @@ def host_lock(timeout: Optional[int] = None, path: str = LOCK_PATH, poll: float 
 
 @contextlib.contextmanager
 def module_lock(module) -> Iterator[None]:
-    """The host lock for a module's ``with`` block; waiting too long fails the module with the holder named."""
+    """The host lock for a module's ``with`` block; waiting too long fails the module with the holder named.
+
+    The block is also the module's last line of defence: an exception that is not one of
+    corral.nspawn's own (those carry their own messages and are handled by the module) becomes
+    a clean failure naming the module and the error, never a traceback; the traceback is
+    kept in the result's ``exception`` (shown with -vvv).
+    """
     stack = contextlib.ExitStack()
     try:
         stack.enter_context(host_lock(module.params.get("lock_timeout")))
     except LockError as exc:
         module.fail_json(msg=str(exc))
     with stack:
-        yield
+        try:
+            yield
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            if type(exc).__module__.startswith("ansible_collections.corral.nspawn."):
+                raise
+            name = getattr(module, "_name", "") or "corral.nspawn"
+            module.fail_json(msg=f"{name}: unexpected {type(exc).__name__}: {exc}; nothing after this point was "
+                                 "changed. This is a defect of corral.nspawn: please report it with the output of -vvv",
+                             exception=traceback.format_exc())
 
 
 def run_locked(module, work):

@@ -557,3 +557,12 @@ def test_same_port_number_on_other_protocols_is_fine():
                                        {"name": "b", "settings": {"port": ["udp:53"]}}], {},
                                       [{"name": "t", "source": "clone", "clone_from": "base"}])
     assert [m.name for m in machines] == ["a", "b"]
+
+
+def test_an_unexpected_error_names_the_machine_and_step():
+    def broken(*_args):
+        raise KeyError("ActiveState")
+    with pytest.raises(fleet.FleetError, match=r"machines\[web\]: image and plan: unexpected KeyError: 'ActiveState'"):
+        fleet.in_step("machines[web]: image and plan", broken)
+    with pytest.raises(fleet.FleetError, match="mine"):
+        fleet.in_step("x", lambda: (_ for _ in ()).throw(fleet.FleetError("mine")))

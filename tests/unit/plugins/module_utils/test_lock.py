@@ -81,3 +81,34 @@ def test_the_lock_file_is_not_followed_through_a_symlink(tmp_path):
         with lock.host_lock(0, path=str(tmp_path / "corral.lock")):
             pass
     assert victim.read_text() == "precious\n"
+
+
+class _Module:
+    _name = "corral.nspawn.demo"
+
+    def __init__(self):
+        self.params = {"lock_timeout": 0}
+        self.failed = None
+
+    def fail_json(self, **kw):
+        self.failed = kw
+        raise SystemExit(1)
+
+
+def test_an_unexpected_exception_is_a_clean_failure_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setattr(lock, "LOCK_PATH", str(tmp_path / "l"))
+    module = _Module()
+    with pytest.raises(SystemExit):
+        with lock.module_lock(module):
+            {}["missing"]  # pylint: disable=pointless-statement
+    assert module.failed["msg"].startswith("corral.nspawn.demo: unexpected KeyError: 'missing'")
+    assert "Traceback" in module.failed["exception"] and "Traceback" not in module.failed["msg"]
+
+
+def test_our_own_errors_pass_through_to_the_module_handlers(monkeypatch, tmp_path):
+    monkeypatch.setattr(lock, "LOCK_PATH", str(tmp_path / "l"))
+    module = _Module()
+    with pytest.raises(lock.LockError):
+        with lock.module_lock(module):
+            raise lock.LockError("handled by the module")
+    assert module.failed is None
