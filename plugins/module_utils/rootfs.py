@@ -334,19 +334,25 @@ class RootFS:
         """
         if isinstance(data, str):
             data = data.encode("utf-8", errors="surrogateescape")
+
+        def make(tmp: str, dir_fd: int, name: str) -> None:
+            uid, gid = owner or self._owner_for(dir_fd, name)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, 0o600, dir_fd=dir_fd)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fchown(handle.fileno(), uid, gid)
+                os.fchmod(handle.fileno(), mode)
+                os.fsync(handle.fileno())
+        self._replace(rel, make, dir_mode)
+
+    def _replace(self, rel: str, make, dir_mode: int = 0o755) -> None:
+        """``make(tmp, dir_fd, name)`` creates a new entry ``tmp`` in the parent; it is renamed over ``rel``."""
         dir_fd, name = self._parent(rel, create=True, mode=dir_mode)
         try:
-            if owner is None:
-                owner = self._owner_for(dir_fd, name)
             tmp = f".corral-{secrets.token_hex(6)}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, 0o600, dir_fd=dir_fd)
             try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fchown(handle.fileno(), owner[0], owner[1])
-                    os.fchmod(handle.fileno(), mode)
-                    os.fsync(handle.fileno())
+                make(tmp, dir_fd, name)
                 os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except BaseException:
                 _unlink_quiet(tmp, dir_fd)
@@ -382,18 +388,7 @@ class RootFS:
 
     def symlink(self, target: str, rel: str) -> None:
         """Create (or replace) the symlink ``rel`` -> ``target``; the target is never resolved here."""
-        dir_fd, name = self._parent(rel, create=True)
-        try:
-            tmp = f".corral-{secrets.token_hex(6)}"
-            os.symlink(target, tmp, dir_fd=dir_fd)
-            try:
-                os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            except BaseException:
-                _unlink_quiet(tmp, dir_fd)
-                raise
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self._replace(rel, lambda tmp, dir_fd, _name: os.symlink(target, tmp, dir_fd=dir_fd))
 
 
 def _unlink_quiet(name: str, dir_fd: int) -> None:
