@@ -16,9 +16,8 @@ def show(host, *props):
 
 
 def file_state(host):
-    """(mtime, content) of the drop-in, or None when absent."""
-    result = host.ssh(f"stat -c %Y.%y {DROPIN} && cat {DROPIN}", check=False)
-    return result.stdout if result.returncode == 0 else None
+    """(mtime in ns, mode, sha256) of the drop-in, or None when absent."""
+    return host.stat(DROPIN)
 
 
 def reload_count(host):
@@ -28,13 +27,15 @@ def reload_count(host):
 
 @pytest.fixture(scope="module")
 def host(make_host):
-    host = make_host("mach-a")
+    host = make_host("res-a")
     host.ssh(f"rm -rf /var/lib/machines/{NAME} && cp -a --reflink=auto /srv/corral/images/debian12 "
              f"/var/lib/machines/{NAME}")
     started = host.run("machine", {"name": NAME, "state": "running", "timeout": 120})
     assert started["changed"], started
     yield host
-    host.ssh(f"machinectl terminate {NAME}; sleep 1; rm -rf /var/lib/machines/{NAME} /etc/systemd/system/{UNIT}.d "
+    # wait (bounded) until the machine is gone before removing its root
+    host.ssh(f"machinectl terminate {NAME}; for i in $(seq 1 100); do machinectl show {NAME} >/dev/null 2>&1 || break; "
+             f"sleep 0.2; done; rm -rf /var/lib/machines/{NAME} /etc/systemd/system/{UNIT}.d "
              f"/run/systemd/system.control/{UNIT}.d; systemctl daemon-reload", check=False)
 
 
