@@ -275,7 +275,8 @@ APT_SOURCE = f"deb [trusted=yes] file:{APT_REPO_MOUNT} ./\n"
 
 def host_role_packages() -> tuple:
     """What the host role installs on Debian by default, read from the role so tests follow it."""
-    import yaml  # pylint: disable=import-outside-toplevel  (only the bare root needs it)
+    # imported here: only the bare root needs it, and the harness CLI runs without it otherwise
+    import yaml  # pylint: disable=import-outside-toplevel
     with open(HOST_ROLE_VARS, encoding="utf-8") as handle:
         family = yaml.safe_load(handle)["_corral_host_families"]["Debian"]
     return tuple(family["packages"]) + tuple(family["bootstrap"])

@@ -59,6 +59,15 @@ def site(inventory, extra_vars=None, check=False, diff=False):
     return run
 
 
+def check_site(hosts, inventory, extra_vars=None):
+    """site.yml --check --diff; it must leave every host's fingerprint as it was."""
+    before = {h.name: h.fingerprint() for h in hosts}
+    run = site(inventory, extra_vars, check=True, diff=True)
+    for host in hosts:
+        harness.assert_same(before[host.name], host.fingerprint(), f"[{host.name}] site.yml --check")
+    return run
+
+
 def show(host, machine, *props):
     out = host.ssh(f"systemctl show -p {','.join(props)} systemd-nspawn@{machine}.service").stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
@@ -108,8 +117,8 @@ def test_second_run_changes_nothing_on_any_host(inventory):
     assert {h: r["changed"] for h, r in run.recap.items()} == {h: 0 for h in HOSTS}, run.stdout[-4000:]
 
 
-def test_check_diff_on_the_converged_fleet_reports_nothing(inventory):
-    run = site(inventory, check=True, diff=True)
+def test_check_diff_on_the_converged_fleet_reports_nothing(fleet_hosts, inventory):
+    run = check_site(fleet_hosts, inventory)
     assert {h: r["changed"] for h, r in run.recap.items()} == {h: 0 for h in HOSTS}
     assert "--- before" not in run.stdout and "+++ after" not in run.stdout, run.stdout[-4000:]
 
@@ -117,7 +126,7 @@ def test_check_diff_on_the_converged_fleet_reports_nothing(inventory):
 def _fingerprint(host):
     """Start time of every unit and mtime of every fleet file: what an untouched container keeps."""
     script = ("for m in web app db; do echo $m $(systemctl show -p ActiveEnterTimestampMonotonic --value "
-              "systemd-nspawn@$m.service) $(stat -c %Y /etc/systemd/nspawn/$m.nspawn "
+              "systemd-nspawn@$m.service) $(stat -c %.9Y /etc/systemd/nspawn/$m.nspawn "
               "/etc/systemd/system/systemd-nspawn@$m.service.d/*.conf); done")
     return dict(line.split(" ", 1) for line in host.ssh(script).stdout.splitlines())
 
@@ -127,7 +136,7 @@ def test_editing_one_limit_changes_only_that_container(fleet_hosts, inventory):
     machines = example_machines()
     db = next(m for m in machines if m["name"] == "db")
     db["resources"]["memory_max"] = "768M"
-    check = site(inventory, {"corral_fleet_machines": machines}, check=True)
+    check = check_site(fleet_hosts, inventory, {"corral_fleet_machines": machines})
     assert {h: r["changed"] for h, r in check.recap.items()} == {h: 1 for h in HOSTS}
     run = site(inventory, {"corral_fleet_machines": machines})
     assert {h: r["changed"] for h, r in run.recap.items()} == {h: 1 for h in HOSTS}
@@ -154,9 +163,8 @@ def test_prune_removes_only_the_undeclared_fleet_container(fleet_hosts, inventor
     for host in fleet_hosts:
         assert show(host, "extra", "ActiveState", "UnitFileState") == {"ActiveState": "inactive",
                                                                        "UnitFileState": "disabled"}
-        gone = host.ssh("ls /etc/systemd/nspawn/extra.nspawn /etc/systemd/system/systemd-nspawn@extra.service.d",
-                        check=False)
-        assert gone.returncode != 0, gone.stdout
+        left = host.existing("/etc/systemd/nspawn/extra.nspawn", "/etc/systemd/system/systemd-nspawn@extra.service.d")
+        assert left == [], f"{host.name}: prune left {left}"
         assert host.ssh("test -d /var/lib/machines/extra/etc && test -f /etc/systemd/nspawn/manual.nspawn",
                         check=False).returncode == 0, "root (no purge) or the unmanaged file was removed"
         assert _fingerprint(host) == before[host.name], "prune touched a declared container"

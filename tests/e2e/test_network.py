@@ -209,6 +209,7 @@ def test_bridge_rhythm_and_refusals(zone):
 
 def test_nat_rhythm_check_mode_applies_no_rules(host):
     assert_fresh(host, "the nat boot file", NAT_FILES)
+
     def after_check(index, _result):
         if index == 0:
             assert corral_table(host).returncode != 0, "check mode created the table"
