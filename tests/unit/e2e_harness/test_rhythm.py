@@ -72,3 +72,25 @@ def test_idempotent_apply_that_touches_the_host_fails():
 def test_wrong_changed_sequence_is_reported():
     with pytest.raises(AssertionError, match=r"changed \[True, True, True, False\]"):
         harness.rhythm(runner([{"changed": True}] * 3 + [{"changed": False}]))
+
+
+def test_bare_root_lacks_exactly_what_the_host_role_installs():
+    role = set(harness.host_role_packages())
+    assert {"systemd-container", "nftables", "python3-nftables", "python3-pyroute2", "debootstrap"} <= role
+    bare = set(harness.bare_packages())
+    assert not bare & role and bare | (role & set(harness.HOST_PACKAGES)) == set(harness.HOST_PACKAGES)
+
+
+def test_root_kinds_have_distinct_cache_keys():
+    keys = {harness._key(kind, packages()) for kind, (packages, _prepare) in harness.ROOT_KINDS.items()}  # pylint: disable=protected-access
+    assert len(keys) == len(harness.ROOT_KINDS)
+
+
+def test_unknown_root_kind_is_a_clear_error():
+    with pytest.raises(harness.HarnessError, match="use one of host, image, bare"):
+        harness.cached_root("fat")
+
+
+def test_boot_refuses_an_unknown_root_before_doing_anything():
+    with pytest.raises(harness.HarnessError, match="test host root 'fat': use 'host' or 'bare'"):
+        harness.boot("ok", root="fat")
