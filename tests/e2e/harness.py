@@ -620,12 +620,12 @@ class TestHost:
                 json.dump(play, handle)
             before = self.fingerprint() if check else None
             run = run_playbook(book, self.inventory, None, check, diff, (), timeout)
-        if check:
-            assert_same(before, self.fingerprint(), f"[{self.name}] role {role} (check)")
         counts = run.recap.get(self.name, {})
         if run.rc != 0 or counts.get("failed", 1) or counts.get("unreachable", 1):
             raise AssertionError(f"[{self.name}] role {role} ({'check' if check else 'apply'}) failed "
                                  f"(rc={run.rc}, recap {counts}):\n{run.stdout[-5000:]}\n{run.stderr[-2000:]}")
+        if check:  # after the success check, so a failed run is reported as such
+            assert_same(before, self.fingerprint(), f"[{self.name}] role {role} (check)")
         return run
 
     def prepare(self, **role_vars) -> PlaybookRun:
