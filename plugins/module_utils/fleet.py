@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils.files import (
-    MANAGED_MARKER, FileResult, ensure_file, plan_file, read_text,
+    MANAGED_MARKER, FileResult, ensure_file, file_diff, plan_file, read_text,
 )
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error, zone_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils import cgroup
@@ -510,12 +510,30 @@ def reconcile_machine(ctx: Context, desired: Desired, current: Current) -> Machi
         options.setdefault("setup_running", "defer" if restart_policy(machine, ctx.policy) == "never" else "apply")
         options["_running"] = current.running   # known from the batched show: no command per machine
         image = adapter_ensure_image(ctx, machine.name, options)
-    settings = plan_file(ctx.settings_path(machine.name), current.settings_text, desired.settings_text)
-    dropin = plan_file(desired.dropin_path, current.dropin_text, desired.dropin_text)
+    settings = with_mode(plan_file(ctx.settings_path(machine.name), current.settings_text, desired.settings_text))
+    dropin = with_mode(plan_file(desired.dropin_path, current.dropin_text, desired.dropin_text))
     policy = restart_policy(machine, ctx.policy)
     live = adapter_plan_live(desired.resources, current) if current.running else None
     settings_restart = adapter_settings_restart(current.settings_text, desired.settings_text)
     return plan_machine(machine, current, settings, dropin, image, policy, settings_restart, live)
+
+
+def with_mode(result: FileResult, mode: int = 0o644) -> FileResult:
+    """A file whose content is right but whose mode was changed by hand is drift too (rewritten, same text)."""
+    if result.changed or result.action == "remove":
+        return result
+    try:
+        actual = os.stat(result.path).st_mode & 0o7777
+    except FileNotFoundError:
+        return result
+    if actual == mode:
+        return result
+    text = result.diff.get("after") if result.diff else None
+    if text is None:
+        text = read_text(result.path)
+    diff = file_diff(result.path, text, text)
+    diff.update(before_header=f"{result.path} (mode {actual:04o})", after_header=f"{result.path} (mode {mode:04o})")
+    return FileResult(result.path, True, diff, "update")
 
 
 def apply_files(ctx: Context, plans: List[MachinePlan]) -> None:

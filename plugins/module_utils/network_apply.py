@@ -124,7 +124,7 @@ def bridge(module) -> dict:
         return absent(module, name, delete_link=True)
     net = netlink.read()
     error = networkd.takeover_error(name, net.link(name) is not None, read_text(networkd.netdev_path(name)),
-                                    params["force"])
+                                    params["force"], read_text(networkd.network_path(name)))
     if error:
         module.fail_json(msg=error, link=net.link(name).as_dict())
     addresses = [str(networkd.parse_address(a)) for a in params.get("address") or []]

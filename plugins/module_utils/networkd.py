@@ -304,9 +304,14 @@ def plan_files(desired: Dict[str, str], existing: Iterable[str]) -> Dict[str, Op
 
 # ---------------------------------------------------------------- ownership and verification
 
-def takeover_error(ifname: str, link_exists: bool, netdev_text: Optional[str], force: bool) -> Optional[str]:
-    """Refuse to manage a live bridge we did not create, unless forced."""
-    if not link_exists or force or is_managed(netdev_text):
+def takeover_error(ifname: str, link_exists: bool, netdev_text: Optional[str], force: bool,
+                   network_text: Optional[str] = None) -> Optional[str]:
+    """Refuse to manage a live bridge we did not create, unless forced.
+
+    Either of our files marks the link as ours: a .netdev deleted by hand is drift to repair,
+    not a foreign bridge.
+    """
+    if not link_exists or force or is_managed(netdev_text) or is_managed(network_text):
         return None
     return (f"name: a link named {ifname!r} already exists and is not managed by corral.nspawn "
             f"(no managed {netdev_path(ifname)}); refusing to take it over. Use another name, or force=true "

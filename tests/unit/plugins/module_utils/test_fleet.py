@@ -568,3 +568,19 @@ def test_an_unexpected_error_names_the_machine_and_step():
         raise fleet.FleetError("mine")
     with pytest.raises(fleet.FleetError, match="^mine$"):
         fleet.in_step("x", ours)
+
+
+def test_a_managed_file_whose_mode_was_changed_by_hand_is_rewritten(tmp_path, fake_adapters):
+    """Regression (drift): a chmod of the .nspawn file was never noticed (content compared only)."""
+    host = FakeHost(str(tmp_path / "system"))
+    (tmp_path / "machines").mkdir()
+    machines = [{"name": "web"}]
+    fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    path = tmp_path / "nspawn" / "web.nspawn"
+    text = path.read_text()
+    os.chmod(path, 0o600)
+    check = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines), check_mode=True))
+    assert check["changed"] and (path.stat().st_mode & 0o777) == 0o600
+    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    assert result["changed"] and (path.stat().st_mode & 0o777) == 0o644 and path.read_text() == text
+    assert fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))["changed"] is False

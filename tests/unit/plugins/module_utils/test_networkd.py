@@ -197,6 +197,9 @@ def test_takeover_refused_unless_managed_or_forced():
     assert networkd.takeover_error("br0", True, managed, False) is None
     assert networkd.takeover_error("br0", True, None, True) is None
     assert networkd.takeover_error("br0", False, None, False) is None
+    # drift: our .netdev deleted by hand, our .network still there -> ours, repaired (regression)
+    assert networkd.takeover_error("br0", True, None, False, managed) is None
+    assert "refusing" in networkd.takeover_error("br0", True, None, False, "[Match]\nName=br0\n")
 
 
 def test_verify_reports_observed_state():
