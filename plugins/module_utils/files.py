@@ -94,6 +94,11 @@ def ensure_file(module, path: str, content: Optional[str], mode: int = 0o644) ->
     result = plan_file(path, read_text(path), content)
     if content is not None and not result.changed and _stat_differs(path, mode):
         result = FileResult(path, True, {"before": {"mode": "other"}, "after": {"mode": oct(mode)}}, "update")
+        if not module.check_mode:
+            # the content is right: only the mode, so the mtime (read as "settings changed since the
+            # machine started" by the fleet) stays as it was
+            os.chmod(path, mode)
+        return result
     if not result.changed or module.check_mode:
         return result
     if content is None:

@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import fleet
 from ansible_collections.corral.nspawn.plugins.module_utils import resources
-from ansible_collections.corral.nspawn.plugins.module_utils.files import plan_file, read_text
+from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, plan_file, read_text
 
 
 # ---------------------------------------------------------------- merging and validation
@@ -584,3 +584,13 @@ def test_a_managed_file_whose_mode_was_changed_by_hand_is_rewritten(tmp_path, fa
     result = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
     assert result["changed"] and (path.stat().st_mode & 0o777) == 0o644 and path.read_text() == text
     assert fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))["changed"] is False
+
+
+def test_a_mode_repair_keeps_the_mtime(tmp_path):
+    """Regression (drift e2e): rewriting the file for a chmod made the fleet think the settings changed."""
+    path = tmp_path / "web.nspawn"
+    path.write_text("[Exec]\nBoot=yes\n")
+    os.chmod(path, 0o600)
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    result = ensure_file(FakeModule(None, {}), str(path), "[Exec]\nBoot=yes\n", 0o644)
+    assert result.changed and (path.stat().st_mode & 0o777) == 0o644 and path.stat().st_mtime_ns == 1_000_000_000
