@@ -12,7 +12,7 @@ SANITY_DIR := $(SANITY_BUILD)/ansible_collections/corral/nspawn
 GET_PIP_STANDIN := $(HOME)/.ansible/test/cache
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv collection units sanity lint e2e test demo demo-clean clean build bench
+.PHONY: all deps venv collection units sanity lint e2e test demo demo-clean clean build bench bad-input-table
 
 all: test
 
@@ -41,6 +41,10 @@ collection:
 
 units: venv collection
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+# docs/reliability.md's table of refused values, generated from the bad-input unit tests.
+bad-input-table: venv collection
+	$(PY) tests/unit/gen_bad_input_table.py --write
 
 # ansible-test needs the collection under ansible_collections/NS/NAME inside a git tree,
 # and a local stand-in for the get-pip bootstrap it would otherwise download.
