@@ -564,6 +564,7 @@ def test_an_unexpected_error_names_the_machine_and_step():
         raise KeyError("ActiveState")
     with pytest.raises(fleet.FleetError, match=r"machines\[web\]: image and plan: unexpected KeyError: 'ActiveState'"):
         fleet.in_step("machines[web]: image and plan", broken)
+
     def ours():
         raise fleet.FleetError("mine")
     with pytest.raises(fleet.FleetError, match="^mine$"):
