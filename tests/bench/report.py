@@ -100,7 +100,7 @@ def fleet_block(data: Optional[dict]) -> str:
     lines.append("")
     for kind in dict.fromkeys(row["kind"] for row in data["rows"]):  # in the order measured
         lines.extend(_targets(kind, [r for r in data["rows"] if r["kind"] == kind]))
-    lines.append(context(data))
+    lines += ["", context(data)]
     return "\n".join(lines) + "\n"
 
 
