@@ -13,7 +13,8 @@
 - the drop of 127.0.0.0/8 arriving from the uplink, with a control that shows the probe gets
   through when the drop is missing; ``nat`` ``state: absent`` leaves no table and no boot unit.
 
-Tests build on each other in file order (one host, one fleet); run the file as a whole.
+Tests share one host and what module-scoped fixtures build on it (bridge, fleet, served images),
+so each also runs alone (``pytest tests/e2e/test_promised.py::test_...``).
 """
 
 import os
@@ -97,8 +98,14 @@ def test_ipvlan_is_not_available_in_this_kernel(host):
     assert "Unknown device type" in probe.stderr, probe.stderr
 
 
-def test_bridge_ports_enslave_a_veth(host):
-    results = rhythm(host, "bridge", BRIDGE)
+@pytest.fixture(scope="module")
+def bridge(host):
+    """prmbr0 with the veth prmp0 as its port, made by the module's rhythm (the fleet's machine sshc uses it)."""
+    return rhythm(host, "bridge", BRIDGE)
+
+
+def test_bridge_ports_enslave_a_veth(host, bridge):
+    results = bridge
     assert any(f["path"].endswith("50-corral-prmbr0-port-prmp0.network") for f in results[1]["files"]), results[1]
 
     def master():
@@ -108,7 +115,7 @@ def test_bridge_ports_enslave_a_veth(host):
 
 
 @pytest.fixture(scope="module")
-def fleet(host):
+def fleet(host, bridge):
     """One fleet run: an SSH container on the bridge, an ephemeral one, macvlan and interface ones."""
     pub = host.ssh("cat /root/prmkey.pub").stdout.strip()
     args = {
