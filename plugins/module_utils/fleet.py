@@ -303,6 +303,7 @@ class MachinePlan:
     files: List[FileResult] = field(default_factory=list)
     settings_changed: bool = False
     resources_changed: bool = False
+    reload_needed: bool = False           # systemd has not loaded the unit's files on disk (a run died before reload)
     restart_needed: bool = False          # a change needs a restart of a running machine
     enable: Optional[bool] = None         # True enable, False disable, None leave
     runtime: str = "none"                 # none | start | stop | restart
@@ -355,6 +356,10 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     if dropin.changed:
         plan.resources_changed = True
         plan.changes.append(f"resources: {dropin.action} {dropin.path}")
+    elif current.unit.get("NeedDaemonReload") == "yes":
+        # e.g. a run killed between writing the drop-in and daemon-reload: a start would use the old limits
+        plan.reload_needed = True
+        plan.changes.append("daemon-reload: the unit's files changed on disk since systemd loaded them")
     if live is not None and current.running and machine.state != "stopped":
         plan.live = live if live.assignments else None
         plan.changes.extend(f"resources live: {change}" for change in live.changes if not dropin.changed)
@@ -389,7 +394,7 @@ def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dic
 
 def read_units(module, names: List[str]) -> Dict[str, dict]:
     """State, enablement and live limits of every machine's unit in ONE systemctl call."""
-    props = ["ActiveState", "UnitFileState", "ActiveEnterTimestamp"] + adapter_live_properties()
+    props = ["ActiveState", "UnitFileState", "ActiveEnterTimestamp", "NeedDaemonReload"] + adapter_live_properties()
     return systemd.show(module, [unit_name(n) for n in names], props)
 
 
@@ -544,7 +549,7 @@ def apply_files(ctx: Context, plans: List[MachinePlan]) -> None:
         for result in plan.files:
             if result.changed:
                 write_file(ctx.module, result)
-    if any(plan.resources_changed for plan in plans):
+    if any(plan.resources_changed or plan.reload_needed for plan in plans):
         systemd.daemon_reload(ctx.module)
 
 

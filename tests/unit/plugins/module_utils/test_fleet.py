@@ -595,3 +595,25 @@ def test_a_mode_repair_keeps_the_mtime(tmp_path):
     os.utime(path, ns=(1_000_000_000, 1_000_000_000))
     result = ensure_file(FakeModule(None, {}), str(path), "[Exec]\nBoot=yes\n", 0o644)
     assert result.changed and (path.stat().st_mode & 0o777) == 0o644 and path.stat().st_mtime_ns == 1_000_000_000
+
+
+# ---------------------------------------------------------------- a run killed between writing a drop-in and daemon-reload
+
+def test_a_unit_systemd_has_not_reloaded_is_reloaded_before_it_starts(tmp_path):
+    """Regression (issue 10, found by tests/e2e/test_faults.py): a drop-in written by a run killed before
+    daemon-reload already matched, so no reload happened and the machine started with the old limits."""
+    waiting = fleet.Current(root_exists=True, active="inactive", enabled=True, unit={"NeedDaemonReload": "yes"})
+    plan = fleet.plan_machine(fleet.Machine("m"), waiting, *_files(), None, "on_change")
+    assert plan.reload_needed and plan.runtime == "start"
+    assert plan.changes == ["daemon-reload: the unit's files changed on disk since systemd loaded them", "start"]
+    assert not fleet.plan_machine(fleet.Machine("m"), STOPPED, *_files(), None, "on_change").reload_needed
+    host = FakeHost()
+    ctx = fleet.Context(FakeModule(host, {}), str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
+    fleet.apply_files(ctx, [plan])
+    assert [c[1] for c in host.calls] == ["daemon-reload"]
+
+
+def test_need_daemon_reload_is_read_in_the_one_show_call():
+    host = FakeHost()
+    fleet.read_units(FakeModule(host, {}), ["a", "b"])
+    assert len(host.calls) == 1 and "NeedDaemonReload" in " ".join(host.calls[0])
