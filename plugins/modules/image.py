@@ -175,7 +175,8 @@ options:
     elements: str
   enable_networkd:
     description:
-      - Enable C(systemd-networkd) inside the root (with C(systemctl --root)). Defaults to V(true) when O(address) is given.
+      - Enable C(systemd-networkd) inside the root (the links C(systemctl enable) would make, created inside the root
+        without following its links out). Defaults to V(true) when O(address) is given.
       - V(false) leaves it as it is.
     type: bool
   enable_resolved:
