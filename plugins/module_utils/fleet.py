@@ -331,7 +331,8 @@ def adoption(path: str, text: Optional[str]) -> Optional[str]:
 
 
 def plan_machine(machine: Machine, current: Current, settings: FileResult, dropin: FileResult,
-                 image: Optional[dict], policy: str, settings_restart: bool = True, live=None) -> MachinePlan:
+                 image: Optional[dict], policy: str, settings_restart: bool = True, live=None,
+                 load_stale: Optional[bool] = None) -> MachinePlan:
     """Decide every action for one machine from its desired and current state.
 
     ``settings_restart`` says whether the settings change needs a restart (the
@@ -356,7 +357,7 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     if dropin.changed:
         plan.resources_changed = True
         plan.changes.append(f"resources: {dropin.action} {dropin.path}")
-    elif current.unit.get("NeedDaemonReload") == "yes":
+    elif load_stale if load_stale is not None else current.unit.get("NeedDaemonReload") == "yes":
         # e.g. a run killed between writing the drop-in and daemon-reload: a start would use the old limits
         plan.reload_needed = True
         plan.changes.append("daemon-reload: the unit's files changed on disk since systemd loaded them")
@@ -394,7 +395,8 @@ def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dic
 
 def read_units(module, names: List[str]) -> Dict[str, dict]:
     """State, enablement and live limits of every machine's unit in ONE systemctl call."""
-    props = ["ActiveState", "UnitFileState", "ActiveEnterTimestamp", "NeedDaemonReload"] + adapter_live_properties()
+    props = ["ActiveState", "UnitFileState", "ActiveEnterTimestamp", "NeedDaemonReload", "DropInPaths"] \
+        + adapter_live_properties()
     return systemd.show(module, [unit_name(n) for n in names], props)
 
 
@@ -520,7 +522,22 @@ def reconcile_machine(ctx: Context, desired: Desired, current: Current) -> Machi
     policy = restart_policy(machine, ctx.policy)
     live = adapter_plan_live(desired.resources, current) if current.running else None
     settings_restart = adapter_settings_restart(current.settings_text, desired.settings_text)
-    return plan_machine(machine, current, settings, dropin, image, policy, settings_restart, live)
+    return plan_machine(machine, current, settings, dropin, image, policy, settings_restart, live,
+                        load_stale(desired, current))
+
+
+def load_stale(desired: Desired, current: Current) -> bool:
+    """systemd runs the unit with other limits than our drop-in on disk says (a run died before daemon-reload).
+
+    NeedDaemonReload=yes alone is not enough: ``systemctl set-property --runtime`` leaves it set on
+    systemd 252 after every live limit change, and a reload on every later run would be a change
+    that never converges. So: our drop-in exists but is not loaded, or a live value differs from it.
+    """
+    if current.unit.get("NeedDaemonReload") != "yes":
+        return False
+    if desired.dropin_text is not None and desired.dropin_path not in current.unit.get("DropInPaths", "").split():
+        return True
+    return bool(resources_utils.plan_live(desired.resources, desired.resources, current.unit).assignments)
 
 
 def with_mode(result: FileResult, mode: int = 0o644) -> FileResult:

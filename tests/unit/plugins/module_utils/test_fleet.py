@@ -617,3 +617,16 @@ def test_need_daemon_reload_is_read_in_the_one_show_call():
     host = FakeHost()
     fleet.read_units(FakeModule(host, {}), ["a", "b"])
     assert len(host.calls) == 1 and "NeedDaemonReload" in " ".join(host.calls[0])
+
+
+def test_need_daemon_reload_left_by_set_property_does_not_reload_every_run():
+    """Regression (full-suite run): systemd 252 leaves NeedDaemonReload=yes after set-property --runtime;
+    reloading for it made every run after a live limit change report a change."""
+    desired = fleet.Desired(fleet.Machine("db"), "", "/etc/systemd/system/systemd-nspawn@db.service.d/50-corral-resources.conf",
+                            "[Service]\nMemoryMax=768M\n", None, resources={"MemoryMax": "768M"})
+    loaded = {"NeedDaemonReload": "yes", "DropInPaths": desired.dropin_path, "MemoryMax": str(768 * 1024 ** 2)}
+    assert fleet.load_stale(desired, fleet.Current(unit=loaded)) is False
+    # a killed run: the drop-in on disk says 768M, systemd still runs with 512M, or never loaded the file
+    assert fleet.load_stale(desired, fleet.Current(unit=dict(loaded, MemoryMax=str(512 * 1024 ** 2)))) is True
+    assert fleet.load_stale(desired, fleet.Current(unit=dict(loaded, DropInPaths=""))) is True
+    assert fleet.load_stale(desired, fleet.Current(unit=dict(loaded, NeedDaemonReload="no", DropInPaths=""))) is False
