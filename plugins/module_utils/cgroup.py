@@ -37,20 +37,23 @@ class LimitsResult:
     running: bool
     pending_restart: bool
     shown: Dict[str, str] = field(default_factory=dict)
+    stale: bool = False   # the drop-in on disk is right but systemd never loaded it
 
     @property
     def changed(self) -> bool:
-        return self.file.changed or self.live.changed
+        return self.file.changed or self.live.changed or self.stale
 
     @property
     def changes(self) -> List[str]:
         out = [f"drop-in: {self.file.action} {self.file.path}"] if self.file.changed else []
+        out += [f"daemon-reload: systemd has not loaded {self.file.path} as it is on disk "
+                "(a run ended before its daemon-reload)"] if self.stale else []
         return out + [f"live: {c}" for c in self.live.changes]
 
 
 def read_live(module, name: str) -> Dict[str, str]:
     """ActiveState, start time and the live limit properties of the container's unit."""
-    props = ["ActiveState", "ActiveEnterTimestamp"] + resources.show_properties()
+    props = ["ActiveState", "ActiveEnterTimestamp", "NeedDaemonReload", "DropInPaths"] + resources.show_properties()
     return systemd.show_unit(module, systemd.unit_name(name), props)
 
 
@@ -84,13 +87,14 @@ def reconcile(module, name: str, desired: Optional[dict], units_dir: str = resou
     running = shown.get("ActiveState") in systemd.RUNNING_STATES
     live = resources.plan_live(desired or {}, before, shown) if running else resources.LivePlan()
     file_result = ensure_file(module, path, resources.render_dropin(desired or {}))
+    stale = not file_result.changed and resources.load_stale(desired or {}, path, shown)
     result = LimitsResult(name, file_result, live, running, running and _pending(
-        live, desired or {}, _mtime(path), parse_timestamp(shown.get("ActiveEnterTimestamp", ""))), shown)
+        live, desired or {}, _mtime(path), parse_timestamp(shown.get("ActiveEnterTimestamp", ""))), shown, stale)
     if module.check_mode:
         return result
     if file_result.action == "remove":
         _remove_empty_dir(os.path.dirname(path))
-    if file_result.changed and reload:
+    if (file_result.changed or stale) and reload:
         systemd.daemon_reload(module)
     if reload:
         apply_live(module, name, live)

@@ -527,17 +527,9 @@ def reconcile_machine(ctx: Context, desired: Desired, current: Current) -> Machi
 
 
 def load_stale(desired: Desired, current: Current) -> bool:
-    """systemd runs the unit with other limits than our drop-in on disk says (a run died before daemon-reload).
-
-    NeedDaemonReload=yes alone is not enough: ``systemctl set-property --runtime`` leaves it set on
-    systemd 252 after every live limit change, and a reload on every later run would be a change
-    that never converges. So: our drop-in exists but is not loaded, or a live value differs from it.
-    """
-    if current.unit.get("NeedDaemonReload") != "yes":
-        return False
-    if desired.dropin_text is not None and desired.dropin_path not in current.unit.get("DropInPaths", "").split():
-        return True
-    return bool(resources_utils.plan_live(desired.resources, desired.resources, current.unit).assignments)
+    """systemd runs the unit with other limits than our drop-in on disk says (resources.load_stale)."""
+    return resources_utils.load_stale(desired.resources if desired.dropin_text is not None else {},
+                                      desired.dropin_path, current.unit)
 
 
 def with_mode(result: FileResult, mode: int = 0o644) -> FileResult:

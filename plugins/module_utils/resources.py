@@ -482,6 +482,22 @@ def plan_live(desired: Dict[str, Value], before: Dict[str, Value], shown: Dict[s
     return plan
 
 
+def load_stale(desired: Dict[str, Value], dropin_path: str, shown: Dict[str, str]) -> bool:
+    """Pure: systemd runs the unit with other limits than the drop-in on disk says.
+
+    That is what a run killed between writing (or removing) the drop-in and ``daemon-reload``
+    leaves behind. NeedDaemonReload=yes alone is not enough: ``systemctl set-property --runtime``
+    leaves it set on systemd 252 after every live limit change, and a reload on every later run
+    would be a change that never converges. So: the drop-in is on disk but not loaded (or loaded
+    but gone), or a live value differs from it.
+    """
+    if shown.get("NeedDaemonReload") != "yes":
+        return False
+    if bool(desired) != (dropin_path in shown.get("DropInPaths", "").split()):
+        return True
+    return bool(plan_live(desired, desired, shown).assignments)
+
+
 def show_property(key: str) -> str:
     """The systemctl show property that reports ``key`` (CPUQuota -> CPUQuotaPerSecUSec)."""
     spec = TABLE[KEY_TO_OPTION[key]]

@@ -100,3 +100,38 @@ def test_absent_removes_file_and_empty_dir(tmp_path):
     cgroup.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", DESIRED, str(tmp_path))
     result = cgroup.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", {}, str(tmp_path))
     assert result.file.action == "remove" and os.listdir(tmp_path) == []
+
+
+# A run killed between writing the drop-in and daemon-reload (issue 10): the file on disk is right,
+# systemd still runs the unit with what it loaded before. The next run must reload, and say so.
+STOPPED_STALE = dict(RUNNING, ActiveState="inactive", NeedDaemonReload="yes", DropInPaths="")
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_drop_in_on_disk_but_not_loaded_is_reloaded(tmp_path, check_mode):
+    cgroup.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", DESIRED, str(tmp_path))
+    path = resources.dropin_path("web1", str(tmp_path))
+    module = Module([STOPPED_STALE], check_mode=check_mode)
+    result = cgroup.reconcile(module, "web1", DESIRED, str(tmp_path))
+    assert result.changed and not result.file.changed
+    assert any("daemon-reload" in c for c in result.changes), result.changes
+    assert module.commands() == ([] if check_mode else [["daemon-reload"]])
+    loaded = dict(STOPPED_STALE, DropInPaths=path, MemoryMax="268435456", CPUQuotaPerSecUSec="500ms")
+    again = Module([loaded])
+    assert not cgroup.reconcile(again, "web1", DESIRED, str(tmp_path)).changed and again.commands() == []
+
+
+def test_drop_in_removed_but_still_loaded_is_reloaded(tmp_path):
+    path = resources.dropin_path("web1", str(tmp_path))
+    module = Module([dict(RUNNING, ActiveState="inactive", NeedDaemonReload="yes", DropInPaths=path,
+                          MemoryMax="268435456")])
+    result = cgroup.reconcile(module, "web1", {}, str(tmp_path))
+    assert result.changed and module.commands() == [["daemon-reload"]]
+
+
+def test_need_daemon_reload_alone_is_no_change(tmp_path):
+    """systemd 252 leaves NeedDaemonReload=yes after set-property --runtime: that alone never converges."""
+    cgroup.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", DESIRED, str(tmp_path))
+    path = resources.dropin_path("web1", str(tmp_path))
+    module = Module([dict(LIMITED, NeedDaemonReload="yes", DropInPaths=path)])
+    assert not cgroup.reconcile(module, "web1", DESIRED, str(tmp_path)).changed and module.commands() == []
