@@ -6,9 +6,8 @@ One booted test host. Each case breaks a fleet run the way it breaks in real lif
 normal run must converge and the run after it must change nothing:
 
 - ``kill -9`` of the fleet module on the test host while it clones several machines;
-- the state a ``kill -9`` between writing a resource drop-in and ``daemon-reload`` leaves
-  (the drop-in on disk, systemd not reloaded): written by hand, as that window cannot be hit
-  on purpose;
+- ``kill -9`` of the fleet module between writing resource drop-ins and ``daemon-reload``
+  (a busy loop on the host kills it the moment the first drop-in appears);
 - a machine whose root cannot boot declared next to one that can;
 - a host reboot while a fleet run is starting machines.
 """
@@ -114,26 +113,61 @@ def test_kill_9_during_a_clone_of_several_machines(host):
     assert staging_entries(host) == [], f"staging left: {staging_entries(host)}"
 
 
-DROPIN = "/etc/systemd/system/systemd-nspawn@fk1.service.d/50-corral-resources.conf"
+def dropin(name):
+    return f"/etc/systemd/system/systemd-nspawn@{name}.service.d/50-corral-resources.conf"
 
 
-def test_drop_in_written_but_not_reloaded(host):
-    """What ``kill -9`` between writing the drop-in and ``daemon-reload`` leaves: the next run applies the limit."""
-    limited = [{"name": "fk1", "template": "ftmpl", "state": "stopped", "resources": {"memory_max": "256M"}}]
-    converges(host, "fleet", fleet(limited))
-    text = host.ssh(f"cat {DROPIN}").stdout
-    converges(host, "fleet", fleet([dict(limited[0], resources={})]))
-    assert unit_prop(host, "fk1", "MemoryMax") == "infinity"
-    # the killed run had written the drop-in for a machine it was about to start; systemd never reloaded
-    host.ssh(f"mkdir -p $(dirname {DROPIN}) && printf %s {harness.shlex_quote(text)} > {DROPIN}")
-    assert unit_prop(host, "fk1", "NeedDaemonReload") == "yes"
+def loaded(host, name):
+    """systemd has loaded the drop-in that is on disk (NeedDaemonReload=no and it is in DropInPaths)."""
+    shown = host.ssh(f"systemctl show -p NeedDaemonReload -p DropInPaths systemd-nspawn@{name}.service").stdout
+    return "NeedDaemonReload=no" in shown and dropin(name) in shown
 
-    result = converges(host, "fleet", fleet([dict(limited[0], state="running")]))
+
+def limited(memory="256M", state="stopped"):
+    return clones(state=state, resources={"memory_max": memory} if memory else {})
+
+
+def kill_in_reload_window(host, attempts=5):
+    """kill -9 the fleet run after it wrote the first drop-in and before its daemon-reload.
+
+    A busy loop on the test host waits for fk1's drop-in to appear and kills the lock holder (the
+    module). The window is the writing of the other machines' drop-ins; a kill that lands after
+    the reload is seen (fk1's drop-in loaded) and the attempt is repeated.
+    """
+    for attempt in range(attempts):
+        converges(host, "fleet", limited(memory=None))
+        assert not host.existing(dropin("fk1"))
+        killer = f"fkkill{attempt}"
+        host.ssh(f"systemd-run --quiet --collect --unit={killer} bash -c "
+                 f"'while [ ! -e {dropin('fk1')} ]; do :; done; kill -9 $(cut -d\" \" -f1 /run/corral-nspawn.lock)'")
+        killed = host.module("fleet", limited())
+        host.ssh(f"systemctl stop {killer}.service 2>/dev/null", check=False)
+        assert killed.get("failed"), f"the killed run reported success: {killed}"
+        if host.existing(dropin("fk1")) and not loaded(host, "fk1"):
+            print(f"kill -9 landed between the drop-ins and daemon-reload on attempt {attempt + 1}")
+            return attempt
+    raise AssertionError(f"no kill in {attempts} attempts landed between the drop-in and daemon-reload")
+
+
+def test_kill_9_between_drop_in_and_daemon_reload(host):
+    """A real kill -9 in the window: the drop-ins are on disk, systemd runs the old unit.
+
+    The fleet's next run reloads and starts fk1 with the limit in effect; the single-purpose
+    resources module does the same for a machine on its own (its check run predicts it)."""
+    kill_in_reload_window(host)
+    result = converges(host, "fleet", fleet([{"name": "fk1", "template": "ftmpl", "state": "running",
+                                              "resources": {"memory_max": "256M"}}]))
     assert result["changed"] is True
     assert unit_prop(host, "fk1", "ActiveState") == "active"
     assert unit_prop(host, "fk1", "MemoryMax") == str(256 * 1024 * 1024), "the limit is not in effect"
-    assert unit_prop(host, "fk1", "NeedDaemonReload") == "no"
-    host.run("fleet", fleet([dict(limited[0], state="stopped")]))
+    assert loaded(host, "fk1")
+
+    kill_in_reload_window(host)
+    assert not loaded(host, "fk2")
+    runs = host.rhythm("resources", {"name": "fk2", "memory_max": "256M"})
+    assert any("daemon-reload" in c for c in runs[1]["changes"]), runs[1]["changes"]
+    assert loaded(host, "fk2") and unit_prop(host, "fk2", "MemoryMax") == str(256 * 1024 * 1024)
+    converges(host, "fleet", limited(memory=None))
 
 
 def test_a_root_that_cannot_boot_is_named_and_the_others_converge(host):

@@ -7,6 +7,8 @@ One host ("nat1"), no containers: these tests look at the ruleset, the persisted
 unit and the sysctls. The first test needs a host where corral's table was never applied.
 """
 
+import concurrent.futures
+import shlex
 import time
 
 import pytest
@@ -141,6 +143,85 @@ def test_nftables_restart_or_reload_loads_our_table_again(host):
         assert has_guard(host) and not host.run("nat", NAT)["changed"]
     finally:
         host.ssh("systemctl disable --now nftables.service", check=False)
+
+
+def blocked_module(host, timeout=120.0):
+    """PID of the module process (the host lock's holder) once it blocks opening a FIFO, or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = host.ssh("pid=$(cut -d' ' -f1 /run/corral-nspawn.lock 2>/dev/null); "
+                       "[ -n \"$pid\" ] && echo $pid $(cat /proc/$pid/wchan 2>/dev/null)", check=False).stdout.split()
+        if len(out) == 2 and out[1] == "wait_for_partner":
+            return int(out[0])
+        time.sleep(0.2)
+    return None
+
+
+def kill_at(host, path, args):
+    """Run nat with a FIFO in place of ``path`` and kill -9 the module when it opens it.
+
+    The FIFO is only a breakpoint: opening it blocks the module at a known point of its run. The
+    file's own content is put back after the kill, so the host is left exactly as a kill -9 at that
+    point leaves it.
+    """
+    saved = host.ssh(f"cat {path}", check=False)
+    host.ssh(f"rm -f {path} && mkfifo -m 0644 {path}")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    run = pool.submit(host.module, "nat", args)
+    try:
+        pid = blocked_module(host)
+        assert pid, f"the nat module never blocked on {path}"
+        host.ssh(f"kill -9 {pid}")
+        killed = run.result(timeout=120)
+    finally:
+        pool.shutdown(wait=False)
+        host.ssh(f"rm -f {path}")
+        if saved.returncode == 0:
+            host.ssh(f"printf %s {shlex.quote(saved.stdout)} > {path}")
+    assert killed.get("failed") or killed.get("unreachable"), f"the killed run reported success: {killed}"
+    return killed
+
+
+LOOPBACK_OFF = dict(NAT, localhost=False)
+
+
+@pytest.mark.parametrize("point, path", [("before the transaction", SYSCTL_FILE),
+                                         ("after the transaction, before the files", RULESET)])
+def test_kill_9_around_the_nft_transaction(host, point, path):
+    """Issue 10's fault row "kill -9 during the nft apply": the transaction is one netlink batch the
+    kernel commits whole, so a kill lands before it or after it; both points are hit on purpose here.
+    Whatever the kill leaves, route_localnet=1 is never live without the guard chain, and the next
+    run completes the table, its files, the boot unit and the sysctls; the run after it changes nothing."""
+    host.run("nat", LOOPBACK_OFF)
+    assert localnet_live(host) == "0" and not has_guard(host)
+    before = table(host)
+    kill_at(host, path, NAT)
+    after_kill = table(host)
+    if point == "before the transaction":
+        assert after_kill == before, "the kill before the transaction changed the table"
+    else:
+        assert has_guard(host) and after_kill != before, "the transaction had not committed at the breakpoint"
+        assert "localnet" not in host.ssh(f"cat {RULESET}").stdout, "the files were written before the breakpoint"
+    assert localnet_live(host) == "0" or has_guard(host), "route_localnet is on without its guard chain"
+    finished = host.run("nat", NAT)
+    assert finished["changed"], finished
+    assert has_guard(host) and localnet_live(host) == "1" and localnet_persisted(host) == "1"
+    assert host.ssh(f"systemctl is-enabled {UNIT}", check=False).stdout.strip() == "enabled"
+    assert "127.0.0.0/8" in host.ssh(f"cat {RULESET}").stdout
+    assert not host.run("nat", NAT)["changed"]
+
+
+@pytest.mark.parametrize("key", [LOCALNET, "net.ipv4.ip_forward"])
+def test_sysctl_set_back_by_hand_is_restored_and_reported(host, key):
+    """Drift: a sysctl the forwards need, set back live by hand; the next run restores it (the guard
+    chain is still there, so route_localnet may go back on) and the run after changes nothing."""
+    host.run("nat", NAT)
+    assert has_guard(host) and host.ssh(f"sysctl -n {key}").stdout.strip() == "1"
+    host.ssh(f"sysctl -qw {key}=0")
+    restored = host.run("nat", NAT)
+    assert f"set {key} = 1" in restored["changes"], restored["changes"]
+    assert host.ssh(f"sysctl -n {key}").stdout.strip() == "1" and has_guard(host)
+    assert not host.run("nat", NAT)["changed"]
 
 
 def monotonic(host, unit: str, prop: str) -> int:
