@@ -12,7 +12,8 @@ SANITY_DIR := $(SANITY_BUILD)/ansible_collections/corral/nspawn
 GET_PIP_STANDIN := $(HOME)/.ansible/test/cache
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv collection units sanity lint e2e test demo demo-clean clean build bench bad-input-table
+.PHONY: all deps venv collection units sanity lint e2e test demo demo-clean clean build bench bad-input-table \
+	docs docs-rst docs-lint
 
 all: test
 
@@ -25,11 +26,13 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(VENV)/.stamp: requirements.txt
+# requirements-dev.txt: every development and test tool (it includes requirements.txt, the
+# collection's own controller needs, and tests/requirements-units.txt).
+$(VENV)/.stamp: requirements.txt requirements-dev.txt tests/requirements-units.txt
 	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
 venv: deps $(VENV)/.stamp
@@ -61,7 +64,7 @@ e2e: venv collection
 	PATH=$(BIN):$$PATH $(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
 
 # One pytest run for units + e2e so the last line is the whole suite's summary.
-test: venv collection sanity lint
+test: venv collection sanity lint docs-lint
 	PATH=$(BIN):$$PATH $(BIN)/pytest -q -p no:cacheprovider tests/unit tests/e2e $(PYTEST_ARGS)
 
 demo: venv collection
@@ -70,8 +73,31 @@ demo: venv collection
 demo-clean: venv
 	$(PY) tests/e2e/harness.py clean --all
 
-build: venv
+build: venv docs-rst
 	$(BIN)/ansible-galaxy collection build --force --output-path .build
+
+# The docsite (antsibull-docs): modules and roles from their docs, docs/*.md as extra docs
+# (rendered to docs/docsite/rst/, build output). `make docs` writes docs/build/html.
+DOCS_ENV := PATH=$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(ROOT)/.collections
+docs-rst: venv
+	@$(PY) docs/gen_docsite.py
+
+docs-lint: docs-rst collection
+	$(DOCS_ENV) $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
+
+# Offline, Sphinx cannot fetch the inventories of Ansible's own docs (intersphinx): the links
+# into them stay unresolved. Every other warning fails the build.
+DOCS_OFFLINE := failed to reach any of the inventories|undefined label: '(common_return_values|ansible_configuration_settings)'
+docs: docs-lint
+	rm -rf docs/build && mkdir -p docs/build/rst && chmod og-w docs/build/rst
+	$(DOCS_ENV) $(BIN)/antsibull-docs sphinx-init --use-current --squash-hierarchy --dest-dir docs/build \
+	  --fail-on-error --project corral.nspawn --title corral.nspawn corral.nspawn >/dev/null
+	cd docs/build && $(DOCS_ENV) $(BIN)/antsibull-docs --config-file antsibull-docs.cfg collection \
+	  --cleanup everything --fail-on-error --use-current --squash-hierarchy --dest-dir rst corral.nspawn
+	cd docs/build && { $(DOCS_ENV) $(BIN)/sphinx-build -M html rst build -c . -q 2>warnings.log || \
+	  { cat warnings.log; exit 1; }; }; if grep WARNING warnings.log | grep -v -E "$(DOCS_OFFLINE)"; then \
+	  echo "docsite warnings above"; exit 1; fi
+	@echo "docsite: $(ROOT)/docs/build/build/html/index.html"
 
 bench: venv collection
 	PATH=$(BIN):$$PATH $(PY) tests/bench/run.py

@@ -24,7 +24,8 @@ _MARKUP = re.compile(r"\b([OVCIM]|RV)\(([^()]*(?:\([^()]*\))?[^()]*)\)")
 
 def plain(text: str) -> str:
     """Ansible doc markup -> Markdown code spans."""
-    return _MARKUP.sub(lambda m: f"`{m.group(2)}`", text)
+    # O(corral.nspawn.fleet#role:main:corral_fleet_prune) names another role's option: show the option.
+    return _MARKUP.sub(lambda m: f"`{m.group(2).rpartition(':')[2] if '#' in m.group(2) else m.group(2)}`", text)
 
 
 def describe(lines) -> str:

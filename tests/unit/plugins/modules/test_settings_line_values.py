@@ -13,7 +13,7 @@ import os
 
 import pytest
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.corral.nspawn.tests.unit.compat import patch_module_args
 
 from ansible_collections.corral.nspawn.plugins.modules import settings as module
 
