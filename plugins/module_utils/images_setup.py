@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import rootfs, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import passwd, rootfs, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
 
@@ -116,26 +116,43 @@ def _crypt(password: str, salt_spec: str) -> Optional[str]:
     return crypt.crypt(password, salt_spec)
 
 
-def hash_password(module, password: str, method: str = "6", salt: Optional[str] = None) -> str:
-    """crypt(3) hash of ``password`` (the crypt module, else ``openssl passwd``); the secret goes by stdin."""
-    salt = salt or "".join(secrets.choice(string.ascii_letters + string.digits + "./") for _index in range(16))
-    hashed = _crypt(password, f"${method}${salt}$")
-    if hashed:
+def _recompute(module, password: str, crypted: str) -> Optional[str]:
+    """``password`` hashed with the method and salt of ``crypted``, or None when nothing here can.
+
+    libxcrypt through Python's crypt module (all methods) where the interpreter has it; without it
+    (Python 3.13+) SHA-512 crypt in pure Python; other methods through ``openssl passwd`` if the host
+    has it. The secret goes by stdin, never on a command line.
+    """
+    hashed = _crypt(password, crypted)
+    if hashed and hashed.startswith("$"):
         return hashed
+    if crypted.startswith("$6$"):
+        try:
+            return passwd.sha512_crypt(password, crypted)
+        except ValueError:
+            return None
+    spec = hash_salt(crypted)
     openssl = module.get_bin_path("openssl")
-    if not openssl:
-        raise SetupError("root_password: hashing needs Python's crypt module or the openssl command on the host; "
-                         "give root_password_hash instead")
-    out = run(module, [openssl, "passwd", f"-{method}", "-salt", salt, "-stdin"], data=password)[1]
-    return out.strip()
+    if spec is None or not openssl:
+        return None
+    return run(module, [openssl, "passwd", f"-{spec[0]}", "-salt", spec[1], "-stdin"], data=password)[1].strip()
+
+
+def hash_password(module, password: str, method: str = "6", salt: Optional[str] = None) -> str:
+    """crypt(3) hash of ``password`` (SHA-512 unless ``method`` says otherwise), random salt by default."""
+    salt = salt or "".join(secrets.choice(string.ascii_letters + string.digits + "./") for _index in range(16))
+    hashed = _recompute(module, password, f"${method}${salt}$")
+    if not hashed:
+        raise SetupError(f"root_password: method ${method}$ needs Python's crypt module or the openssl command "
+                         "on the host; give root_password_hash instead")
+    return hashed
 
 
 def password_matches(module, password: str, crypted: Optional[str]) -> bool:
-    spec = hash_salt(crypted)
-    if spec is None:
-        hashed = _crypt(password, crypted) if crypted and crypted.startswith("$") else None
-        return bool(hashed) and hashed == crypted
-    return hash_password(module, password, spec[0], spec[1]) == crypted
+    """Whether ``crypted`` is ``password``'s hash; a hash nothing here can recompute does not match."""
+    if not crypted or not crypted.startswith("$"):
+        return False
+    return _recompute(module, password, crypted) == crypted
 
 
 # ---------------------------------------------------------------- steps
