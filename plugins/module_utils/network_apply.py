@@ -85,12 +85,23 @@ def present(module, ifname: str, desired: Dict[str, str], addresses: List[str], 
         module.warn(f"{netdev} changed: networkd applies .netdev changes to an existing {ifname} only when it is "
                     f"recreated (networkctl delete {ifname}; networkctl reload) or at the next boot")
     if changes and not module.check_mode:
-        systemd.networkd_reload(module, run)
+        _reload(module, results)
         if exists and live_error:
             run(module, ["networkctl", "reconfigure", ifname])
         if must_exist or exists:
             net = _verify(module, ifname, addresses)
     return _result(results, net, ifname, addresses, changes)
+
+
+def _reload(module, results) -> None:
+    """``networkctl reload`` once our files changed; when it fails the result still says they did."""
+    try:
+        systemd.networkd_reload(module, run)
+    except CommandError as exc:
+        written = [r.path for r in results if r.changed]
+        module.fail_json(msg=f"{exc}; the networkd files were already changed ({', '.join(written) or 'none'}), "
+                             "so the host has changed: run again once systemd-networkd answers",
+                         changed=True, files=written, rc=exc.rc, stdout=exc.out, stderr=exc.err)
 
 
 def absent(module, ifname: str, delete_link: bool) -> dict:
@@ -111,7 +122,7 @@ def absent(module, ifname: str, delete_link: bool) -> dict:
     if changes and not module.check_mode:
         if remove_link:
             netlink.delete_link(ifname)
-        systemd.networkd_reload(module, run)
+        _reload(module, results)
     return _result(results, None, ifname, [], changes)
 
 

@@ -122,3 +122,29 @@ def test_zone_address_is_derived_once_and_kept(env):
     # the subnet is taken now: another zone in a pool holding only that /24 finds nothing free
     with pytest.raises(Failed, match="pool: no free /24 left in"):
         network_apply.zone(FakeModule(dict(params, name="db", pool=first["address"][0].rsplit(".", 1)[0] + ".0/24")))
+
+
+class Recording(FakeModule):
+    def fail_json(self, **kw):
+        self.failure = kw
+        raise Failed(kw["msg"])
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_a_failed_reload_after_the_files_were_written_reports_changed(env, monkeypatch, state):
+    """Regression: the files were changed, then networkctl reload failed; the run said changed=false."""
+    from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+    if state == "absent":
+        network_apply.bridge(FakeModule(bridge_params()))
+
+    def refuse(module, argv, **kw):
+        env["commands"].append(list(argv))
+        if argv[:2] == ["networkctl", "reload"]:
+            raise CommandError(argv, 1, "", "Failed to reload network settings: Connection refused")
+        return 0, "", ""
+    monkeypatch.setattr(network_apply, "run", refuse)
+    module = Recording(bridge_params(state=state))
+    with pytest.raises(Failed, match="networkctl reload"):
+        network_apply.bridge(module)
+    assert module.failure["changed"] is True
+    assert any(str(env["dir"]) in path for path in module.failure["files"]), module.failure
