@@ -24,8 +24,7 @@ def _host_registry():
     harness.clean()
     hosts = {}
     yield hosts
-    for name in list(hosts):
-        harness.stop(name)
+    harness.stop_many(hosts)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,8 +32,9 @@ def _stop_hosts_of_module(_host_registry):
     """Hosts booted by a test module are removed when it ends: few hosts live at once."""
     before = set(_host_registry)
     yield
-    for name in set(_host_registry) - before:
-        harness.stop(name)
+    mine = sorted(set(_host_registry) - before)
+    harness.stop_many(mine)
+    for name in mine:
         del _host_registry[name]
 
 
@@ -43,23 +43,25 @@ def make_host(_host_registry):
     """Factory: ``make_host(name)`` -> booted TestHost, shared across the session.
 
     ``make_host(name, root="bare")`` boots a host without the packages the host role installs
-    (see harness.package_repo)."""
+    (see harness.package_repo); ``make_host(name, suite="trixie")`` a Debian 13 host, which sees
+    the container images of both generations (``images=`` picks others, see harness.boot)."""
     lock = threading.Lock()
 
-    def _make(name: str, root: str = "host") -> harness.TestHost:
+    def _make(name: str, root: str = "host", suite: str = harness.SUITE, images=None) -> harness.TestHost:
         with lock:
             if name not in _host_registry:
-                _host_registry[name] = harness.boot(name, root=root)
+                _host_registry[name] = harness.boot(name, root=root, suite=suite, images=images)
             return _host_registry[name]
     return _make
 
 
 @pytest.fixture(scope="session")
 def make_hosts(_host_registry):
-    """Factory: ``make_hosts([names])`` boots several hosts concurrently."""
-    def _make(names):
+    """Factory: ``make_hosts([names])`` boots several hosts concurrently; ``suite=`` (all of them) or
+    ``suites={name: suite}`` (a mixed pair) pick the Debian release, ``images=`` the container images."""
+    def _make(names, suite=harness.SUITE, images=None, suites=None):
         missing = [n for n in names if n not in _host_registry]
-        for host in harness.boot_many(missing) if missing else []:
+        for host in harness.boot_many(missing, suite=suite, images=images, suites=suites) if missing else []:
             _host_registry[host.name] = host
         return [_host_registry[n] for n in names]
     return _make

@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Real systemd test hosts for corral.nspawn end-to-end tests and ``make demo``.
 
-A test host is a Debian 12 root booted with ``systemd-nspawn --boot`` in its own
+A test host is a Debian 12 (or, with ``suite="trixie"``, Debian 13) root booted with
+``systemd-nspawn --boot`` in its own
 network namespace. The controller (this machine) reaches it over a veth
 point-to-point link from 198.18.0.0/15 and SSH, exactly as Ansible users reach
 their hosts. Inside each host a simulated uplink namespace ("the internet",
@@ -15,8 +16,8 @@ for nested containers are built the same way and bind-mounted read-only into
 every test host at /srv/corral/images.
 
 Usage as a CLI (used by ``make demo``):
-    python tests/e2e/harness.py build            # build/refresh cached roots
-    python tests/e2e/harness.py up NAME [NAME..] # boot hosts, print inventory path
+    python tests/e2e/harness.py build [--suite trixie]            # build/refresh cached roots
+    python tests/e2e/harness.py up [--suite trixie] NAME [NAME..] # boot hosts, print inventory path
     python tests/e2e/harness.py down NAME [..]   # stop hosts
     python tests/e2e/harness.py clean [--all]    # remove leftovers of dead runs
     python tests/e2e/harness.py demo [--keep]    # sandbox host + playbooks/site.yml
@@ -47,7 +48,10 @@ CACHE_DIR = os.environ.get("CORRAL_TEST_CACHE", "/var/cache/corral-nspawn-test")
 STATE_DIR = os.environ.get("CORRAL_TEST_STATE", "/run/corral-nspawn-test")
 HOSTS_DIR = os.environ.get("CORRAL_TEST_HOSTS", "/var/lib/corral-nspawn-test/hosts")
 IMAGES_DIR = os.path.join(CACHE_DIR, "images")
-SUITE = "bookworm"
+SUITE = "bookworm"            # the default generation: Debian 12, systemd 252, Python 3.11
+# Generations a test host or container image can be built from (``suite=`` on boot/cached_root/make_host
+# and ``--suite`` on the CLI): Debian release name -> the name of its container image directory.
+SUITES = {"bookworm": "debian12", "trixie": "debian13"}
 LINK_NET = "198.18"           # 198.18.<index>.0/30 per host, 198.18.0.0/15 is for testing
 UPLINK_HOST = "203.0.113.1"   # host side of the simulated uplink
 UPLINK_PEER = "203.0.113.2"   # "the internet"
@@ -146,10 +150,17 @@ def apt_mirror(sources_dir: str = "/etc/apt/sources.list.d", sources_list: str =
 ROOT_REVISIONS = {"host": "v4", "image": "v3"}
 
 
-def _key(kind: str, packages) -> str:
+def _key(kind: str, packages, suite: str = SUITE) -> str:
     revision = ROOT_REVISIONS.get(kind, "v1")
-    digest = hashlib.sha256(("\n".join([SUITE, kind] + sorted(packages)) + f"\n{revision}").encode()).hexdigest()
-    return f"{kind}-{SUITE}-{digest[:12]}"
+    digest = hashlib.sha256(("\n".join([suite, kind] + sorted(packages)) + f"\n{revision}").encode()).hexdigest()
+    return f"{kind}-{suite}-{digest[:12]}"
+
+
+def check_suite(suite: str) -> str:
+    """``suite`` when the harness can build it, else a HarnessError naming the allowed ones."""
+    if suite not in SUITES:
+        raise HarnessError(f"suite {suite!r}: use one of {', '.join(SUITES)}")
+    return suite
 
 
 @contextlib.contextmanager
@@ -160,12 +171,17 @@ def _lock(name: str):
         yield
 
 
-def _debootstrap(dest: str, packages) -> None:
-    debs = os.path.join(CACHE_DIR, "debs")
+def _debootstrap(dest: str, packages, suite: str = SUITE) -> None:
+    # One .deb cache per suite: both releases ship packages with the same name and other versions.
+    debs = os.path.join(CACHE_DIR, "debs" if suite == SUITE else f"debs-{suite}")
     os.makedirs(debs, exist_ok=True)
+    if not os.path.exists(os.path.join("/usr/share/debootstrap/scripts", suite)):
+        raise HarnessError(f"debootstrap on this machine has no script for {suite} "
+                           f"(/usr/share/debootstrap/scripts/{suite}); install a newer debootstrap")
+    # The newer release comes from the same mirror this machine's apt uses for its own release.
     argv = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
-            f"--cache-dir={debs}", SUITE, dest, apt_mirror()]
-    log(f"debootstrap {SUITE} with {len(packages)} packages into {dest} (cold build, ~1-2 min)")
+            f"--cache-dir={debs}", suite, dest, apt_mirror()]
+    log(f"debootstrap {suite} with {len(packages)} packages into {dest} (cold build, ~1-2 min)")
     res = sh(argv, check=False)
     if res.returncode != 0:
         raise HarnessError(f"debootstrap failed (rc={res.returncode}):\n{res.stdout[-3000:]}{res.stderr[-2000:]}")
@@ -260,7 +276,8 @@ def _prepare_host_root(root: str) -> None:
            "PermitRootLogin prohibit-password\nUseDNS no\nMaxStartups 100\nMaxSessions 100\n")
     # The stock units nspawn would use for nested containers expect /var/lib/machines.
     os.makedirs(os.path.join(root, "var/lib/machines"), exist_ok=True)
-    os.makedirs(os.path.join(root, "srv/corral/images"), exist_ok=True)
+    for suite in SUITES:
+        os.makedirs(os.path.join(root, images_mount(suite).lstrip("/")), exist_ok=True)
 
 
 # ---------------------------------------------------------------- bare host root + local package repository
@@ -342,44 +359,63 @@ ROOT_KINDS = {
 }
 
 
-def cached_root(kind: str) -> str:
-    """Path of the cached root of ``kind`` ('host', 'bare' or 'image'), building it if needed."""
+def cached_root(kind: str, suite: str = SUITE) -> str:
+    """Path of the cached root of ``kind`` ('host', 'bare' or 'image') of Debian ``suite``, building
+    it if needed."""
     if kind not in ROOT_KINDS:
         raise HarnessError(f"root kind {kind!r}: use one of {', '.join(ROOT_KINDS)}")
+    check_suite(suite)
+    if kind == "bare" and suite != SUITE:
+        raise HarnessError(f"root kind 'bare' exists for {SUITE} only (its local package repository is "
+                           f"built from {SUITE} packages), not for {suite!r}")
     packages_of, prepare = ROOT_KINDS[kind]
     packages = packages_of()
-    path = os.path.join(CACHE_DIR, "roots", _key(kind, packages))
-    with _lock(f"build-{kind}"):
+    path = os.path.join(CACHE_DIR, "roots", _key(kind, packages, suite))
+    with _lock(f"build-{kind}" if suite == SUITE else f"build-{kind}-{suite}"):
         if os.path.isfile(os.path.join(path, ".corral-complete")):
             return path
         staging = path + ".staging"
         shutil.rmtree(staging, ignore_errors=True)
         os.makedirs(staging)
         started = time.monotonic()
-        _debootstrap(staging, packages)
+        _debootstrap(staging, packages, suite)
         prepare(staging)
         _write(os.path.join(staging, ".corral-complete"), f"{time.monotonic() - started:.1f}\n")
         shutil.rmtree(path, ignore_errors=True)
         os.rename(staging, path)
-        log(f"built {kind} root in {time.monotonic() - started:.0f} s")
+        log(f"built {kind} {suite} root in {time.monotonic() - started:.0f} s")
     return path
 
 
-def container_images() -> str:
-    """Directory holding debian12/ and debian12.tar for nested containers (bind-mounted)."""
-    src = cached_root("image")
-    with _lock("images"):
-        stamp = os.path.join(IMAGES_DIR, ".source")
+def images_mount(suite: str = SUITE) -> str:
+    """Where a test host sees the container images of ``suite``: ``/srv/corral/images`` holds
+    debian12/ and debian12.tar, ``/srv/corral/images-trixie`` debian13/ and debian13.tar."""
+    check_suite(suite)
+    return "/srv/corral/images" if suite == SUITE else f"/srv/corral/images-{suite}"
+
+
+def image_path(suite: str = SUITE, tar: bool = False) -> str:
+    """Path, on a test host, of the container image directory (or tarball) of ``suite``."""
+    return os.path.join(images_mount(suite), SUITES[suite] + (".tar" if tar else ""))
+
+
+def container_images(suite: str = SUITE) -> str:
+    """Directory holding debian12/ and debian12.tar (debian13/... for trixie) for nested containers
+    (bind-mounted read-only into test hosts at :func:`images_mount`)."""
+    src = cached_root("image", suite)
+    images, name = (IMAGES_DIR if suite == SUITE else f"{IMAGES_DIR}-{suite}"), SUITES[suite]
+    with _lock("images" if suite == SUITE else f"images-{suite}"):
+        stamp = os.path.join(images, ".source")
         if os.path.isfile(stamp) and open(stamp, encoding="utf-8").read() == src:
-            return IMAGES_DIR
-        shutil.rmtree(IMAGES_DIR, ignore_errors=True)
-        os.makedirs(IMAGES_DIR)
-        sh(["cp", "-a", "--reflink=auto", src, os.path.join(IMAGES_DIR, "debian12")])
-        os.unlink(os.path.join(IMAGES_DIR, "debian12", ".corral-complete"))
-        sh(["tar", "-C", os.path.join(IMAGES_DIR, "debian12"), "--numeric-owner", "--xattrs", "-cf",
-            os.path.join(IMAGES_DIR, "debian12.tar"), "."])
+            return images
+        shutil.rmtree(images, ignore_errors=True)
+        os.makedirs(images)
+        sh(["cp", "-a", "--reflink=auto", src, os.path.join(images, name)])
+        os.unlink(os.path.join(images, name, ".corral-complete"))
+        sh(["tar", "-C", os.path.join(images, name), "--numeric-owner", "--xattrs", "-cf",
+            os.path.join(images, f"{name}.tar"), "."])
         _write(stamp, src)
-    return IMAGES_DIR
+    return images
 
 
 # ---------------------------------------------------------------- SSH key
@@ -472,6 +508,13 @@ WRAPPER = """#!/bin/bash
 # Keeps a test host running across reboots (nspawn exits 133 on reboot) and
 # configures the controller side of its point-to-point link each time it boots.
 state="$1"; shift
+# Each host in a cgroup of its own in the hybrid hierarchy (name=systemd and unified), else every
+# host's units share one path (/payload/system.slice/ssh.service...): systemd 257 then waits, on
+# every stop, for a cgroup that other hosts' processes keep non-empty (poweroff took 30-90 s).
+for hierarchy in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do
+  [ -e "$hierarchy/cgroup.procs" ] || continue
+  mkdir -p "$hierarchy/corral-test/${state##*/}" && echo $$ > "$hierarchy/corral-test/${state##*/}/cgroup.procs" || true
+done
 while :; do
   "$@" &
   child=$!
@@ -710,8 +753,11 @@ class TestHost:
         with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
             with open(f"/proc/{nspawn}/task/{nspawn}/children", encoding="utf-8") as handle:
                 leader = int(handle.read().split()[0])
-            res = sh(["nsenter", "-t", str(leader), "-m", "-u", "-i", "-n", "-p", "sh", "-c", cmd],
-                     check=False, timeout=30)
+            try:
+                res = sh(["nsenter", "-t", str(leader), "-m", "-u", "-i", "-n", "-p", "sh", "-c", cmd],
+                         check=False, timeout=30)
+            except subprocess.TimeoutExpired as exc:
+                return f"(no answer from inside the host within 30 s: {exc.cmd[-1]!r})"
             return res.stdout[-6000:] + res.stderr[-1000:]
         return "(host has no running init to inspect)"
 
@@ -848,20 +894,27 @@ def _write_inventory(hosts) -> str:
     return json.dumps(data, indent=2)
 
 
-def boot(name: str, owner: Optional[int] = None, timeout: float = 120, root: str = "host") -> TestHost:
+def boot(name: str, owner: Optional[int] = None, timeout: float = 120, root: str = "host",
+         suite: str = SUITE, images: Optional[tuple] = None) -> TestHost:
     """Copy the cached host root, boot it and wait until it is reachable and running.
 
     ``root="bare"``: a root without the packages the host role installs, with a local package
-    repository as its only apt source (see :func:`package_repo`).
+    repository as its only apt source (see :func:`package_repo`). ``suite``: the Debian release
+    of the host (:data:`SUITES`). ``images``: the suites whose container images are bind-mounted
+    (:func:`images_mount`); default: the host's own suite plus the default one.
     """
     if not NAME_RE.match(name):
         raise HarnessError(f"test host name {name!r}: use 1-11 characters [a-z0-9-] (it becomes ve-NAME)")
     if root not in ("host", "bare"):
         raise HarnessError(f"test host root {root!r}: use 'host' or 'bare'")
+    check_suite(suite)
+    images = tuple(dict.fromkeys(images if images is not None else (SUITE, suite)))
+    for image_suite in images:
+        check_suite(image_suite)
     check_requirements()
     tune_kernel()
-    host_root, images = cached_root(root), container_images()
-    binds = [f"--bind-ro={images}:/srv/corral/images"]
+    host_root = cached_root(root, suite)
+    binds = [f"--bind-ro={container_images(s)}:{images_mount(s)}" for s in images]
     if root == "bare":
         binds.append(f"--bind-ro={package_repo()}:{APT_REPO_MOUNT}")
     with _lock("registry"):
@@ -927,11 +980,24 @@ def stop(name: str, timeout: float = 30) -> None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(os.getpgid(pid), signal.SIGKILL)
     sh(["ip", "link", "del", f"ve-{name}"], check=False)
+    _remove_cgroups(name)
     root = os.path.join(HOSTS_DIR, name)
     if os.path.isdir(root):
         _unmount_below(root)
         shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(state, ignore_errors=True)
+
+
+CGROUP_HIERARCHIES = ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")
+
+
+def _remove_cgroups(name: str) -> None:
+    """The (now empty) cgroups the wrapper made for host ``name``, deepest first."""
+    for hierarchy in CGROUP_HIERARCHIES:
+        top = os.path.join(hierarchy, "corral-test", name)
+        for base, _dirs, _files in sorted(os.walk(top), key=lambda entry: -entry[0].count("/")):
+            with contextlib.suppress(OSError):
+                os.rmdir(base)
 
 
 def _unmount_below(path: str) -> None:
@@ -957,11 +1023,23 @@ def clean(all_hosts: bool = False) -> list:
     return stopped
 
 
-def boot_many(names, owner: Optional[int] = None, timeout: float = 120) -> list:
-    cached_root("host")
-    container_images()
+def boot_many(names, owner: Optional[int] = None, timeout: float = 120, suite: str = SUITE,
+              images: Optional[tuple] = None, suites: Optional[dict] = None) -> list:
+    """Boot ``names`` concurrently, of ``suite`` or, per name, of ``suites[name]`` (mixed generations)."""
+    suites = {n: (suites or {}).get(n, suite) for n in names}
+    for wanted in sorted(set(suites.values()) | set(images or ()) | {SUITE}):
+        if wanted in suites.values():
+            cached_root("host", wanted)
+        container_images(wanted)
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
-        return list(pool.map(lambda n: boot(n, owner, timeout), names))
+        return list(pool.map(lambda n: boot(n, owner, timeout, suite=suites[n], images=images), names))
+
+
+def stop_many(names) -> None:
+    """:func:`stop` of several hosts at once (their poweroffs and root removals overlap)."""
+    names = list(names)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        list(pool.map(stop, names))
 
 
 def write_group_inventory(hosts, path: str) -> str:
@@ -976,13 +1054,14 @@ def demo(keep: bool) -> int:
     clean()
     host = boot("sandbox", owner=1 if keep else None)
     try:
-        inventory = _demo_inventory(host)
+        inventory = os.path.dirname(_demo_inventory(host))  # hosts.yml, then machines.yml (containers)
         log(f"running ansible-playbook -i {inventory} playbooks/site.yml")
         proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
                                "playbooks/site.yml"], cwd=REPO, env=ansible_env(), check=False)
         if proc.returncode != 0:
             return proc.returncode
         print(demo_summary(host))
+        print(demo_curl(host))
         if keep:
             print(f"\nSandbox kept: ssh -i {ssh_key()} root@{host.address}   (remove: make demo-clean)")
         return 0
@@ -992,9 +1071,10 @@ def demo(keep: bool) -> int:
 
 
 def _demo_inventory(host: TestHost) -> str:
-    """The example inventory's group_vars with the sandbox host as the only host."""
+    """The example inventory's group_vars and containers source with the sandbox host as the only host."""
     examples = os.path.join(REPO, "examples", "inventory")
     inv_dir = ensure_dir(os.path.join(host.state, "demo-inventory"))
+    shutil.copy(os.path.join(examples, "machines.yml"), inv_dir)
     for sub in ("group_vars", "host_vars"):
         src = os.path.join(examples, sub)
         if os.path.isdir(src):
@@ -1030,13 +1110,22 @@ def demo_summary(host: TestHost) -> str:
     return host.ssh(DEMO_SUMMARY, check=False).stdout
 
 
+def demo_curl(host: TestHost, port: int = 8080) -> str:
+    """The web container's page, fetched by curl on this machine through the host's port forward."""
+    url = f"http://{host.address}:{port}/"
+    res = subprocess.run(["curl", "-sS", "--max-time", "10", url], capture_output=True, text=True, check=False)
+    return f"== curl {url} (port forward to the web container)\n{res.stdout or res.stderr}"
+
+
 # ---------------------------------------------------------------- CLI
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build")
+    build = sub.add_parser("build")
+    build.add_argument("--suite", choices=sorted(SUITES), default=SUITE)
     up = sub.add_parser("up")
+    up.add_argument("--suite", choices=sorted(SUITES), default=SUITE, help="Debian release of the hosts")
     up.add_argument("names", nargs="+")
     down = sub.add_parser("down")
     down.add_argument("names", nargs="+")
@@ -1047,9 +1136,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "build":
-            print(cached_root("host"), container_images())
+            print(cached_root("host", args.suite), container_images(args.suite))
         elif args.cmd == "up":
-            hosts = boot_many(args.names, owner=1)
+            hosts = boot_many(args.names, owner=1, suite=args.suite)
             print(write_group_inventory(hosts, os.path.join(STATE_DIR, "inventory.yml")))
         elif args.cmd == "down":
             for name in args.names:

@@ -94,3 +94,42 @@ def test_unknown_root_kind_is_a_clear_error():
 def test_boot_refuses_an_unknown_root_before_doing_anything():
     with pytest.raises(harness.HarnessError, match="test host root 'fat': use 'host' or 'bare'"):
         harness.boot("ok", root="fat")
+
+
+def test_each_suite_has_its_own_cache_keys_and_bookworms_did_not_change():
+    keys = {harness._key("host", harness.HOST_PACKAGES, suite) for suite in harness.SUITES}  # pylint: disable=protected-access
+    assert len(keys) == len(harness.SUITES) and all(f"-{s}-" in " ".join(keys) for s in harness.SUITES)
+    # the default argument keeps the bookworm roots already cached on machines valid
+    assert harness._key("host", harness.HOST_PACKAGES) == harness._key("host", harness.HOST_PACKAGES, "bookworm")  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("call", [
+    lambda: harness.cached_root("host", "sid"),
+    lambda: harness.container_images("sid"),
+    lambda: harness.boot("ok", suite="sid"),
+    lambda: harness.boot("ok", images=("bookworm", "sid")),
+    lambda: harness.image_path("sid"),
+])
+def test_unknown_suite_is_refused_before_doing_anything(call):
+    with pytest.raises(harness.HarnessError, match="suite 'sid': use one of bookworm, trixie"):
+        call()
+
+
+def test_bare_root_exists_for_the_default_suite_only():
+    with pytest.raises(harness.HarnessError, match="root kind 'bare' exists for bookworm only"):
+        harness.cached_root("bare", "trixie")
+
+
+@pytest.mark.parametrize("suite, tar, path", [
+    ("bookworm", False, "/srv/corral/images/debian12"),
+    ("bookworm", True, "/srv/corral/images/debian12.tar"),
+    ("trixie", False, "/srv/corral/images-trixie/debian13"),
+    ("trixie", True, "/srv/corral/images-trixie/debian13.tar"),
+])
+def test_image_paths_per_suite(suite, tar, path):
+    assert harness.image_path(suite, tar=tar) == path
+
+
+def test_cli_takes_a_suite():
+    with pytest.raises(SystemExit):
+        harness.main(["up", "--suite", "sid", "x"])

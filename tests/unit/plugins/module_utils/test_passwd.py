@@ -56,7 +56,8 @@ def test_sha512_crypt_equals_libxcrypt(password, spec):
     assert passwd.sha512_crypt(password, spec) == libcrypt.crypt(password, spec)
 
 
-@pytest.mark.parametrize("bad", ["$5$salt", "$1$salt", "$y$j9T$salt", "salt", "$6$rounds=x$salt", "$6$rounds=10$low", "$6$rounds=1000000000$high", "$6$a:b", "$6$a\nb"])
+@pytest.mark.parametrize("bad", ["$5$salt", "$1$salt", "$y$j9T$salt", "salt", "$6$rounds=x$salt", "$6$rounds=10$low",
+                                 "$6$rounds=1000000000$high", "$6$a:b", "$6$a\nb"])
 def test_sha512_crypt_refuses_other_methods_and_bad_salts(bad):
     with pytest.raises(ValueError):
         passwd.sha512_crypt("pw", bad)
