@@ -121,11 +121,32 @@ def _targets(kind: str, rows: List[dict]) -> List[str]:
     return out
 
 
+# ---------------------------------------------------------------- connection
+
+def connection_block(data: Optional[dict]) -> str:
+    if not data:
+        return "No results yet: run `python tests/bench/bench_connection.py`.\n"
+    rows = data["rows"]
+    lines = [f"{data['tasks']} tasks x {data['count']} containers, forks {data['count']}; median of {data['repeat']} "
+             "runs (min-max).", "",
+             "| connection | per task | whole run | per task vs direct SSH |", "|---|---:|---:|---:|"]
+    labels = {"nspawn": "`corral.nspawn.nspawn` (SSH to the host)", "ssh": "`ansible.builtin.ssh` into each container"}
+    for name, row in rows.items():
+        per_task = row["per_task"]
+        lines.append(f"| {labels.get(name, name)} | {per_task['median'] * 1000:.0f} ms "
+                     f"({per_task['min'] * 1000:.0f}-{per_task['max'] * 1000:.0f}) | {cell(row['total'])} | "
+                     f"{per_task['median'] / rows['ssh']['per_task']['median']:.2f}x |")
+    ok = rows["nspawn"]["per_task"]["median"] <= rows["ssh"]["per_task"]["median"]
+    lines += ["", f"Target: no slower than direct SSH per task: {met(ok)}.", "", context(data)]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- document
 
 def blocks(results_dir: str = RESULTS_DIR) -> Dict[str, str]:
     images = [d for d in (load("bench_image-ext4", results_dir), load("bench_image-btrfs", results_dir)) if d]
-    return {"image": image_block(images), "fleet": fleet_block(load("bench_fleet", results_dir))}
+    return {"image": image_block(images), "fleet": fleet_block(load("bench_fleet", results_dir)),
+            "connection": connection_block(load("bench_connection", results_dir))}
 
 
 def render(text: str, generated: Dict[str, str]) -> str:

@@ -62,3 +62,15 @@ def test_a_missed_target_is_reported_as_not_met(tmp_path):
 def test_a_document_without_a_block_is_refused():
     with pytest.raises(ValueError, match="no block"):
         report.render("# Performance\n", {"fleet": "x\n"})
+
+
+def test_connection_block_reports_per_task_costs_against_direct_ssh(tmp_path):
+    rows = {"nspawn": {"per_task": dict(SUMMARY, median=0.09, min=0.08, max=0.1), "total": SUMMARY},
+            "ssh": {"per_task": dict(SUMMARY, median=0.1, min=0.09, max=0.12), "total": SUMMARY}}
+    (tmp_path / "bench_connection.json").write_text(json.dumps(dict(CONTEXT, count=10, tasks=20, repeat=3, rows=rows)))
+    block = report.blocks(str(tmp_path))["connection"]
+    assert "| `corral.nspawn.nspawn` (SSH to the host) | 90 ms (80-100) | 2.00 s (1.00-3.00) | 0.90x |" in block
+    assert "Target: no slower than direct SSH per task: met." in block
+    rows["nspawn"]["per_task"]["median"] = 0.2
+    (tmp_path / "bench_connection.json").write_text(json.dumps(dict(CONTEXT, count=10, tasks=20, repeat=3, rows=rows)))
+    assert "per task: NOT met." in report.blocks(str(tmp_path))["connection"]

@@ -16,6 +16,7 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.corral.nspawn.plugins.module_utils import fleet
+from ansible_collections.corral.nspawn.plugins.plugin_utils.machines import INVENTORY_KEYS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 GUIDE = os.path.join(ROOT, "docs", "user-guide.md")
@@ -61,7 +62,9 @@ def check(variables: dict, tmp_path):
     assert set(variables) == set(known), f"unknown variables: {set(variables) - set(spec)}"
     result = ArgumentSpecValidator({k: spec[k] for k in known}).validate(known)
     assert not result.error_messages, result.error_messages
-    machines = variables.get("corral_fleet_machines", [])
+    # groups and vars of a machine are read by the inventory plugin; the role drops them before the module
+    machines = [{k: v for k, v in m.items() if k not in INVENTORY_KEYS}
+                for m in variables.get("corral_fleet_machines", [])]
     templates = variables.get("corral_fleet_templates", [])
     defaults = fleet.deep_merge(variables.get("corral_fleet_defaults", {}), variables.get("corral_fleet_host_defaults", {}))
     if not machines and not variables.get("corral_fleet_defaults"):
