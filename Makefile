@@ -13,7 +13,7 @@ GET_PIP_STANDIN := $(HOME)/.ansible/test/cache
 PYTEST_ARGS ?=
 
 .PHONY: all deps venv collection units sanity lint e2e test demo demo-clean clean build bench bad-input-table \
-	docs docs-rst docs-lint
+	docs docs-rst docs-lint matrix pyfloor
 
 all: test
 
@@ -42,6 +42,35 @@ collection:
 	@mkdir -p .collections/ansible_collections/corral
 	@ln -sfn $(ROOT) .collections/ansible_collections/corral/nspawn
 
+# The ansible-core matrix: meta/runtime.yml claims 2.17+. The newest (.venv, requirements-dev.txt)
+# runs everything; each older one gets a cached venv under .venv-matrix/ and runs the unit tests
+# and a sanity subset (see docs/testing.md, "Versions, and what users install").
+MATRIX := 2.17.14 2.18.19
+MATRIX_DIR := $(ROOT)/.venv-matrix
+MATRIX_SANITY := --test validate-modules --test ansible-doc --test import
+MATRIX_STAMPS := $(foreach v,$(MATRIX),$(MATRIX_DIR)/$(basename $(v))/.stamp)
+
+$(MATRIX_DIR)/%/.stamp: tests/requirements-units.txt
+	python3 -m venv $(MATRIX_DIR)/$*
+	$(MATRIX_DIR)/$*/bin/pip install -q --upgrade pip
+	$(MATRIX_DIR)/$*/bin/pip install -q ansible-core==$(filter $*.%,$(MATRIX)) -r tests/requirements-units.txt
+	touch $@
+
+matrix: venv collection $(MATRIX_STAMPS)
+	@mkdir -p $(GET_PIP_STANDIN)
+	@set -e; for v in $(basename $(MATRIX)); do \
+	  bin=$(MATRIX_DIR)/$$v/bin; echo "== ansible-core $$($$bin/python -c 'import ansible.release as r; print(r.__version__)')"; \
+	  PATH=$$bin:$$PATH $$bin/pytest -q -p no:cacheprovider tests/unit \
+	    --ignore tests/unit/meta/test_execution_environment.py; \
+	  $$bin/python tests/sanity/prepare.py "$(SANITY_BUILD)/matrix-$$v/ansible_collections/corral/nspawn" "$(GET_PIP_STANDIN)"; \
+	  (cd "$(SANITY_BUILD)/matrix-$$v/ansible_collections/corral/nspawn" && PATH=$$bin:$$PATH $$bin/ansible-test sanity \
+	    --python 3.11 --requirements --color no $(MATRIX_SANITY)); \
+	done
+
+# Managed-host Python range (tests/config.yml): Debian 11's 3.9 and Debian 13's 3.13 in cached roots.
+pyfloor: venv collection
+	$(PY) tests/pyfloor/run.py bullseye trixie
+
 units: venv collection
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
@@ -64,7 +93,7 @@ e2e: venv collection
 	PATH=$(BIN):$$PATH $(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
 
 # One pytest run for units + e2e so the last line is the whole suite's summary.
-test: venv collection sanity lint docs-lint
+test: venv collection sanity lint docs-lint matrix pyfloor
 	PATH=$(BIN):$$PATH $(BIN)/pytest -q -p no:cacheprovider tests/unit tests/e2e $(PYTEST_ARGS)
 
 demo: venv collection

@@ -19,7 +19,7 @@ description:
   - Supports pipelining (a module task costs one exec). Files are put and fetched through stdin and stdout
     of a process inside the container that runs as the container user, byte for byte; in containers with
     private users (C(PrivateUsers=)) the files belong to that user inside the container.
-  - The inventory plugin M(corral.nspawn.machines) sets O(nspawn_machine) and the O(nspawn_host) options
+  - The inventory plugin P(corral.nspawn.machines#inventory) sets O(nspawn_machine) and the O(nspawn_host) options
     for every declared or discovered container.
 author:
   - corral.nspawn contributors (@corral-nspawn)
@@ -125,7 +125,7 @@ options:
       - name: nspawn_ssh_executable
   nspawn_control_path_dir:
     description:
-      - Directory of the SSH master sockets (C(ControlPath=DIR/%C), as M(ansible.builtin.ssh) does, so both
+      - Directory of the SSH master sockets (C(ControlPath=DIR/%C), as P(ansible.builtin.ssh#connection) does, so both
         share one master per host and user). Empty - no multiplexing.
     type: str
     default: ~/.ansible/cp
