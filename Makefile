@@ -87,7 +87,7 @@ sanity: venv
 	cd $(SANITY_DIR) && PATH=$(BIN):$$PATH $(BIN)/ansible-test sanity --python 3.11 --requirements --color no
 
 lint: venv collection
-	PATH=$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(ROOT)/.collections $(BIN)/ansible-lint --offline --profile production roles playbooks
+	PATH=$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(ROOT)/.collections $(BIN)/ansible-lint --offline --profile production roles playbooks examples
 
 e2e: venv collection
 	PATH=$(BIN):$$PATH $(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)

@@ -128,5 +128,9 @@ def test_examples_work_as_a_project_copied_out_of_the_repository(installed, tmp_
     hosts = inventory["nspawn_hosts"]["hosts"]
     assert hosts == ["node1", "node2"], inventory
     hostvars = inventory["_meta"]["hostvars"]
-    assert [m["name"] for m in hostvars["node1"]["corral_fleet_machines"]] == ["web", "app", "db"]
+    machines = [m["name"] for m in hostvars["node1"]["corral_fleet_machines"]]
+    assert machines == ["web", "app", "db"]
     assert hostvars["node2"]["corral_fleet_host_defaults"], hostvars["node2"]
+    # inventory/machines.yml (read after hosts.yml): every container of both hosts is a host too.
+    containers = sorted(inventory["nspawn_containers"]["hosts"])
+    assert len(containers) == 2 * len(machines), containers
