@@ -732,8 +732,11 @@ class TestHost:
                 return "".join(handle.readlines()[-lines:])
         return "(no console log)"
 
-    def reboot(self, timeout: float = 240) -> float:
-        """Reboot the host the way an operator would, and wait until it is back."""
+    def reboot(self, timeout: float = 420) -> float:
+        """Reboot the host the way an operator would, and wait until it is back.
+
+        (A host stopping several nested machines that are still booting took over 240 s to shut
+        down while other engineers' suites kept this 2-core machine at a load of 10-20; 50 s at 4.)"""
         old = read_pid(os.path.join(self.state, "nspawn.pid"))
         self.ssh("systemctl reboot", check=False, timeout=30)
         deadline = time.monotonic() + timeout
