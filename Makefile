@@ -133,4 +133,4 @@ bench: venv collection
 	PATH=$(BIN):$$PATH $(PY) tests/bench/run.py
 
 clean:
-	rm -rf .build .collections .pytest_cache
+	rm -rf .build .collections .pytest_cache docs/build docs/docsite/rst
