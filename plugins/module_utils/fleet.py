@@ -16,28 +16,35 @@ that knows their names.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils.files import (
     MANAGED_MARKER, FileResult, ensure_file, file_diff, plan_file, read_text,
 )
-from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error, zone_name_error
+from ansible_collections.corral.nspawn.plugins.module_utils.names import (
+    ifname_error, machine_name_error, zone_ifname as names_zone_ifname, zone_name_error,
+)
 from ansible_collections.corral.nspawn.plugins.module_utils import cgroup
 from ansible_collections.corral.nspawn.plugins.module_utils import images
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
+from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, networkd
 from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
 FLEET_MARKER = f"{MANAGED_MARKER} fleet"
 FLEET_HEADER = f"# {FLEET_MARKER}. Do not edit: changes are overwritten on the next run.\n"
 RESTART_POLICIES = ("on_change", "never", "always")
 STATES = ("running", "stopped", "present")
 MACHINE_KEYS = ("name", "template", "image", "settings", "resources", "zone", "bridge", "address",
-                "gateway", "root_password", "root_password_hash", "enabled", "state", "restart")
+                "gateway", "root_password", "root_password_hash", "enabled", "state", "restart",
+                "network", "address6", "gateway6")
 # Secrets are machine-level options. image and templates items have real sub-specs (derived from the
 # image module's spec), so a secret written there is masked too (no_log) and then refused: one place per
 # machine, never in a template (templates are never booted; clones would share it).
@@ -45,6 +52,7 @@ SECRET_KEYS = ("root_password", "root_password_hash")
 # Options of the image module that the fleet sets itself for every image (never given in image/templates).
 IMAGE_FIXED_KEYS = ("name", "state", "machines_dir")
 MACHINE_DEFAULTS = {"enabled": True, "state": "running", "restart": None}
+DHCP_WAIT = 20.0   # seconds a started DHCP machine is given to show its lease in the result
 
 
 class FleetError(Exception):
@@ -60,6 +68,10 @@ def argument_spec() -> dict:
     return dict(
         machines=dict(type="list", elements="dict", required=True, options=machine_spec()),
         defaults=dict(type="dict", default={}, options=defaults_spec()),
+        host_defaults=dict(type="dict", default={}, options=defaults_spec()),
+        network_zones=dict(type="list", elements="dict", default=[]),
+        network_bridges=dict(type="list", elements="dict", default=[]),
+        port_forwards=dict(type="list", elements="dict", default=[]),
         templates=dict(type="list", elements="dict", default=[], options=template_spec()),
         prune=dict(type="bool", default=False),
         prune_all=dict(type="bool", default=False),
@@ -105,8 +117,11 @@ def machine_spec() -> dict:
         resources=dict(type="dict"),
         zone=dict(type="str"),
         bridge=dict(type="str"),
+        network=dict(type="str", choices=list(netmodel.NETWORK_MODES)),
         address=dict(type="str"),
         gateway=dict(type="str"),
+        address6=dict(type="str"),
+        gateway6=dict(type="str"),
         root_password=dict(type="str", no_log=True),
         root_password_hash=dict(type="str", no_log=True),
         enabled=dict(type="bool"),
@@ -128,8 +143,11 @@ class Machine:
     resources: dict = field(default_factory=dict)
     zone: Optional[str] = None
     bridge: Optional[str] = None
+    network: Optional[str] = None     # veth | host | none (zone/bridge have their own keys)
     address: Optional[str] = None
     gateway: Optional[str] = None
+    address6: Optional[str] = None
+    gateway6: Optional[str] = None
     root_password: Optional[str] = None
     root_password_hash: Optional[str] = None
     enabled: bool = True
@@ -150,16 +168,23 @@ def deep_merge(base: dict, over: dict) -> dict:
     return merged
 
 
-def merge_machine(defaults: dict, item: dict) -> Machine:
-    """Merge one ``machines`` item over ``defaults``; unknown keys are errors."""
-    for where, data in (("defaults", defaults), (f"machines[{item.get('name')}]", item)):
+def merge_machine(defaults: dict, item: dict, host_defaults: Optional[dict] = None) -> Machine:
+    """Merge one ``machines`` item over ``host_defaults`` over ``defaults``; unknown keys are errors.
+
+    The attachment (zone, bridge, network) is not merged key by key: the most specific layer that
+    sets any of them wins as a whole (netmodel.merge_attachment).
+    """
+    host_defaults = host_defaults or {}
+    for where, data in (("defaults", defaults), ("host_defaults", host_defaults),
+                        (f"machines[{item.get('name')}]", item)):
         unknown = sorted(set(data) - set(MACHINE_KEYS))
         if unknown:
             raise FleetError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(MACHINE_KEYS)}")
     if "name" in defaults:
         raise FleetError("defaults: 'name' cannot have a default; every machine names itself")
-    merged = deep_merge(deep_merge(MACHINE_DEFAULTS, defaults), item)
-    merged = {k: v for k, v in merged.items() if v is not None}
+    merged = deep_merge(deep_merge(deep_merge(MACHINE_DEFAULTS, defaults), host_defaults), item)
+    merged = {k: v for k, v in merged.items() if v is not None and k not in netmodel.ATTACHMENT_KEYS}
+    merged.update(netmodel.merge_attachment([defaults, host_defaults, item]))
     return Machine(**merged)
 
 
@@ -188,18 +213,38 @@ def _check_machine(machine: Machine, template_names) -> List[str]:
                       f"(declared: {', '.join(sorted(template_names)) or 'none'})")
     if machine.template is not None and isinstance(machine.image, dict) and machine.image.get("source"):
         errors.append(f"{label}: give either template or image.source, not both")
-    if machine.zone is not None and machine.bridge is not None:
-        errors.append(f"{label}: zone and bridge are exclusive (one virtual Ethernet link per machine)")
+    errors += netmodel.attachment_errors(label, machine.zone, machine.bridge, machine.network)
     if machine.zone is not None and zone_name_error(machine.zone):
         errors.append(f"{label}.zone: {zone_name_error(machine.zone)}")
     if machine.bridge is not None and ifname_error(machine.bridge):
         errors.append(f"{label}.bridge: {ifname_error(machine.bridge)}")
     if machine.gateway is not None and machine.address is None:
         errors.append(f"{label}.gateway: needs address (a gateway without a static address is unused)")
+    return errors + _address_form_errors(machine, label)
+
+
+def _address_form_errors(machine: Machine, label: str) -> List[str]:
+    """address is IPv4 and address6 IPv6, each with its prefix length; gateways of the same version."""
+    errors = []
+    for key, gateway_key, version in (("address", "gateway", 4), ("address6", "gateway6", 6)):
+        value, gateway = getattr(machine, key), getattr(machine, gateway_key)
+        if value is not None:
+            try:
+                iface = ipaddress.ip_interface(value) if isinstance(value, str) and "/" in value and \
+                    not line_error(value) else None
+            except ValueError:
+                iface = None
+            if iface is None or iface.version != version or iface.network.prefixlen == iface.max_prefixlen:
+                example = "10.88.0.10/24" if version == 4 else "fd00:88::10/64"
+                errors.append(f"{label}.{key}: {value!r} must be an IPv{version} address with prefix length, "
+                              f"e.g. {example}")
+        if gateway is not None and value is None and version == 6:
+            errors.append(f"{label}.{gateway_key}: needs {key} (a gateway without a static address is unused)")
     return errors
 
 
-def desired_machines(items: List[dict], defaults: dict, templates: List[dict]) -> List[Machine]:
+def desired_machines(items: List[dict], defaults: dict, templates: List[dict],
+                     host_defaults: Optional[dict] = None) -> List[Machine]:
     """Merged, validated machines; raises one FleetError listing every problem."""
     template_names = [t.get("name") for t in templates]
     errors = [f"templates[{i}].name: {machine_name_error(n)}" for i, n in enumerate(template_names)
@@ -207,7 +252,7 @@ def desired_machines(items: List[dict], defaults: dict, templates: List[dict]) -
     machines, seen = [], set()
     for item in items:
         try:
-            machine = merge_machine(defaults or {}, item)
+            machine = merge_machine(defaults or {}, item, host_defaults)
         except (FleetError, TypeError) as exc:
             errors.append(str(exc))
             continue
@@ -488,9 +533,28 @@ def image_options_for(ctx: Context, machine: Machine, templates: List[dict], lab
         options.update(source="clone", clone_from=machine.template)
     if machine.address:
         options.update(address=machine.address, gateway=machine.gateway)
+    if machine.address6:
+        options.update(address6=machine.address6, gateway6=machine.gateway6)
     if options and not options.get("hostname"):
         options["hostname"] = machine.name  # clones must not all answer to the template's hostname
+    links = machine_links(machine)
+    # Every link the machine gets is configured inside a root the fleet prepares (DHCP unless static);
+    # image.network_links: [] opts out. A root adopted as it is (no template, no image options) is not written.
+    if "network_links" not in options and links and options:
+        options["network_links"] = links
     return options or None
+
+
+def machine_attachment(machine: Machine) -> dict:
+    """``{kind, name}`` of the machine's one attachment (zone, bridge, veth, host or none)."""
+    return netmodel.attachment(machine.zone, machine.bridge, machine.network, machine.settings)
+
+
+def machine_links(machine: Machine) -> List[str]:
+    """Container-side links to configure by default; none for a machine that runs a command (no networkd)."""
+    if not netmodel.boots(machine.settings):
+        return []
+    return netmodel.container_links(machine_attachment(machine)["kind"], machine.settings)
 
 
 def current_of(ctx: Context, desired: Desired, units: Dict[str, dict]) -> Current:
@@ -516,6 +580,7 @@ def reconcile_machine(ctx: Context, desired: Desired, current: Current) -> Machi
         options = dict(desired.image_options)
         options.setdefault("setup_running", "defer" if restart_policy(machine, ctx.policy) == "never" else "apply")
         options["_running"] = current.running   # known from the batched show: no command per machine
+        options["_network_auto"] = "network_links" not in machine.image   # computed: a missing networkd warns
         image = adapter_ensure_image(ctx, machine.name, options)
     settings = with_mode(plan_file(ctx.settings_path(machine.name), current.settings_text, desired.settings_text))
     dropin = with_mode(plan_file(desired.dropin_path, current.dropin_text, desired.dropin_text))
@@ -674,7 +739,9 @@ def run_fleet(module) -> dict:
     params = module.params
     ctx = Context(module, params["machines_dir"], params["settings_dir"], params["units_dir"],
                   module.check_mode, params["restart"])
-    machines = desired_machines(params["machines"], params["defaults"], params["templates"])
+    machines = desired_machines(params["machines"], params["defaults"], params["templates"],
+                                params.get("host_defaults"))
+    address_warnings, nets = check_addresses(params, machines)
     if params["prune"] or params.get("prune_all"):
         victims = set(managed_machines(ctx.settings_dir)) - {t["name"] for t in params["templates"]}
         check_prune_all(params["machines"], params["prune"], bool(params.get("prune_all")), sorted(victims))
@@ -692,13 +759,127 @@ def run_fleet(module) -> dict:
     warnings = apply_runtime(ctx, plans, params["wait"], params["timeout"])
     pruned, prune_warnings = prune(ctx, declared, list(templates), params["purge"], units) if params["prune"] \
         else ([], [])
-    for warning in [w for d in desired for w in d.warnings] + [w for p in plans for w in p.warnings] + warnings \
-            + prune_warnings:
+    seen, seen_warnings = adapter_addresses(ctx, plans, desired, currents, params["wait"], nets)
+    for warning in address_warnings + [w for d in desired for w in d.warnings] + [w for p in plans for w in p.warnings] \
+            + warnings + prune_warnings + seen_warnings:
         module.warn(warning)
     result = fleet_result(plans, desired, currents, templates, pruned)
+    for name, entry in result["machines"].items():
+        entry.update(seen.get(name, {}))
     if module._diff:
         result["diff"] = fleet_diff(plans, currents, templates, pruned)
     return result
+
+
+def check_addresses(params: dict, machines: List[Machine], network_dir: str = networkd.NETWORK_DIR) \
+        -> Tuple[List[str], Dict[str, netmodel.Net]]:
+    """The address plan of the whole host, before any change (check mode too); (warnings, the host's networks).
+
+    The subnets come from the network role's variables (``network_zones``, ``network_bridges``) and
+    from the zones and bridges corral manages on the host (their ``50-corral-*.network`` files).
+    """
+    zones = [z for z in params.get("network_zones") or [] if isinstance(z, dict)]
+    nets = netmodel.known_networks(zones, params.get("network_bridges") or [],
+                                   netmodel.host_networks(read_network_files(network_dir)))
+    wanted = [netmodel.Wanted(m.name, machine_attachment(m)["kind"], machine_attachment(m)["name"],
+                              [(k, getattr(m, k)) for k in ("address", "address6") if getattr(m, k)])
+              for m in machines]
+    plan = netmodel.plan_addresses(wanted, nets, params.get("port_forwards"), [str(z.get("name")) for z in zones])
+    if plan.errors:
+        raise FleetError("invalid addresses: " + "; ".join(plan.errors), errors=plan.errors)
+    return plan.warnings, nets
+
+
+def read_network_files(directory: str) -> Dict[str, str]:
+    """``{path: text}`` of corral's zone/bridge ``.network`` files on the host (read only)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return {}
+    files = {}
+    for name in names:
+        if name.startswith(networkd.FILE_PREFIX) and name.endswith(".network"):
+            text = read_text(os.path.join(directory, name))
+            if text is not None:
+                files[os.path.join(directory, name)] = text
+    return files
+
+
+def split_addresses(text) -> Dict[str, List[str]]:
+    """machined's address list -> {addresses, ipv4, ipv6} without loopback and link-local ones."""
+    values = text.split() if isinstance(text, str) else list(text or [])
+    out: Dict[str, List[str]] = {"addresses": [], "ipv4": [], "ipv6": []}
+    for value in values:
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            continue
+        if address.is_link_local or address.is_loopback:
+            continue
+        out["addresses"].append(str(address))
+        out[f"ipv{address.version}"].append(str(address))
+    return out
+
+
+def expected_leases(machine: Machine, nets: Dict[str, netmodel.Net]) -> set:
+    """IP versions a machine without static addresses gets on host0 from its network (as far as corral knows).
+
+    IPv4 from a DHCP server. No IPv6: corral's zones and bridges advertise no prefix (an [IPv6Prefix]
+    section on a bridge without carrier made networkd 252 spin at full CPU and stop answering on D-Bus),
+    so IPv6 addresses of machines are static (address6).
+    """
+    found = machine_attachment(machine)
+    if found["kind"] == "veth":
+        return {4}   # the host's networkd serves ve-* links (its stock 80-container-ve.network)
+    link = names_zone_ifname(found["name"]) if found["kind"] == "zone" else found["name"]
+    net = nets.get(link) if found["kind"] in ("zone", "bridge") else None
+    if net is None:
+        return {4} if found["kind"] == "zone" else set()   # an unmanaged zone: systemd's stock vz file
+    return {4} if net.dhcp else set()
+
+
+def dhcp_waits(plans, desired, wait: bool, nets: Dict[str, netmodel.Net]) -> Dict[str, set]:
+    """Machines started now that get their addresses from the network: name -> IP versions to wait for."""
+    waits = {}
+    for plan, item in zip(plans, desired):
+        machine = item.machine
+        own = getattr(machine, "wait", None)   # a machine's own wait, where the fleet has one
+        waited = own if own is not None else wait
+        configured = (item.image_options or {}).get("network_links") or []   # by the fleet or the user
+        if plan.runtime in ("start", "restart") and waited and not (machine.address or machine.address6) \
+                and "host0" in configured:
+            versions = expected_leases(machine, nets)
+            if versions:
+                waits[plan.name] = versions
+    return waits
+
+
+def adapter_addresses(ctx: Context, plans, desired, currents, wait: bool, nets: Dict[str, netmodel.Net],
+                      lease_timeout: float = DHCP_WAIT) -> Tuple[Dict[str, dict], List[str]]:
+    """Per machine: its attachment and the addresses machined sees after the run; warnings for missing leases."""
+    seen = {d.machine.name: {"attachment": machine_attachment(d.machine), "addresses": [], "ipv4": [], "ipv6": []}
+            for d in desired}
+    running = [p.name for p, c in zip(plans, currents)
+               if p.runtime in ("start", "restart") or (c.running and p.runtime != "stop")]
+    if not running:
+        return seen, []
+    pending = {} if ctx.check_mode else dhcp_waits(plans, desired, wait, nets)
+    deadline = time.monotonic() + lease_timeout
+    while True:
+        try:
+            listed = {m.get("machine"): m.get("addresses") for m in systemd.list_machines(ctx.module)}
+        except (CommandError, systemd.SystemdError):
+            return seen, []   # machined unreachable: the result says nothing rather than something wrong
+        for name in running:
+            seen[name].update(split_addresses(listed.get(name)))
+        missing = {n: [v for v in sorted(versions) if not seen[n][f"ipv{v}"]] for n, versions in pending.items()}
+        missing = {n: v for n, v in missing.items() if v}
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    return seen, [f"machines[{n}]: no {' or '.join(f'IPv{v}' for v in v_list)} address {lease_timeout:.0f} s after "
+                  f"the start (DHCP / router advertisements of its {seen[n]['attachment']['kind']})"
+                  for n, v_list in missing.items()]
 
 
 def in_step(what: str, function, *args):
@@ -744,6 +925,11 @@ def adapter_render_settings(ctx: Context, machine: Machine, label: str):
             if params.get(key) not in (None, value):
                 raise FleetError(f"{label}: {key}={value!r} and settings.{key}={params[key]!r} disagree")
             params[key] = value
+    for key, value in netmodel.network_settings(machine.network).items():
+        if key in params and netmodel.as_bool(params[key]) != value:
+            raise FleetError(f"{label}: network={machine.network!r} means {key}={str(value).lower()}, but "
+                             f"settings.{key}={params[key]!r}; drop one of them")
+        params[key] = value
     try:
         text, warnings = nspawn_settings.build_settings(params, header=FLEET_HEADER)
     except nspawn_settings.SettingsError as exc:

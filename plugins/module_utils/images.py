@@ -41,8 +41,8 @@ from ansible_collections.corral.nspawn.plugins.module_utils import images_backen
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
 from ansible_collections.corral.nspawn.plugins.module_utils.values import crypt_hash_error, line_error, text_error
 from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import (  # noqa: F401 pylint: disable=unused-import
-    SetupError, ensure_post_setup, wants_post_setup)
-from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
+    SetupError, ensure_post_setup, network_files, wants_networkd, wants_post_setup)
+from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
 DEFAULT_MACHINES_DIR = "/var/lib/machines"
@@ -91,7 +91,10 @@ IMAGE_OPTION_SPEC: Dict[str, dict] = dict(
     enable_resolved=dict(type="bool", default=False),
     address=dict(type="str"),
     gateway=dict(type="str"),
+    address6=dict(type="str"),
+    gateway6=dict(type="str"),
     dns=dict(type="list", elements="str"),
+    network_links=dict(type="list", elements="str"),
     securetty_fix=dict(type="bool", default=False),
     setup_running=dict(type="str", choices=["defer", "apply"], default="defer"),
 )
@@ -211,7 +214,7 @@ def _validate_setup(params: dict, source: Optional[str]) -> List[str]:
         error = crypt_hash_error(params["root_password_hash"])
         if error:
             errors.append(f"root_password_hash: the value (not shown, it is a secret) {error}")
-    errors += _validate_address(params)
+    errors += _validate_address(params) + _validate_network(params)
     for index, key in enumerate(params.get("authorized_keys") or []):
         error = text_error(key.strip())
         if error:
@@ -224,6 +227,33 @@ def _ip(value, parse):
     if not isinstance(value, str) or line_error(value):
         raise ValueError(value)
     return parse(value)
+
+
+def _validate_network(params: dict) -> List[str]:
+    """address6/gateway6 (IPv6) and network_links (container-side interface names, a trailing * matches a prefix)."""
+    errors = []
+    if params.get("address6"):
+        try:
+            iface = _ip(params["address6"], ipaddress.ip_interface)
+            if iface.version != 6 or "/" not in params["address6"] or iface.network.prefixlen == 128:
+                raise ValueError
+        except ValueError:
+            errors.append(f"address6: {params['address6']!r} must be an IPv6 address with prefix length, "
+                          "e.g. fd00:88::10/64")
+    elif params.get("gateway6"):
+        errors.append("gateway6: only used together with address6")
+    if params.get("gateway6"):
+        try:
+            if _ip(params["gateway6"], ipaddress.ip_address).version != 6:
+                raise ValueError
+        except ValueError:
+            errors.append(f"gateway6: {params['gateway6']!r} is not an IPv6 address")
+    for index, link in enumerate(params.get("network_links") or []):
+        name = link[:-1] if isinstance(link, str) and link.endswith("*") else link
+        if ifname_error(name):
+            errors.append(f"network_links[{index}]: {link!r} {ifname_error(name)} (a container-side interface name "
+                          "such as host0, mv-eth0 or eth1; a trailing * matches names starting with it)")
+    return errors
 
 
 def _validate_address(params: dict) -> List[str]:
@@ -556,15 +586,15 @@ def predict_setup(params: dict, fresh: bool) -> List[str]:
         words.append("machine-id: empty etc/machine-id")
     if fresh and params.get("regenerate_ssh_host_keys"):
         words.append("ssh host keys: regenerate if present")
-    for key, text in (("hostname", "hostname: create etc/hostname"), ("address", "host0 address: create "
-                      "etc/systemd/network/10-corral-host0.network"), ("securetty_fix", "securetty: add pts/0-9")):
+    for key, text in (("hostname", "hostname: create etc/hostname"), ("securetty_fix", "securetty: add pts/0-9")):
         if params.get(key):
             words.append(text)
+    words += [f"{label}: create {rel}" for rel, _text, label in network_files(params)]
     if params.get("root_password") or params.get("root_password_hash"):
         words.append("root password: set (etc/shadow)")
     if params.get("authorized_keys") is not None:
         words.append("authorized_keys: create root/.ssh/authorized_keys")
-    if params.get("enable_networkd") or (params.get("enable_networkd") is None and params.get("address")):
+    if wants_networkd(params):
         words.append("enable systemd-networkd.service in the image")
     if params.get("enable_resolved"):
         words.append("enable systemd-resolved.service in the image")

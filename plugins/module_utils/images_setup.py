@@ -53,13 +53,34 @@ class Setup:
 
 # ---------------------------------------------------------------- pure helpers
 
-def host0_network(address: str, gateway: Optional[str] = None, dns: Optional[list] = None) -> str:
-    """In-container networkd file giving host0 a static address (sorted before the stock DHCP one)."""
-    iface = ipaddress.ip_interface(address)
-    gw = gateway or str(next(iface.network.hosts()))
-    network = [("Address", str(iface)), ("Gateway", gw)] + [("DNS", server) for server in dns or []]
-    network += [("LinkLocalAddressing", "no"), ("IPv6AcceptRA", "no")]
+def host0_network(address: Optional[str], gateway: Optional[str] = None, dns: Optional[list] = None,
+                  address6: Optional[str] = None, gateway6: Optional[str] = None) -> str:
+    """In-container networkd file giving host0 static addresses (sorted before the stock DHCP one).
+
+    The gateway defaults to the first host of the subnet (the zone's or bridge's host address). With
+    only an IPv6 address, IPv4 still comes from DHCP; with only IPv4, IPv6 stays off as before.
+    """
+    network = []
+    for value, gw in ((address, gateway), (address6, gateway6)):
+        if value:
+            iface = ipaddress.ip_interface(value)
+            network += [("Address", str(iface)), ("Gateway", gw or str(next(iface.network.hosts())))]
+    if not address:
+        network.insert(0, ("DHCP", "ipv4"))
+    network += [("DNS", server) for server in dns or []]
+    network += [("LinkLocalAddressing", "ipv6" if address6 else "no"), ("IPv6AcceptRA", "no")]
     return unitfile.render([("Match", [("Virtualization", "container"), ("Name", "host0")]), ("Network", network)])
+
+
+def dhcp_network(link: str) -> str:
+    """In-container networkd file: DHCP (IPv4 and IPv6) and router advertisements on ``link``."""
+    return unitfile.render([("Match", [("Virtualization", "container"), ("Name", link)]),
+                            ("Network", [("DHCP", "yes"), ("LinkLocalAddressing", "ipv6"), ("IPv6AcceptRA", "yes")])])
+
+
+def link_network_path(link: str) -> str:
+    """Where the root's networkd file for ``link`` goes (host0 keeps its historical name)."""
+    return HOST0_NETWORK if link == "host0" else f"etc/systemd/network/10-corral-{link.rstrip('*')}.network"
 
 
 def securetty_missing(text: str) -> List[str]:
@@ -337,6 +358,49 @@ def step_enable(setup: Setup, unit: str) -> List[str]:
     return [f"enable {unit} in the image"]
 
 
+def wants_networkd(params: dict) -> bool:
+    """enable_networkd, or by default when the root gets a network file (static address or links)."""
+    if params.get("enable_networkd") is not None:
+        return bool(params["enable_networkd"])
+    return bool(params.get("address") or params.get("address6") or params.get("network_links"))
+
+
+def network_files(params: dict) -> List[Tuple[str, str, str]]:
+    """(path in the root, text, label) of every in-container networkd file the options ask for."""
+    static = params.get("address") or params.get("address6")
+    files = []
+    if static:
+        files.append((HOST0_NETWORK, host0_network(params.get("address"), params.get("gateway"), params.get("dns"),
+                                                   params.get("address6"), params.get("gateway6")), "host0 address"))
+    for link in params.get("network_links") or []:
+        if not (static and link == "host0"):
+            files.append((link_network_path(link), dhcp_network(link), f"{link} DHCP"))
+    return files
+
+
+def step_network(setup: Setup, params: dict) -> List[str]:
+    """The root's networkd configuration for every link the machine gets, and networkd enabled.
+
+    When the fleet asked for it by default (``_network_auto``) and the image has no networkd,
+    nothing is written and a warning says so; asked for explicitly, that is an error.
+    """
+    if not wants_networkd(params) and not network_files(params):
+        return []
+    if params.get("_network_auto") and unit_enabled(setup.fs, NETWORKD_UNIT) is None:
+        warn = getattr(setup.module, "warn", None)
+        if warn:
+            warn(f"image {setup.fs.root}: systemd-networkd is not installed in the image, so its links "
+                 f"({', '.join(params.get('network_links') or [])}) get no network configuration; install it "
+                 "(Debian 13: package systemd-networkd) or set image.network_links: [] to silence this")
+        return []
+    actions = []
+    for rel, text, label in network_files(params):
+        actions += _file_step(setup, rel, text, 0o644, label)
+    if wants_networkd(params):
+        actions += step_enable(setup, NETWORKD_UNIT)
+    return actions
+
+
 def step_securetty(setup: Setup) -> List[str]:
     actions = []
     for rel in SECURETTY_FILES:
@@ -389,12 +453,7 @@ def _steps(setup: Setup, params: dict, fresh: bool) -> List[str]:
         actions += step_root_password(setup, params)
     if params.get("authorized_keys") is not None:
         actions += step_authorized_keys(setup, params["authorized_keys"])
-    if params.get("address"):
-        actions += _file_step(setup, HOST0_NETWORK,
-                              host0_network(params["address"], params.get("gateway"), params.get("dns")),
-                              0o644, "host0 address")
-    if params.get("enable_networkd") or (params.get("enable_networkd") is None and params.get("address")):
-        actions += step_enable(setup, NETWORKD_UNIT)
+    actions += step_network(setup, params)
     if params.get("enable_resolved"):
         actions += step_enable(setup, RESOLVED_UNIT)
     if params.get("securetty_fix"):
@@ -405,5 +464,6 @@ def _steps(setup: Setup, params: dict, fresh: bool) -> List[str]:
 def wants_post_setup(params: dict) -> bool:
     """Whether any option asks for post-setup of an existing root."""
     return any(params.get(key) for key in ("hostname", "root_password", "root_password_hash", "address",
-                                           "enable_networkd", "enable_resolved", "securetty_fix")) \
+                                           "address6", "network_links", "enable_networkd", "enable_resolved",
+                                           "securetty_fix")) \
         or params.get("authorized_keys") is not None

@@ -159,6 +159,19 @@ options:
           gateway:
             description: Option O(corral.nspawn.image#module:gateway) of M(corral.nspawn.image).
             type: str
+          address6:
+            description: Option O(corral.nspawn.image#module:address6) of M(corral.nspawn.image).
+            type: str
+          gateway6:
+            description: Option O(corral.nspawn.image#module:gateway6) of M(corral.nspawn.image).
+            type: str
+          network_links:
+            description:
+              - Option O(corral.nspawn.image#module:network_links) of M(corral.nspawn.image).
+              - By default the fleet sets it to every link the machine gets (C(host0) of a zone, bridge or veth,
+                C(mv-*), C(iv-*), moved interfaces), for roots it builds or prepares; V([]) opts out.
+            type: list
+            elements: str
           dns:
             description: Option O(corral.nspawn.image#module:dns) of M(corral.nspawn.image).
             type: list
@@ -180,18 +193,36 @@ options:
             running machine; never needs a restart.
         type: dict
       zone:
-        description: Attach to this network zone (C(Zone=) in the C(.nspawn) file).
+        description:
+          - Attach to this network zone (C(Zone=) in the C(.nspawn) file).
+          - The attachment (O(machines[].zone), O(machines[].bridge), O(machines[].network)) is not merged key by
+            key - the most specific layer (machine, O(host_defaults), O(defaults)) that sets any of them wins as a
+            whole.
         type: str
       bridge:
         description: Attach to this host bridge (C(Bridge=) in the C(.nspawn) file).
         type: str
+      network:
+        description:
+          - An attachment without zone or bridge - V(veth) a private veth to the host (C(ve-NAME)), V(host) the
+            host's network, V(none) a private network without a veth.
+        type: str
+        choices: [veth, host, none]
       address:
         description:
           - Static IPv4 address with prefix length on C(host0) inside the container, written into the
             root as a systemd-networkd C(.network) file. Without it the machine uses DHCP.
+          - Checked before any change against the subnets of the host's zones and bridges (O(network_zones),
+            O(network_bridges), and the ones corral manages on the host).
         type: str
       gateway:
         description: Default gateway for O(machines[].address); defaults to the first host of its subnet.
+        type: str
+      address6:
+        description: Static IPv6 address with prefix length on C(host0), checked like O(machines[].address).
+        type: str
+      gateway6:
+        description: IPv6 default gateway for O(machines[].address6); defaults to the first host of its subnet.
         type: str
       root_password:
         description:
@@ -213,6 +244,33 @@ options:
         description: Overrides O(restart) for this machine.
         type: str
         choices: [on_change, never, always]
+  host_defaults:
+    description:
+      - Per-host defaults, merged over O(defaults) and under every item of O(machines), with the same keys.
+    type: dict
+    default: {}
+    suboptions: *machine_options
+  network_zones:
+    description:
+      - The zones of the host as the network role declares them (items with C(name), C(address),
+        C(dhcp_server), C(dhcp_pool_offset), C(dhcp_pool_size), C(dhcp_static_leases), C(pool), C(state)); other keys
+        are ignored. Static addresses are checked against their subnets; a machine in a zone that is neither here
+        nor managed on the host gets a warning.
+    type: list
+    elements: dict
+    default: []
+  network_bridges:
+    description: The bridges of the host as the network role declares them (as O(network_zones)).
+    type: list
+    elements: dict
+    default: []
+  port_forwards:
+    description:
+      - The host's port forwards (items with C(address), C(host_port), C(proto)); a forward whose target is no
+        declared machine's static address (nor a fixed DHCP lease) gets a warning.
+    type: list
+    elements: dict
+    default: []
   machines:
     description:
       - The declared machines. Each item is merged over O(defaults) (dictionaries recursively, lists replaced).
@@ -372,6 +430,24 @@ machines:
     enabled:
       description: Enabled at boot after the run.
       type: bool
+    attachment:
+      description: The machine's attachment, C(kind) (V(zone), V(bridge), V(veth), V(host), V(none)) and C(name).
+      type: dict
+    addresses:
+      description:
+        - IPv4 and IPv6 addresses of a running machine as systemd-machined sees them after the run, static and
+          DHCP-leased (link-local ones left out). A machine started by this run with a DHCP lease to come is given
+          a few seconds for it.
+      type: list
+      elements: str
+    ipv4:
+      description: The IPv4 ones of RV(machines.addresses).
+      type: list
+      elements: str
+    ipv6:
+      description: The IPv6 ones of RV(machines.addresses).
+      type: list
+      elements: str
   sample:
     web:
       changed: true
@@ -379,6 +455,10 @@ machines:
       pending_restart: false
       state: running
       enabled: true
+      attachment: {kind: zone, name: apps}
+      addresses: [10.88.0.10, "fd00:88::10"]
+      ipv4: [10.88.0.10]
+      ipv6: ["fd00:88::10"]
 templates:
   description: Template names and what changed for each.
   returned: always

@@ -176,7 +176,8 @@ options:
   enable_networkd:
     description:
       - Enable C(systemd-networkd) inside the root (the links C(systemctl enable) would make, created inside the root
-        without following its links out). Defaults to V(true) when O(address) is given.
+        without following its links out). Defaults to V(true) when O(address), O(address6) or O(network_links)
+        is given.
       - V(false) leaves it as it is.
     type: bool
   enable_resolved:
@@ -191,6 +192,23 @@ options:
   gateway:
     description: Gateway for O(address); defaults to the first address of its network.
     type: str
+  address6:
+    description:
+      - Static IPv6 address with prefix length for C(host0), written into the same file as O(address). Without
+        O(address), C(host0) takes its IPv4 address by DHCP.
+    type: str
+  gateway6:
+    description: IPv6 gateway for O(address6); defaults to the first address of its network.
+    type: str
+  network_links:
+    description:
+      - Container-side links to configure with DHCP (IPv4 and IPv6 router advertisements), one
+        C(/etc/systemd/network/10-corral-LINK.network) each, for example C(host0) (the veth of a zone, bridge or
+        plain veth), C(mv-eth0) (macvlan), C(iv-eth0) (ipvlan) or a moved interface. A trailing C(*) matches names
+        starting with it. C(host0) with O(address) or O(address6) gets the static file instead.
+      - M(corral.nspawn.fleet) fills it in from each machine's attachment and settings; V([]) there opts out.
+    type: list
+    elements: str
   dns:
     description: DNS servers for O(address).
     type: list

@@ -38,7 +38,7 @@ def test_machine_overrides_defaults_which_override_builtin_defaults():
     ([{"name": "bad name"}], {}, [], "machines[].name: 'bad name' is not a valid machine name"),
     ([{"name": "a", "template": "nope"}], {}, [{"name": "t"}], "machines[a].template: 'nope' is not in templates (declared: t)"),
     ([{"name": "a", "template": "t", "image": {"source": "tar"}}], {}, [{"name": "t"}], "either template or image.source"),
-    ([{"name": "a", "zone": "z", "bridge": "br0"}], {}, [], "zone and bridge are exclusive"),
+    ([{"name": "a", "zone": "z", "bridge": "br0"}], {}, [], "zone and bridge are given in the same layer"),
     ([{"name": "a", "zone": "much-too-long-zone"}], {}, [], "machines[a].zone:"),
     ([{"name": "a", "bridge": "x" * 16}], {}, [], "machines[a].bridge:"),
     ([{"name": "a", "gateway": "10.0.0.1"}], {}, [], "gateway: needs address"),
@@ -325,7 +325,8 @@ def test_machines_are_read_enabled_and_started_in_one_call_each(tmp_path, fake_a
     assert len(host.calls[verbs.index("start")]) == 2 + 20  # every machine in the one start call
     host.calls.clear()
     result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": f"m{i}"} for i in range(20)])))
-    assert not result["changed"] and [c[1] for c in host.calls] == ["show"]  # a no-op run is one command
+    # a no-op run is one show, plus one machinectl list for the addresses in the result
+    assert not result["changed"] and [c[:2] for c in host.calls] == [["systemctl", "show"], ["machinectl", "--no-pager"]]
 
 
 def test_limit_change_touches_only_that_machine_live(tmp_path, fake_adapters):
@@ -531,8 +532,9 @@ def test_noop_run_command_count_is_constant_with_real_adapters(tmp_path, count):
     result = fleet.run_fleet(noop)
     assert not result["changed"], result
     verbs = [" ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(c[:2])) for c in noop.commands]
-    # one batched show for the machines, one is-active for the template: the same for 1, 10 and 50 machines
-    assert len(noop.commands) == 2, verbs
+    # one batched show for the machines, one is-active for the template, one machinectl list for the machines'
+    # addresses in the result: the same for 1, 10 and 50 machines
+    assert len(noop.commands) == 3, verbs
 
 
 # ---------------------------------------------------------------- fleet-wide cross-checks before any change
