@@ -75,6 +75,11 @@ def daemon_reload(module) -> None:
     run(module, ["systemctl", "daemon-reload"])
 
 
+# networkctl's words for "networkd did not answer on the bus": a timeout, or (seen on loaded hosts)
+# the connection dropped while it was being restarted.
+NETWORKD_GONE = ("timed out", "Message recipient disconnected")
+
+
 def networkd_reload(module, runner=run, attempts: int = 3) -> None:
     """``networkctl reload``; when networkd does not answer on D-Bus, restart it once and retry.
 
@@ -87,7 +92,7 @@ def networkd_reload(module, runner=run, attempts: int = 3) -> None:
             runner(module, ["networkctl", "reload"])
             return
         except CommandError as exc:
-            if attempt == attempts or "timed out" not in (exc.err or "") + str(exc):
+            if attempt == attempts or not any(sign in (exc.err or "") + str(exc) for sign in NETWORKD_GONE):
                 raise
             runner(module, ["systemctl", "restart", "systemd-networkd.service"])
             time.sleep(attempt)

@@ -22,7 +22,7 @@ import harness
 MACHINES_DIR = "/var/lib/machines"
 STAGING = f"{MACHINES_DIR}/.corral/staging"
 TEMPLATE = {"name": "ftmpl", "source": "directory", "path": "/srv/corral/images/debian12"}
-CLONES = ["fk1", "fk2", "fk3", "fk4", "fk5"]  # the "clone of 5 machines"
+CLONES = ("fk1", "fk2", "fk3", "fk4", "fk5")  # the "clone of 5 machines"
 
 
 def fleet(machines, **extra):

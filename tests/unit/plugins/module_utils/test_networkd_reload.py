@@ -20,9 +20,12 @@ def scripted(errors):
     return runner, calls
 
 
-def test_a_timeout_restarts_networkd_once_and_retries(monkeypatch):
+@pytest.mark.parametrize("error", ["Failed to reload network settings: Connection timed out",
+                                   "Failed to reload network settings: Message recipient disconnected from message bus "
+                                   "without replying"])
+def test_a_timeout_restarts_networkd_once_and_retries(monkeypatch, error):
     monkeypatch.setattr(systemd.time, "sleep", lambda _s: None)
-    runner, calls = scripted(["Failed to reload network settings: Connection timed out"])
+    runner, calls = scripted([error])
     systemd.networkd_reload(None, runner)
     assert calls == [["networkctl", "reload"], ["systemctl", "restart", "systemd-networkd.service"],
                      ["networkctl", "reload"]]
