@@ -43,7 +43,7 @@ FLEET_HEADER = f"# {FLEET_MARKER}. Do not edit: changes are overwritten on the n
 RESTART_POLICIES = ("on_change", "never", "always")
 STATES = ("running", "stopped", "present")
 MACHINE_KEYS = ("name", "template", "image", "settings", "resources", "zone", "bridge", "address",
-                "gateway", "root_password", "root_password_hash", "enabled", "state", "restart",
+                "gateway", "root_password", "root_password_hash", "enabled", "state", "restart", "wait", "timeout",
                 "network", "address6", "gateway6")
 # Secrets are machine-level options. image and templates items have real sub-specs (derived from the
 # image module's spec), so a secret written there is masked too (no_log) and then refused: one place per
@@ -127,6 +127,8 @@ def machine_spec() -> dict:
         enabled=dict(type="bool"),
         state=dict(type="str", choices=list(STATES)),
         restart=dict(type="str", choices=list(RESTART_POLICIES)),
+        wait=dict(type="bool"),
+        timeout=dict(type="int"),
     )
 
 
@@ -153,6 +155,8 @@ class Machine:
     enabled: bool = True
     state: str = "running"
     restart: Optional[str] = None
+    wait: Optional[bool] = None       # None: the fleet's wait
+    timeout: Optional[int] = None     # None: the fleet's timeout
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -218,6 +222,11 @@ def _check_machine(machine: Machine, template_names) -> List[str]:
         errors.append(f"{label}.zone: {zone_name_error(machine.zone)}")
     if machine.bridge is not None and ifname_error(machine.bridge):
         errors.append(f"{label}.bridge: {ifname_error(machine.bridge)}")
+    if machine.timeout is not None and (isinstance(machine.timeout, bool) or not isinstance(machine.timeout, int)
+                                        or machine.timeout < 1):
+        errors.append(f"{label}.timeout: {machine.timeout!r} must be a whole number of seconds, at least 1")
+    if machine.wait is not None and not isinstance(machine.wait, bool):
+        errors.append(f"{label}.wait: {machine.wait!r} is not a boolean")
     if machine.gateway is not None and machine.address is None:
         errors.append(f"{label}.gateway: needs address (a gateway without a static address is unused)")
     return errors + _address_form_errors(machine, label)
@@ -354,6 +363,8 @@ class MachinePlan:
     runtime: str = "none"                 # none | start | stop | restart
     pending_restart: bool = False
     live: Optional[object] = None  # the resources logic's LivePlan for the running unit (no restart)
+    wait: Optional[str] = None            # how to wait after a start: system | unit | none (None: the fleet's)
+    timeout: Optional[int] = None         # seconds (None: the fleet's timeout)
     changes: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
 
@@ -476,6 +487,7 @@ class Context:
     units_dir: str
     check_mode: bool
     policy: str
+    predict_from: Dict[str, str] = field(default_factory=dict)   # template -> the directory it is copied from
 
     def root(self, name: str) -> str:
         return os.path.join(self.machines_dir, name)
@@ -514,6 +526,7 @@ def render_machine(ctx: Context, machine: Machine, templates: List[dict]) -> Des
     label = f"machines[{machine.name}]"
     settings_text, warnings = adapter_render_settings(ctx, machine, label)
     resources = adapter_resources(machine, label)
+    warnings = warnings + resources_utils.device_warnings(resources, label=f"{label}.resources.")
     dropin_path, dropin_text = adapter_render_resources(ctx, machine.name, resources)
     image_options = image_options_for(ctx, machine, templates, label)
     if image_options is not None:
@@ -580,6 +593,9 @@ def reconcile_machine(ctx: Context, desired: Desired, current: Current) -> Machi
         options = dict(desired.image_options)
         options.setdefault("setup_running", "defer" if restart_policy(machine, ctx.policy) == "never" else "apply")
         options["_running"] = current.running   # known from the batched show: no command per machine
+        if ctx.check_mode and machine.template and not os.path.isdir(ctx.root(machine.template)):
+            # the template is built earlier in this run: check mode predicts from what it will be a copy of
+            options.update(_source_planned=True, _predict_from=ctx.predict_from.get(machine.template))
         options["_network_auto"] = "network_links" not in machine.image   # computed: a missing networkd warns
         image = adapter_ensure_image(ctx, machine.name, options)
     settings = with_mode(plan_file(ctx.settings_path(machine.name), current.settings_text, desired.settings_text))
@@ -587,8 +603,24 @@ def reconcile_machine(ctx: Context, desired: Desired, current: Current) -> Machi
     policy = restart_policy(machine, ctx.policy)
     live = adapter_plan_live(desired.resources, current) if current.running else None
     settings_restart = adapter_settings_restart(current.settings_text, desired.settings_text)
-    return plan_machine(machine, current, settings, dropin, image, policy, settings_restart, live,
+    plan = plan_machine(machine, current, settings, dropin, image, policy, settings_restart, live,
                         load_stale(desired, current))
+    plan.wait, plan.timeout = wait_mode(machine), machine.timeout
+    return plan
+
+
+def wait_mode(machine: Machine) -> Optional[str]:
+    """A machine that runs a command instead of booting is waited for as an active unit, not a systemd."""
+    if machine.wait is False:
+        return "none"
+    if not adapter_boots(machine):
+        return "unit"
+    return "system" if machine.wait else None
+
+
+def wait_specs(plans: List[MachinePlan], wait: bool, timeout: int) -> Dict[str, Tuple[str, float]]:
+    """Per machine: how to wait after a start and for how long (machine values over the fleet's)."""
+    return {p.name: (p.wait or ("system" if wait else "none"), p.timeout or timeout) for p in plans}
 
 
 def load_stale(desired: Desired, current: Current) -> bool:
@@ -652,8 +684,9 @@ def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: i
         if plan.live and plan.runtime not in ("stop", "restart"):
             adapter_apply_live(module, plan.name, plan.live)
     systemd.stop(module, [p.name for p in plans if p.runtime == "stop"])
-    outcomes = adapter_restart(module, [p.name for p in plans if p.runtime == "restart"], timeout, wait)
-    outcomes.update(adapter_start(module, [p.name for p in plans if p.runtime == "start"], timeout, wait))
+    how = wait_specs(plans, wait, timeout)
+    outcomes = adapter_restart(module, [p.name for p in plans if p.runtime == "restart"], how)
+    outcomes.update(adapter_start(module, [p.name for p in plans if p.runtime == "start"], how))
     return check_outcomes(outcomes)
 
 
@@ -749,6 +782,7 @@ def run_fleet(module) -> dict:
     for item in params["templates"]:
         adapter_validate_template(ctx, item)
     templates = {t["name"]: adapter_ensure_template(ctx, t) for t in params["templates"]}
+    ctx.predict_from = template_sources(ctx, params["templates"])
     declared = [m.name for m in machines]
     managed = managed_machines(ctx.settings_dir) if params["prune"] else []
     units = read_units(module, declared + [n for n in managed if n not in declared])
@@ -882,6 +916,22 @@ def adapter_addresses(ctx: Context, plans, desired, currents, wait: bool, nets: 
                   for n, v_list in missing.items()]
 
 
+def template_sources(ctx: Context, templates: List[dict]) -> Dict[str, str]:
+    """Template -> the directory its root is a copy of (directory and clone sources; chains followed)."""
+    by_name = {t["name"]: t for t in templates}
+    out: Dict[str, str] = {}
+    for name in by_name:
+        item, seen = by_name[name], {name}
+        while item.get("source") == "clone" and item.get("clone_from") in by_name and item["clone_from"] not in seen:
+            seen.add(item["clone_from"])
+            item = by_name[item["clone_from"]]
+        if item.get("source") == "directory" and item.get("path"):
+            out[name] = item["path"]
+        elif item.get("source") == "clone" and item.get("clone_from"):
+            out[name] = ctx.root(item["clone_from"])
+    return out
+
+
 def in_step(what: str, function, *args):
     """``function(*args)``; an unexpected (non-corral) exception becomes a FleetError naming the machine and step."""
     try:
@@ -934,6 +984,9 @@ def adapter_render_settings(ctx: Context, machine: Machine, label: str):
         text, warnings = nspawn_settings.build_settings(params, header=FLEET_HEADER)
     except nspawn_settings.SettingsError as exc:
         raise FleetError(f"{label}.settings: {exc}") from None
+    missing = nspawn_settings.bind_source_errors(params)
+    if missing:
+        raise FleetError(f"{label}.settings: " + "; ".join(missing))
     untrusted = nspawn_settings.untrusted_warning(machine.name, ctx.settings_path(machine.name), ctx.machines_dir)
     return text, [f"{label}: {w}" for w in warnings + ([untrusted] if untrusted else [])]
 
@@ -1033,18 +1086,22 @@ def adapter_stale(name: str, unit: dict, settings_path: str) -> bool:
     return machine_utils.pending_restart(current, mtimes)
 
 
-def adapter_start(module, names: List[str], timeout: int, wait: bool) -> Dict[str, dict]:
-    """Start in ONE systemctl call, wait for all concurrently (machine logic)."""
-    return {n: r.as_dict() for n, r in machine_utils.start_many(module, names, timeout, wait).items()}
+def adapter_boots(machine: Machine) -> bool:
+    return nspawn_settings.boots(machine.settings if isinstance(machine.settings, dict) else {})
 
 
-def adapter_restart(module, names: List[str], timeout: int, wait: bool) -> Dict[str, dict]:
+def adapter_start(module, names: List[str], how: Dict[str, Tuple[str, float]]) -> Dict[str, dict]:
+    """Start in ONE systemctl call, wait for all concurrently, each as ``how`` says (machine logic)."""
+    longest = max([t for _m, t in how.values()] or [1])
+    return {n: r.as_dict() for n, r in machine_utils.start_many(module, names, longest, how=how).items()}
+
+
+def adapter_restart(module, names: List[str], how: Dict[str, Tuple[str, float]]) -> Dict[str, dict]:
     if not names:
         return {}
     try:
         systemd.restart(module, names)
     except CommandError as exc:
         return {n: {"ok": False, "msg": f"restart failed: {exc}"} for n in names}
-    if not wait:
-        return {}
-    return {n: r.as_dict() for n, r in machine_utils.wait_many(module, names, timeout).items()}
+    waited = [n for n in names if how.get(n, ("system", 0))[0] != "none"]
+    return {n: r.as_dict() for n, r in machine_utils.wait_many(module, waited, 1, how=how).items()}

@@ -39,7 +39,9 @@ from urllib.parse import urlparse
 
 from ansible_collections.corral.nspawn.plugins.module_utils import images_backends as backends, rootfs
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
-from ansible_collections.corral.nspawn.plugins.module_utils.values import crypt_hash_error, line_error, text_error
+from ansible_collections.corral.nspawn.plugins.module_utils.values import (
+    authorized_key_error, crypt_hash_error, line_error,
+)
 from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import (  # noqa: F401 pylint: disable=unused-import
     SetupError, ensure_post_setup, network_files, wants_networkd, wants_post_setup)
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error
@@ -151,6 +153,11 @@ def validate(params: dict) -> List[str]:
     return errors
 
 
+# Ubuntu release code names debootstrap knows (its scripts directory); a Debian host's default mirror has none.
+UBUNTU_SUITES = ("trusty", "xenial", "bionic", "focal", "jammy", "kinetic", "lunar", "mantic", "noble",
+                 "oracular", "plucky", "questing")
+
+
 def _require(params: dict, keys, source: str) -> List[str]:
     return [f"{key}: required with source={source}" for key in keys if not params.get(key)]
 
@@ -158,6 +165,11 @@ def _require(params: dict, keys, source: str) -> List[str]:
 def _validate_source(params: dict, source: str) -> List[str]:
     if source == "debootstrap":
         errors = _require(params, ["suite"], source)
+        if params.get("suite") in UBUNTU_SUITES and not params.get("mirror"):
+            errors.append(f"mirror: required for the Ubuntu suite {params['suite']!r} (debootstrap's default mirror is "
+                          "the host distribution's, which has no Ubuntu suites): give the URL of an Ubuntu archive, and "
+                          "install the Ubuntu archive keyring on the host (Debian: package ubuntu-keyring; or give "
+                          "keyring: PATH)")
         if params.get("variant") and not re.match(r"^[a-z][a-z0-9-]*$", params["variant"]):
             errors.append(f"variant: {params['variant']!r} is not a debootstrap variant (e.g. minbase, buildd)")
         return errors
@@ -216,7 +228,7 @@ def _validate_setup(params: dict, source: Optional[str]) -> List[str]:
             errors.append(f"root_password_hash: the value (not shown, it is a secret) {error}")
     errors += _validate_address(params) + _validate_network(params)
     for index, key in enumerate(params.get("authorized_keys") or []):
-        error = text_error(key.strip())
+        error = authorized_key_error(key.strip())
         if error:
             errors.append(f"authorized_keys[{index}]: {key!r} {error}; give one key per list item")
     return errors
@@ -579,6 +591,32 @@ def describe_source(params: dict) -> str:
     return f"{source} ({detail})" if detail else source
 
 
+def predicted_setup(module, params: dict, paths: Paths) -> List[str]:
+    """Check mode: the preparation a new root will get, in the words the real run will use.
+
+    A copy (clone, directory) starts as its source, so preparing the source in a dry run gives
+    exactly the real run's actions. ``_source_planned``: the source does not exist yet (a template the
+    fleet builds earlier in the same run); ``_predict_from`` then names what it will be a copy of, if
+    known. Other sources: the generic prediction.
+    """
+    source = params.get("_predict_from")
+    if not params.get("_source_planned") and params["source"] in backends.COPY_SOURCES:
+        source = copy_source(params, paths)
+    if source and os.path.isdir(source):
+        try:
+            # a template built in this run had its own fresh reset (machine-id, host keys) before the copy
+            return ensure_post_setup(module, source, params, fresh=not params.get("_source_planned"), dry=True)[1]
+        except (SetupError, OSError):
+            pass  # unreadable source: the real run reports it; predict the generic way
+    return predict_setup(params, fresh=True)
+
+
+def setup_words(params: dict, actions: List[str]) -> List[str]:
+    """What a fresh build reports for its preparation: the actions done for a copy (check mode read its
+    source), the generic words for an archive or a bootstrap, whose content check mode cannot read."""
+    return actions if params["source"] in backends.COPY_SOURCES else predict_setup(params, fresh=True)
+
+
 def predict_setup(params: dict, fresh: bool) -> List[str]:
     """Post-setup actions a not-yet-existing root will get (check mode cannot read it)."""
     words = []
@@ -808,7 +846,8 @@ def check_tools(module, params: dict, paths: Paths, warnings: List[str]) -> None
         if not os.path.isdir(src):
             message = f"{'clone_from' if source == 'clone' else 'path'}: {src} is not an existing directory"
             if module.check_mode and source == "clone":
-                warnings.append(message + " (yet); a real run fails unless an earlier task creates it")
+                if not params.get("_source_planned"):   # the fleet builds it earlier in the same run: no warning
+                    warnings.append(message + " (yet); a real run fails unless an earlier task creates it")
             else:
                 raise ImageError(message)
 
@@ -919,7 +958,7 @@ def build(module, params: dict, paths: Paths, todo: Plan, timings: dict) -> List
         timings["build"] = round(time.monotonic() - started, 3)
         started = time.monotonic()
         if not raw:
-            actions += ensure_post_setup(module, target, params, fresh=True)[1]
+            actions += setup_words(params, ensure_post_setup(module, target, params, fresh=True)[1])
             # Never open(target/RECORD): an imported tarball may have put a symlink there.
             with rootfs.RootFS(target) as fs:
                 fs.write(RECORD, build_id_text(build_id), 0o644, owner=(0, 0))
@@ -1036,7 +1075,7 @@ def ensure_image(module, params: dict) -> dict:
             remove_image(module, paths, current)
     if todo.action in ("create", "rebuild"):
         if module.check_mode:
-            changes += predict_setup(params, fresh=True)
+            changes += predicted_setup(module, params, paths)
         else:
             changes += build(module, params, paths, todo, timings)
     elif params["state"] == "present" and current.kind in ("directory", "symlink"):

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils import rootfs, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
@@ -200,12 +200,49 @@ def wait_running(module, name: str, timeout: float, poll: float = 1.0) -> WaitRe
         time.sleep(poll)
 
 
-def wait_many(module, names: Sequence[str], timeout: float, poll: float = 1.0) -> Dict[str, WaitResult]:
-    """Wait for several containers concurrently (each one is mostly sleeping)."""
+def wait_active(module, name: str, timeout: float, poll: float = 1.0) -> WaitResult:
+    """For a container that does not boot (``Boot=no``, ``ProcessTwo=yes``): its unit is active.
+
+    There is no systemd inside to ask; nspawn reports the unit ready once the command runs.
+    """
+    started = time.monotonic()
+    while True:
+        state = systemd.show_unit(module, systemd.unit_name(name), ("ActiveState",)).get("ActiveState", "")
+        elapsed = time.monotonic() - started
+        if state == "active":
+            return WaitResult(name, True, "active (no boot: its command runs)", elapsed)
+        if state in DOWN_STATES:
+            return WaitResult(name, False, state, elapsed, msg=(
+                f"machine {name}: the container's command exited (unit {state})\n{systemd.failure_report(module, name)}"))
+        if elapsed >= timeout:
+            return WaitResult(name, False, state, elapsed, msg=(
+                f"machine {name}: its unit did not become active within {timeout:g} s (last state {state!r})\n"
+                f"{systemd.failure_report(module, name)}"))
+        time.sleep(poll)
+
+
+# How to wait for one container: "system" (its systemd reports running), "unit" (the unit is active: a
+# container that runs a command instead of booting), "none"; and the seconds to wait.
+WaitSpec = Tuple[str, float]
+
+
+def wait_one(module, name: str, spec: WaitSpec, poll: float = 1.0) -> WaitResult:
+    mode, timeout = spec
+    if mode == "none":
+        return WaitResult(name, True)
+    if mode == "unit":
+        return wait_active(module, name, timeout, poll)
+    return wait_running(module, name, timeout, poll)
+
+
+def wait_many(module, names: Sequence[str], timeout: float, poll: float = 1.0,
+              how: Optional[Dict[str, WaitSpec]] = None) -> Dict[str, WaitResult]:
+    """Wait for several containers concurrently (each one is mostly sleeping); ``how`` per name overrides."""
     if not names:
         return {}
+    how = how or {}
     with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
-        results = pool.map(lambda n: wait_running(module, n, timeout, poll), names)
+        results = pool.map(lambda n: wait_one(module, n, how.get(n, ("system", timeout)), poll), names)
         return dict(zip(names, results))
 
 
@@ -217,7 +254,7 @@ def _start_failure(module, name: str, error: CommandError) -> WaitResult:
 
 
 def start_many(module, names: Sequence[str], timeout: float, wait: bool = True,
-               poll: float = 1.0) -> Dict[str, WaitResult]:
+               poll: float = 1.0, how: Optional[Dict[str, WaitSpec]] = None) -> Dict[str, WaitResult]:
     """Start containers with ONE systemctl call, then wait for all of them concurrently.
 
     Returns {name: WaitResult}; a container whose start failed gets ok=False and a
@@ -237,7 +274,10 @@ def start_many(module, names: Sequence[str], timeout: float, wait: bool = True,
             if units.get(systemd.unit_name(name), {}).get("ActiveState") not in systemd.RUNNING_STATES:
                 failed[name] = _start_failure(module, name, error)
     rest = [n for n in names if n not in failed]
-    results = wait_many(module, rest, timeout, poll) if wait else {n: WaitResult(n, True) for n in rest}
+    if how is None and not wait:
+        results = {n: WaitResult(n, True) for n in rest}
+    else:
+        results = wait_many(module, rest, timeout, poll, how)
     results.update(failed)
     return {n: results[n] for n in names}
 

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 from ansible_collections.corral.nspawn.plugins.module_utils.schema import (
-    BY_KEY, SECTIONS, TABLE, Key, argspec, check_ambient_capability, check_capability, check_word)
+    BY_KEY, SECTIONS, TABLE, Key, argspec, check_ambient_capability, check_capability, check_word, split_colons)
 
 SETTINGS_DIR = "/etc/systemd/nspawn"
 TRUSTED_DIRS = ("/etc/systemd/nspawn", "/run/systemd/nspawn")
@@ -88,6 +88,21 @@ def _list_items(value) -> List[str]:
     return [str(item) for item in items]
 
 
+def _command_words(value: str) -> List[str]:
+    """A command line given as one string, split into words as systemd splits Parameters= (quotes group).
+
+    Kept as one word it would be one argv entry: execv("/usr/bin/python3 -m http.server 80") fails.
+    """
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise ValueError(f"cannot be split into words ({exc}); give a list of words, "
+                         "e.g. [/usr/bin/python3, -m, http.server, '80']") from None
+    if not words:
+        raise ValueError("is empty; give the command and its arguments")
+    return words
+
+
 def _item_error(spec: Key, item: str) -> Optional[str]:
     # first: a value that breaks out of its line would add keys to the .nspawn (issue 9)
     error = line_error(item)
@@ -132,13 +147,26 @@ def _scalar(spec: Key, value) -> str:
 def _normalize_one(option: str, spec: Key, value) -> Value:
     if spec.kind not in ("list_repeated", "list_joined"):
         return _scalar(spec, value)
-    items = _environment_items(value) if option == "environment" else _list_items(value)
+    if option == "environment":
+        items = _environment_items(value)
+    elif option == "parameters" and isinstance(value, str):
+        items = _command_words(value)
+    else:
+        items = _list_items(value)
     if spec.check in _UPPERCASE_CHECKS:
         items = [item if item == "all" else item.upper() for item in items]
     bad = [f"item {item!r} {error}" for item, error in ((i, _item_error(spec, i)) for i in items) if error]
     if bad:
         raise ValueError("; ".join(bad))
     return items
+
+
+def boots(params: dict) -> bool:
+    """Whether the container runs an init as PID 1 (systemd-nspawn@.service passes --boot) or a command.
+
+    ``boot: false`` or ``process_two: true`` run ``parameters`` (or a shell) instead: no systemd inside.
+    """
+    return _as_bool(params.get("boot", True)) is not False and _as_bool(params.get("process_two", False)) is not True
 
 
 def did_you_mean(word: str, candidates, cutoff: float = 0.8) -> Optional[str]:
@@ -282,7 +310,54 @@ def build_document(params: dict) -> Tuple[unitfile.Document, List[str]]:
             doc[SECTIONS.index(spec.section)][1].extend(_entries(spec, values[option]))
     for section, items in extra.items():
         doc[SECTIONS.index(section)][1].extend(items)
-    return doc, warnings
+    return doc, warnings + bind_warnings(values)
+
+
+_IDMAP_OPTIONS = ("idmap", "rootidmap", "owneridmap")
+
+
+def _bind_parts(item: str) -> Tuple[str, str, List[str]]:
+    parts = split_colons(item)
+    dest = parts[1] if len(parts) > 1 and parts[1] else parts[0]
+    return parts[0], dest, parts[2].split(",") if len(parts) > 2 else []
+
+
+def private_users_on(values: Dict[str, Value]) -> bool:
+    """Whether the container runs in a user namespace that shifts its IDs.
+
+    Unset means on: systemd-nspawn@.service passes -U (--private-users=pick where the kernel can).
+    """
+    return values.get("private_users", "pick") not in ("no", "false", "off", "identity")
+
+
+def bind_warnings(values: Dict[str, Value]) -> List[str]:
+    """A read-write bind into an unprivileged container without idmap: the container's root cannot write it."""
+    if not private_users_on(values):
+        return []
+    return [f"bind: {item!r}: the container runs with private users (systemd-nspawn@.service passes -U unless "
+            f"private_users is false), so its root is not root on the host and cannot write {_bind_parts(item)[0]}; "
+            f"add ':idmap' ({_bind_parts(item)[0]}:{_bind_parts(item)[1]}:idmap) to map the host's owners, "
+            "or set private_users: false"
+            for item in values.get("bind") or []
+            # device nodes: their mode and DeviceAllow= decide, not the owner
+            if not set(_bind_parts(item)[2]) & set(_IDMAP_OPTIONS) and not _bind_parts(item)[0].startswith("/dev/")]
+
+
+def bind_source_errors(params: dict, exists=None) -> List[str]:
+    """Bind sources missing on the host: systemd-nspawn would refuse to start the container.
+
+    Reported before any change (check mode too). ``+PATH`` sources are inside the container's root.
+    """
+    exists = exists or os.path.exists
+    errors = []
+    for option in ("bind", "bind_read_only"):
+        items = params.get(option) or []
+        for item in items if isinstance(items, list) else [items]:
+            source = _bind_parts(str(item))[0]
+            if source.startswith("/") and not exists(source):
+                errors.append(f"{option}: {item!r}: the source {source} does not exist on the host "
+                              "(systemd-nspawn would refuse to start the container); create it first")
+    return errors
 
 
 def _entries(spec: Key, value: Value) -> List[Tuple[str, str]]:

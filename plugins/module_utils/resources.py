@@ -229,6 +229,27 @@ def _device(value) -> str:
     return f"{path} {''.join(m for m in 'rwm' if m in modes)}"
 
 
+# Device directories and the device class that allows what is in them (systemd skips a directory in
+# DeviceAllow= with only a log line: the container then gets none of its nodes).
+DEVICE_CLASSES = {"/dev/dri": "char-drm", "/dev/snd": "char-alsa", "/dev/input": "char-input",
+                  "/dev/bus/usb": "char-usb_device", "/dev/net": "char-misc", "/dev/vfio": "char-vfio"}
+
+
+def device_warnings(values: Dict[str, object], isdir=os.path.isdir, label: str = "") -> List[str]:
+    """DeviceAllow= entries that name a directory (known ones, or a directory on this host)."""
+    items = values.get("DeviceAllow") or []
+    warnings = []
+    for item in items if isinstance(items, list) else [items]:
+        path, _sep, modes = str(item).partition(" ")
+        path = path.rstrip("/")
+        if path.startswith("/dev/") and (path in DEVICE_CLASSES or isdir(path)):
+            hint = f"'{DEVICE_CLASSES[path]} {modes or 'rwm'}'" if path in DEVICE_CLASSES else \
+                "the device class (char-GROUP from /proc/devices) or each /dev node"
+            warnings.append(f"{label}device_allow: {item!r} names a directory, which systemd skips (no device in "
+                            f"it is allowed); give {hint}")
+    return warnings
+
+
 _NORMALISERS = {"memory": _memory, "quota": _quota, "weight": _weight, "cpus": _cpus, "tasks": _tasks,
                 "bandwidth": _bandwidth, "device": _device}
 ALLOWED = {

@@ -59,7 +59,7 @@ _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _PORT = re.compile(r"^(?:(tcp|udp):)?(\d{1,5})(?::(\d{1,5}))?$")
 _CPUS = re.compile(r"^(numa|\d+(-\d+)?([,\s]+\d+(-\d+)?)*)$")
-_PRIVATE_USERS = re.compile(r"^(yes|no|true|false|on|off|1|0|pick|identity|managed|\d+(:\d+)?)$")
+_PRIVATE_USERS = re.compile(r"^(yes|no|true|false|on|off|pick|identity|managed|\d+(:\d+)?)$")
 _BIND_OPTIONS = ("rbind", "norbind", "idmap", "noidmap", "rootidmap", "owneridmap")
 
 
@@ -188,6 +188,12 @@ def check_cpus(value: str) -> Optional[str]:
 
 
 def check_private_users(value: str) -> Optional[str]:
+    if value in ("0", "1"):
+        # systemd parses a boolean first: "0" is "no" (user namespacing off), not "IDs from 0"
+        meaning = "no (user namespacing off)" if value == "0" else "yes (IDs from the owner of the root)"
+        return (f"is read by systemd as the boolean {meaning}, not as a base UID; to map the container's "
+                f"IDs from {value} give \"{value}:65536\" (UID:RANGE, e.g. to undo private_users: pick with "
+                "private_users_ownership: chown), to switch it off give false")
     if _PRIVATE_USERS.match(value.lower()):
         return None
     return "must be a boolean, 'pick', 'identity', 'managed', a base UID, or UID:RANGE"

@@ -18,6 +18,8 @@ form; the caller names the option and the value.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Optional
 
@@ -106,4 +108,36 @@ def crypt_hash_error(value: str) -> Optional[str]:
     if not form[0].fullmatch(rest):
         return (f"is not of the form {form[1]}, or uses characters outside [{_CRYPT_ALPHABET}] "
                 "(a placeholder such as '...' is not a hash)")
+    return None
+
+
+# OpenSSH public key types (ssh-keygen -Q key, plus the certificate and security-key forms).
+_SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                  "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
+_SSH_TYPE_RE = "|".join(re.escape(t) + r"(?:-cert-v01@openssh\.com)?" for t in _SSH_KEY_TYPES)
+_SSH_KEY = re.compile(rf"(?:^|\s)({_SSH_TYPE_RE})\s+(\S+)")
+SSH_KEY_FORM = ("an OpenSSH public key line: [OPTIONS ]TYPE BASE64 [COMMENT], TYPE one of "
+                f"{', '.join(_SSH_KEY_TYPES)}, BASE64 the key blob as ssh-keygen prints it")
+
+
+def authorized_key_error(value: str) -> Optional[str]:
+    """Why ``value`` is not an authorized_keys line; a placeholder ("ssh-ed25519 AAAA...") is refused.
+
+    The key blob must be base64 whose first field names the same key type, as every OpenSSH public
+    key does: a truncated or made-up blob would be written and then never match any key.
+    """
+    problem = text_error(value)
+    if problem:
+        return problem
+    match = _SSH_KEY.search(value.strip())
+    if match is None:
+        return f"is not {SSH_KEY_FORM}"
+    key_type, blob = match.groups()
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        return f"has a key blob that is not base64 (a placeholder such as 'AAAA...' is not a key); allowed: {SSH_KEY_FORM}"
+    length = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
+    if raw[4:4 + length].decode("ascii", "replace") != key_type or len(raw) <= 4 + length:
+        return f"has a key blob that does not hold a {key_type} key (truncated or made up); allowed: {SSH_KEY_FORM}"
     return None

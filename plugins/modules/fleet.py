@@ -244,6 +244,15 @@ options:
         description: Overrides O(restart) for this machine.
         type: str
         choices: [on_change, never, always]
+      wait:
+        description:
+          - Overrides O(wait) for this machine. A machine that does not boot (C(settings.boot=false) or
+            C(settings.process_two=true), it runs a command, not an init) is waited for until its unit is
+            active, never for a systemd inside it.
+        type: bool
+      timeout:
+        description: Overrides O(timeout) for this machine (seconds).
+        type: int
   host_defaults:
     description:
       - Per-host defaults, merged over O(defaults) and under every item of O(machines), with the same keys.
@@ -328,11 +337,13 @@ options:
     default: on_change
   wait:
     description:
-      - Wait until the systemd inside every started machine reports C(running) (C(degraded) gives a warning).
+      - Wait until the systemd inside every started machine reports C(running) (C(degraded) gives a warning);
+        a machine that does not boot (O(machines[].settings) C(boot=false) or C(process_two=true)) until its unit
+        is active. O(machines[].wait) overrides it per machine.
     type: bool
     default: true
   timeout:
-    description: Seconds to wait for all machines together.
+    description: Seconds to wait for the machines (O(machines[].timeout) overrides it per machine).
     type: int
     default: 120
   machines_dir:

@@ -185,6 +185,8 @@ def main():
         desired = resources.normalize(options) if params["state"] == "present" else {}
     except resources.ResourceError as exc:
         module.fail_json(msg=str(exc))
+    for warning in resources.device_warnings(desired):
+        module.warn(warning)
     try:
         result = lock.run_locked(module, lambda: cgroup.reconcile(module, name, desired))
     except cgroup.LimitsError as exc:

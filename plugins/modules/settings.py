@@ -177,6 +177,9 @@ def main():
             content, warnings = ns.build_settings(options, systemd_version=version)
         except ns.SettingsError as exc:
             module.fail_json(msg=str(exc), path=path)
+        missing = ns.bind_source_errors(options)
+        if missing:
+            module.fail_json(msg="; ".join(missing), path=path)
         warnings += ns.trust_warnings(content, path)
     with lock.module_lock(module):   # read and write under the host-wide lock
         before = read_text(path)

@@ -3,6 +3,7 @@
 """Unit tests for the fleet planner: merging, validation, per-machine plans, batching."""
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -400,7 +401,7 @@ def test_running_machine_without_root_or_source_is_refused(tmp_path, fake_adapte
 def test_failed_start_names_every_failed_machine(tmp_path, fake_adapters, monkeypatch):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
-    monkeypatch.setattr(fleet, "adapter_start", lambda m, names, t, w: {
+    monkeypatch.setattr(fleet, "adapter_start", lambda m, names, how: {
         n: {"ok": n == "ok", "msg": f"{n} timed out"} for n in names})
     with pytest.raises(fleet.FleetError) as info:
         fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "ok"}, {"name": "b1"}, {"name": "b2"}])))
@@ -632,3 +633,62 @@ def test_need_daemon_reload_left_by_set_property_does_not_reload_every_run():
     assert fleet.load_stale(desired, fleet.Current(unit=dict(loaded, MemoryMax=str(512 * 1024 ** 2)))) is True
     assert fleet.load_stale(desired, fleet.Current(unit=dict(loaded, DropInPaths=""))) is True
     assert fleet.load_stale(desired, fleet.Current(unit=dict(loaded, NeedDaemonReload="no", DropInPaths=""))) is False
+
+
+def test_a_machine_that_runs_a_command_is_waited_for_as_an_active_unit(tmp_path, fake_adapters):
+    """Regression (issue 19, 1): boot: false + process_two ran the command as PID 2, then the fleet waited
+    120 s for a systemd that does not exist in that container and failed the run."""
+    host = FakeHost(str(tmp_path / "system"))
+    (tmp_path / "machines").mkdir()
+    job = {"name": "job", "settings": {"boot": False, "process_two": True,
+                                       "parameters": "/usr/bin/python3 -m http.server 80"}}
+    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [job, {"name": "web"}])))
+    asked = [c[2] for c in host.calls if c[1] == "--machine"]
+    assert "job" not in asked and "web" in asked, host.calls
+    assert result["machines"]["job"]["state"] == "running"
+    text = (tmp_path / "nspawn" / "job.nspawn").read_text()
+    assert "Parameters=/usr/bin/python3 -m http.server 80\n" in text   # four words, not one
+
+
+@pytest.mark.parametrize("machine, expected", [
+    ({"name": "a"}, ("system", 10)),
+    ({"name": "a", "timeout": 300}, ("system", 300)),
+    ({"name": "a", "wait": False}, ("none", 10)),
+    ({"name": "a", "settings": {"boot": False}}, ("unit", 10)),
+    ({"name": "a", "settings": {"process_two": True}, "timeout": 5}, ("unit", 5)),
+])
+def test_wait_and_timeout_per_machine(tmp_path, fake_adapters, monkeypatch, machine, expected):
+    seen = {}
+    monkeypatch.setattr(fleet, "adapter_start", lambda m, names, how: seen.update(how) or {n: {"ok": True} for n in names})
+    (tmp_path / "machines").mkdir()
+    fleet.run_fleet(FakeModule(FakeHost(str(tmp_path / "system")), _params(tmp_path, [machine])))
+    assert seen["a"] == expected
+
+
+@pytest.mark.parametrize("machine, message", [
+    ({"name": "a", "timeout": 0}, "machines[a].timeout: 0 must be a whole number of seconds, at least 1"),
+    ({"name": "a", "wait": "soon"}, "machines[a].wait: 'soon' is not a boolean"),
+])
+def test_bad_wait_and_timeout_are_refused(machine, message):
+    with pytest.raises(fleet.FleetError, match=re.escape(message)):
+        fleet.desired_machines([machine], {}, [])
+
+
+def test_device_allow_naming_a_directory_is_warned_about(tmp_path):
+    """Issue 19, 6: DeviceAllow=/dev/dri is skipped by systemd; the device class char-drm works."""
+    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), True, "on_change")
+    (tmp_path / "gpu").mkdir()
+    dri = fleet.Machine("gpu", resources={"device_allow": ["/dev/dri rw"]}, state="stopped")
+    warnings = fleet.render_machine(ctx, dri, []).warnings
+    assert any("machines[gpu].resources.device_allow: '/dev/dri rw' names a directory" in w
+               and "'char-drm rw'" in w for w in warnings), warnings
+    fixed = fleet.Machine("gpu", resources={"device_allow": ["char-drm rw"]}, state="stopped")
+    assert not [w for w in fleet.render_machine(ctx, fixed, []).warnings if "device_allow" in w]
+
+
+def test_a_missing_bind_source_fails_the_fleet_before_any_change(tmp_path):
+    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), True, "on_change")
+    machine = fleet.Machine("b", settings={"bind": [f"{tmp_path}/nope:/src:idmap"]}, state="stopped")
+    with pytest.raises(fleet.FleetError, match=re.escape(f"machines[b].settings: bind: '{tmp_path}/nope:/src:idmap': "
+                                                         f"the source {tmp_path}/nope does not exist on the host")):
+        fleet.render_machine(ctx, machine, [])

@@ -559,3 +559,12 @@ def test_enable_follows_install_alias_and_also_inside_the_root(machines):
     os.symlink("/dev/null", os.path.join(root, "etc/systemd/system/systemd-resolved.service"))
     with pytest.raises(setup.SetupError, match="masked"):
         setup.ensure_post_setup(FakeModule(), root, {"enable_resolved": True})
+
+
+def test_an_ubuntu_suite_without_a_mirror_is_refused_with_the_keyring_hint():
+    """Issue 19, 8: the guide's jammy one-liner failed on a Debian host (default mirror, no keyring)."""
+    errors = images.validate(images.normalize({"name": "u1", "machines_dir": "/var/lib/machines",
+                                               "source": "debootstrap", "suite": "jammy"}))
+    assert any(e.startswith("mirror: required for the Ubuntu suite 'jammy'") and "ubuntu-keyring" in e for e in errors)
+    assert images.validate(images.normalize({"name": "u1", "machines_dir": "/var/lib/machines", "source": "debootstrap",
+                                             "suite": "jammy", "mirror": "http://mirror.invalid/ubuntu"})) == []

@@ -167,7 +167,8 @@ def test_image_values_that_break_out_are_refused(params, fragment):
 
 def test_a_real_root_password_hash_and_keys_are_accepted():
     params = dict(IMAGE, root_password_hash="$y$j9T$F5Jx5fExrKuPp53xLKQ..1$U4SOHmDd8SvW5vCUKSMR6N835VPwFAtgYNhQ9mFFeL5",
-                  authorized_keys=["ssh-ed25519 AAAAC3Nz admin@example\n"], address="10.0.0.5/24", dns=["10.0.0.1"])
+                  authorized_keys=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGkcXZiq3hpY7qYXmBPaZ12JW+4JMC3QJvWDx7EJrg4C admin@example\n"],
+                  address="10.0.0.5/24", dns=["10.0.0.1"])
     assert images.validate(images.normalize(params)) == []
 
 

@@ -240,3 +240,15 @@ def test_image_os_reads_os_release(tmp_path):
 def test_parse_timestamp_keeps_microseconds(shown, since):
     parsed = machine.parse_timestamp(shown)
     assert parsed == since if since is None else abs(parsed - since) < 1e-6
+
+
+@pytest.mark.parametrize("state, ok, words", [
+    ("active", True, "no boot"),
+    ("failed", False, "the container's command exited (unit failed)"),
+])
+def test_a_container_that_does_not_boot_is_waited_for_as_an_active_unit(state, ok, words):
+    module = ScriptedModule({SHOW: (0, _show_active(["job"], failed=["job"] if state == "failed" else []), ""),
+                             ("journalctl",): (0, "Traceback\n", "")})
+    result = machine.wait_many(module, ["job"], 10, poll=0, how={"job": ("unit", 10)})["job"]
+    assert result.ok is ok and words in (result.state if ok else result.msg)
+    assert not any("--machine" in c for c in module.calls)

@@ -3,6 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Settings logic: typed emitters, validation messages, extra keys, restart decision."""
 
+import re
 import shlex
 
 import pytest
@@ -256,3 +257,29 @@ def test_option_spec_covers_catalogue_and_extra():
     assert set(ns.OPTION_SPEC) == set(schema.TABLE) | {"extra"}
     assert ns.OPTION_SPEC["environment"] == {"type": "raw"}
     assert ns.OPTION_SPEC["extra"] == {"type": "dict"}
+
+
+@pytest.mark.parametrize("value", ["0", 0, "1", 1])
+def test_private_users_zero_or_one_is_refused_with_the_range_form(value):
+    """Regression (issue 19, 2): the guide's undo private_users: "0" is PrivateUsers=no to systemd, so
+    private_users_ownership: chown left every file owned by the shifted UID."""
+    with pytest.raises(ns.SettingsError, match=re.escape(f'give "{int(value)}:65536"')):
+        ns.build_settings({"private_users": value, "private_users_ownership": "chown"})
+    text, _warnings = ns.build_settings({"private_users": f"{int(value)}:65536", "private_users_ownership": "chown"})
+    assert f"PrivateUsers={int(value)}:65536\n" in text
+
+
+@pytest.mark.parametrize("value, words", [
+    ("/usr/bin/python3 -m http.server 80", "/usr/bin/python3 -m http.server 80"),
+    ("/bin/echo 'two words' x", '/bin/echo "two words" x'),
+    (["/bin/echo", "two words"], '/bin/echo "two words"'),
+])
+def test_a_string_parameters_is_split_into_words(value, words):
+    """Regression (issue 19, 1): one string was one argv word (execv("/usr/bin/python3 -m ...") failed)."""
+    text, _warnings = ns.build_settings({"boot": False, "process_two": True, "parameters": value})
+    assert f"Parameters={words}\n" in text
+
+
+def test_a_string_parameters_with_an_open_quote_is_refused():
+    with pytest.raises(ns.SettingsError, match="cannot be split into words"):
+        ns.build_settings({"parameters": "/bin/echo 'open"})

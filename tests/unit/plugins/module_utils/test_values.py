@@ -78,3 +78,22 @@ def test_bad_crypt_hashes_are_refused_without_echoing_the_value(value, fragment)
     error = values.crypt_hash_error(value)
     assert error and fragment in error
     assert value not in error and "evil" not in error and "x" * 20 not in error
+
+
+REAL_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGkcXZiq3hpY7qYXmBPaZ12JW+4JMC3QJvWDx7EJrg4C admin@example"
+
+
+@pytest.mark.parametrize("key, words", [
+    ("ssh-ed25519 AAAA... admin@example", "not base64"),                    # the guide's old placeholder
+    ("ssh-ed25519 AAAAC3Nz admin@example", "does not hold a ssh-ed25519 key"),
+    ("ssh-rsa " + REAL_KEY.split()[1], "does not hold a ssh-rsa key"),      # type and blob disagree
+    ("my key", "is not an OpenSSH public key line"),
+])
+def test_placeholder_and_made_up_keys_are_refused(key, words):
+    """Regression (issue 19, 9): placeholders from the guide were accepted as real keys."""
+    assert words in values.authorized_key_error(key)
+
+
+@pytest.mark.parametrize("key", [REAL_KEY, REAL_KEY.rsplit(" ", 1)[0], 'from="10.0.0.0/8" ' + REAL_KEY])
+def test_real_keys_are_accepted(key):
+    assert values.authorized_key_error(key) is None

@@ -44,7 +44,9 @@ def run(args, check=False, diff=True):
 
 def test_check_apply_check_apply(tmp_path):
     path = str(tmp_path / "etc" / "web1.nspawn")
-    args = {"name": "web1", "path": path, "hostname": "web1", "bind": ["/srv/a:/a"]}
+    os.makedirs(tmp_path / "a")
+    bind = f"{tmp_path}/a:/a:idmap"
+    args = {"name": "web1", "path": path, "hostname": "web1", "bind": [bind]}
     first = run(args, check=True)
     assert first["changed"] and first["restart_required"] and not os.path.exists(path)
     assert "Hostname=web1" in first["diff"]["after"]
@@ -55,7 +57,7 @@ def test_check_apply_check_apply(tmp_path):
     assert [third["changed"], fourth["changed"]] == [False, False]
     assert [third["restart_required"], fourth["restart_required"]] == [False, False]
     assert os.stat(path).st_mtime_ns == mtime
-    assert fourth["settings"] == {"Exec": {"Hostname": ["web1"]}, "Files": {"Bind": ["/srv/a:/a"]}}
+    assert fourth["settings"] == {"Exec": {"Hostname": ["web1"]}, "Files": {"Bind": [bind]}}
     assert oct(os.stat(path).st_mode & 0o777) == "0o644"
 
 
@@ -94,3 +96,24 @@ def test_warnings_untrusted_unmanaged_and_path(tmp_path, fake_host):
     assert "ignores the privileged keys Files.Bind" in text
     assert "extra.Exec.NewKey: not in the catalogue" in text
     assert result["diff"]["before"] == "[Exec]\nBoot=yes\n"
+
+
+def test_a_missing_bind_source_is_refused_before_any_change_in_check_mode_too(tmp_path, fake_host):
+    """Regression (issue 19, 3): the file was written and the container then failed to start."""
+    path = str(tmp_path / "web1.nspawn")
+    for check in (True, False):
+        result = run({"name": "web1", "path": path, "bind_read_only": [f"{tmp_path}/nowhere:/x"]}, check=check)
+        assert result["failed"] and f"the source {tmp_path}/nowhere does not exist on the host" in result["msg"]
+        assert result["msg"].startswith("bind_read_only: ") and not os.path.exists(path)
+
+
+def test_a_writable_bind_into_a_private_users_container_without_idmap_is_warned_about(tmp_path, fake_host):
+    os.makedirs(tmp_path / "src")
+    path = str(tmp_path / "web1.nspawn")
+    run({"name": "web1", "path": path, "bind": [f"{tmp_path}/src:/src"]})
+    assert any("cannot write" in w and f"{tmp_path}/src:/src:idmap" in w for w in fake_host), fake_host
+    fake_host.clear()
+    for quiet in ({"bind": [f"{tmp_path}/src:/src:idmap"]}, {"bind": [f"{tmp_path}/src:/src"], "private_users": False},
+                  {"bind_read_only": [f"{tmp_path}/src:/src"]}):
+        run(dict({"name": "web1", "path": path}, **quiet))
+        assert not [w for w in fake_host if "cannot write" in w], (quiet, fake_host)
