@@ -91,6 +91,12 @@ def provide(host, need: str) -> None:
         host.ssh(f"mkdir -p {harness.shlex_quote(need)}")
 
 
+def lan_dhcp_server(host) -> None:
+    """The LAN behind eth0 has a DHCP server (the host's networkd on the far end lan-eth0), as a LAN's router would."""
+    host.ssh("printf '[Match]\\nName=lan-eth0\\n\\n[Network]\\nAddress=192.168.77.1/24\\nDHCPServer=yes\\n' "
+             "> /etc/systemd/network/10-rcp-lan.network && networkctl reload")
+
+
 def inventory(host, tmp_path, names) -> str:
     """hosts.yml with the host in nspawn_hosts, group_vars/nspawn_hosts/recipes.yml the recipes as written."""
     data = json.loads(harness._write_inventory([host]))  # pylint: disable=protected-access
@@ -150,6 +156,7 @@ def host(make_host):
         for recipe in guide.chain(RECIPES, [name]):
             for need in RECIPES[recipe].needs:
                 provide(host, need)
+    lan_dhcp_server(host)
     with open(os.path.join(host.root, "root", "login.py"), "w", encoding="utf-8") as handle:
         handle.write(LOGIN)
     yield host
@@ -229,6 +236,8 @@ def outcome_hostnet(host):
 
 def outcome_macvlan(host):
     assert " macvlan " in run_in(host, "lan1", "ip -d -o link show mv-eth0")
+    wait_until(lambda: "inet 192.168.77." in inside(host, "lan1", "ip -4 -o addr show mv-eth0").stdout, 60,
+               "a DHCP lease from the LAN on mv-eth0 in lan1")
     assert "eth2" in run_in(host, "nic2", "ip -o link show eth2")
     assert host.ssh("ip link show eth2", check=False).returncode != 0, "eth2 is still on the host"
 
