@@ -16,7 +16,7 @@ description:
     O(nspawn_host_port), O(nspawn_host_private_key_file) and the SSH arguments the user already gives
     Ansible, through one multiplexed master connection (C(ControlMaster)/C(ControlPersist)), so a task
     costs about one SSH round trip.
-  - Supports pipelining (a module task costs one exec). Files are put and fetched through stdin and stdout
+  - Pipelining is on by default (a module task costs one exec). Files are put and fetched through stdin and stdout
     of a process inside the container that runs as the container user, byte for byte; in containers with
     private users (C(PrivateUsers=)) the files belong to that user inside the container.
   - The inventory plugin P(corral.nspawn.machines#inventory) sets O(nspawn_machine) and the O(nspawn_host) options
@@ -32,9 +32,24 @@ notes:
     a non-root host user each have their own message.
   - C(become) inside the container works with the become plugins that need no password prompt
     (C(su) from root, C(sudo) with NOPASSWD); C(ansible_user) selects the user the command runs as.
-extends_documentation_fragment:
-  - connection_pipelining
 options:
+  pipelining:
+    description:
+      - Send modules to the interpreter's stdin instead of copying them first (one exec per module task).
+      - On by default for this connection (Ansible's own default is off); a become method that cannot
+        pipeline (such as C(su)) turns it off for its tasks.
+    type: boolean
+    default: true
+    env:
+      - name: ANSIBLE_PIPELINING
+    ini:
+      - section: defaults
+        key: pipelining
+      - section: connection
+        key: pipelining
+    vars:
+      - name: ansible_pipelining
+      - name: ansible_nspawn_pipelining
   nspawn_machine:
     description:
       - Name of the container (machine) on the container host. Without O(nspawn_machine), the inventory

@@ -127,8 +127,8 @@ def connection_block(data: Optional[dict]) -> str:
     if not data:
         return "No results yet: run `python tests/bench/bench_connection.py`.\n"
     rows = data["rows"]
-    lines = [f"{data['tasks']} tasks x {data['count']} containers, forks {data['count']}; median of {data['repeat']} "
-             "runs (min-max).", "",
+    lines = [f"{data['tasks']} tasks x {data['count']} containers, forks {data['count']}; per task = the wall time of "
+             f"one task over all {data['count']} containers at once; median of {data['repeat']} runs (min-max).", "",
              "| connection | per task | whole run | per task vs direct SSH |", "|---|---:|---:|---:|"]
     labels = {"nspawn": "`corral.nspawn.nspawn` (SSH to the host)", "ssh": "`ansible.builtin.ssh` into each container"}
     for name, row in rows.items():

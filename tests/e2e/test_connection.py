@@ -170,6 +170,14 @@ def test_inventory_list_discovers_undeclared_running_container(host, site, inven
 def test_ping_and_setup(site, inventory):
     pinged = adhoc(inventory, "nspawn_containers", "ansible.builtin.ping")
     assert {h: r.get("ping") for h, r in pinged.items()} == dict.fromkeys(map(name, ("web", "app", "db")), "pong")
+    # pipelined by default: a module task is one exec, nothing is put into the container first
+    env = harness.ansible_env()
+    env.pop("ANSIBLE_PIPELINING", None)  # the plugin's own default (ansible.cfg only sets it for ssh)
+    verbose = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible"), "-i", inventory, name("app"),
+                              "-m", "ansible.builtin.ping", "-vvv"], capture_output=True, text=True, env=env, cwd=ROOT,
+                             timeout=300, check=False)
+    assert verbose.returncode == 0 and "NSPAWN machine app" in verbose.stdout, verbose.stdout[-3000:]
+    assert "PUT " not in verbose.stdout, verbose.stdout[-3000:]
     facts = adhoc(inventory, name("app"), "ansible.builtin.setup", "gather_subset=!all,virtual")[name("app")]
     # facts gathered inside: a guest (Ansible reads the container type as "container" under private users)
     assert harness.succeeded(facts)["ansible_facts"]["ansible_virtualization_role"] == "guest", facts
