@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import rootfs, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings, rootfs, systemd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.files import read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
 STATES = ("running", "stopped", "restarted")
@@ -147,6 +148,26 @@ def settings_mtimes(name: str, dirs: Sequence[str] = SETTINGS_DIRS) -> List[floa
         except OSError:
             continue
     return mtimes
+
+
+def wait_mode(name: str, dirs: Sequence[str] = SETTINGS_DIRS) -> str:
+    """How to wait for ``name``: "system" (its own systemd) or "unit" (a container that runs a command).
+
+    Read from the first trusted .nspawn file systemd uses for it: ``Boot=no`` or ``ProcessTwo=yes``
+    run ``Parameters=`` instead of an init, so there is no systemd inside to ask.
+    """
+    for directory in dirs:
+        text = read_text(os.path.join(directory, f"{name}.nspawn"))
+        if text is None:
+            continue
+        try:
+            doc = unitfile.parse(text)
+        except unitfile.UnitFileError:
+            return "system"  # systemd refuses such a file too; the start reports it
+        boot, two = unitfile.get(doc, "Exec", "Boot"), unitfile.get(doc, "Exec", "ProcessTwo")
+        return "system" if nspawn_settings.boots({"boot": boot[-1] if boot else True,
+                                                  "process_two": two[-1] if two else False}) else "unit"
+    return "system"
 
 
 # ---------------------------------------------------------------- wait
@@ -282,8 +303,8 @@ def start_many(module, names: Sequence[str], timeout: float, wait: bool = True,
     return {n: results[n] for n in names}
 
 
-def apply(module, plan_: Plan, wait: bool, timeout: float) -> Optional[WaitResult]:
-    """Carry out ``plan_`` (never in check mode); returns the wait outcome when it waited."""
+def apply(module, plan_: Plan, wait: bool, timeout: float, mode: str = "system") -> Optional[WaitResult]:
+    """Carry out ``plan_`` (never in check mode); returns the wait outcome when it waited (see wait_one)."""
     if plan_.enable is True:
         systemd.enable(module, [plan_.name])
     elif plan_.enable is False:
@@ -291,13 +312,14 @@ def apply(module, plan_: Plan, wait: bool, timeout: float) -> Optional[WaitResul
     if plan_.runtime == "stop":
         systemd.stop(module, [plan_.name])
     elif plan_.runtime == "start":
-        return start_many(module, [plan_.name], timeout, wait)[plan_.name]
+        return start_many(module, [plan_.name], timeout, wait,
+                          how={plan_.name: (mode, timeout)} if wait else None)[plan_.name]
     elif plan_.runtime == "restart":
         try:
             systemd.restart(module, [plan_.name])
         except CommandError as error:
             return _start_failure(module, plan_.name, error)
-        return wait_running(module, plan_.name, timeout) if wait else None
+        return wait_one(module, plan_.name, (mode, timeout)) if wait else None
     return None
 
 

@@ -16,7 +16,8 @@ description:
     so the container starts at boot.
   - With O(wait=true) a start waits until the container's own systemd reports V(running). V(degraded) is
     accepted with a warning naming the failed units. A timeout or a container that dies while booting fails
-    with the unit status and the last lines of its journal.
+    with the unit status and the last lines of its journal. A container whose C(.nspawn) file says
+    C(Boot=no) or C(ProcessTwo=yes) runs a command instead of an init, so the wait is for its unit to be active.
   - O(state=restarted) always restarts. To restart only when configuration changed, notify a handler from
     the M(corral.nspawn.settings) task (see EXAMPLES); RV(pending_restart) tells when a running container
     started before its C(.nspawn) settings were last written.
@@ -160,10 +161,11 @@ def run(module) -> dict:
     todo = machine.plan(name, params["state"], params["enabled"], current)
     running = current.running if todo.runtime == "none" else todo.runtime != "stop"
     waited = None
+    mode = machine.wait_mode(name)  # a container that runs a command has no systemd to wait for
     if not module.check_mode:
-        waited = machine.apply(module, todo, params["wait"], params["timeout"])
+        waited = machine.apply(module, todo, params["wait"], params["timeout"], mode)
     if waited is None and params["wait"] and params["state"] == "running" and running and todo.runtime == "none":
-        waited = machine.wait_running(module, name, params["timeout"])
+        waited = machine.wait_one(module, name, (mode, params["timeout"]))
     if waited is not None and not waited.ok:
         module.fail_json(msg=waited.msg, changed=todo.changed, changes=todo.changes, system_state=waited.state)
     if waited is not None and waited.warning:

@@ -252,3 +252,32 @@ def test_a_container_that_does_not_boot_is_waited_for_as_an_active_unit(state, o
     result = machine.wait_many(module, ["job"], 10, poll=0, how={"job": ("unit", 10)})["job"]
     assert result.ok is ok and words in (result.state if ok else result.msg)
     assert not any("--machine" in c for c in module.calls)
+
+
+@pytest.mark.parametrize("text, mode", [
+    (None, "system"),
+    ("[Exec]\nBoot=yes\n", "system"),
+    ("[Exec]\nBoot=no\nParameters=/usr/bin/python3 -m http.server 80\n", "unit"),
+    ("[Exec]\nProcessTwo=yes\n", "unit"),
+    ("[Exec]\nBoot=no\nBoot=yes\n", "system"),   # the last assignment counts, as in systemd
+    ("not a unit file", "system"),
+])
+def test_wait_mode_reads_the_trusted_nspawn_file(tmp_path, text, mode):
+    first, second = tmp_path / "etc", tmp_path / "run"
+    first.mkdir()
+    second.mkdir()
+    if text is not None:
+        (first / "job.nspawn").write_text(text)
+    (second / "job.nspawn").write_text("[Exec]\nBoot=no\n")  # shadowed by the first directory's file
+    expected = mode if text is not None else "unit"
+    assert machine.wait_mode("job", (str(first), str(second))) == expected
+
+
+@pytest.mark.parametrize("runtime", ["start", "restart"])
+def test_the_machine_module_waits_for_the_unit_of_a_container_that_does_not_boot(runtime):
+    """Regression (issue 19 item 1, single-purpose module): it asked a systemd that does not exist."""
+    module = ScriptedModule({SHOW: (0, _show_active(["job"]), ""),
+                             ("systemctl", "--machine"): (1, "", "Failed to connect to bus")})
+    result = machine.apply(module, machine.Plan("job", runtime=runtime), wait=True, timeout=10, mode="unit")
+    assert result.ok and "no boot" in result.state
+    assert not any("--machine" in c for c in module.calls)
