@@ -20,8 +20,9 @@ PATH = "/etc/systemd/nspawn/s1.nspawn"
 @pytest.fixture(scope="module")
 def host(make_host):
     host = make_host(HOST)
+    host.ssh("mkdir -p /srv/s1-share")  # a bind source must exist on the host (the module refuses a missing one)
     yield host
-    host.ssh("rm -f /etc/systemd/nspawn/s1.nspawn /etc/systemd/nspawn/bad*.nspawn /tmp/corral-s3.nspawn "
+    host.ssh("rm -rf /srv/s1-share; rm -f /etc/systemd/nspawn/s1.nspawn /etc/systemd/nspawn/bad*.nspawn /tmp/corral-s3.nspawn "
              "/var/lib/machines/s4.nspawn /etc/systemd/nspawn/s4.nspawn", check=False)
 
 
