@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils import networkd, unitfile
-from ansible_collections.corral.nspawn.plugins.module_utils.files import is_managed
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
 
 ATTACHMENT_KEYS = ("zone", "bridge", "network")
@@ -170,14 +169,7 @@ def _int(value) -> Optional[int]:
 def host_networks(files: Dict[str, str]) -> Dict[str, Net]:
     """Managed zone/bridge ``.network`` files (``{path: text}``) -> ``{link: Net}``."""
     nets = {}
-    for path, text in sorted(files.items()):
-        base = path.rsplit("/", 1)[-1]
-        if not (base.startswith(networkd.FILE_PREFIX) and base.endswith(".network") and is_managed(text)):
-            continue
-        try:
-            doc = unitfile.parse(text)
-        except unitfile.UnitFileError:
-            continue
+    for path, doc in networkd.managed_network_docs(files):
         names = unitfile.get(doc, "Match", "Name")
         if not names or unitfile.get(doc, "Network", "Bridge"):
             continue   # a port file (enslaves an interface), not a bridge or zone

@@ -205,17 +205,24 @@ def zone_address(name: str, pool: str, taken: List[tuple]) -> Optional[str]:
     return None
 
 
-def managed_networks(files: Dict[str, str]) -> List[dict]:
-    """Our managed ``.network`` files (``{path: text}``) as ``{path, name, addresses}``."""
-    found = []
+def managed_network_docs(files: Dict[str, str]) -> List[tuple]:
+    """Our managed ``.network`` files (``{path: text}``) that parse, as ``(path, document)`` in path order."""
+    docs = []
     for path, text in sorted(files.items()):
         base = os.path.basename(path)
         if not (base.startswith(FILE_PREFIX) and base.endswith(".network") and is_managed(text)):
             continue
         try:
-            doc = unitfile.parse(text)
+            docs.append((path, unitfile.parse(text)))
         except unitfile.UnitFileError:
             continue
+    return docs
+
+
+def managed_networks(files: Dict[str, str]) -> List[dict]:
+    """Our managed ``.network`` files (``{path: text}``) as ``{path, name, addresses}``."""
+    found = []
+    for path, doc in managed_network_docs(files):
         names = unitfile.get(doc, "Match", "Name")
         addresses = unitfile.get(doc, "Network", "Address")
         if names and addresses:
