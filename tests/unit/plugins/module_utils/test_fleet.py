@@ -2,6 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Unit tests for the fleet planner: merging, validation, per-machine plans, batching."""
 
+import json
 import os
 import re
 import shutil
@@ -220,6 +221,13 @@ class FakeHost:
 
     def run_command(self, argv, **_kw):
         self.calls.append(list(argv))
+        if os.path.basename(argv[0]) == "machinectl" and argv[-1] == "list":
+            # running machines with the addresses their DHCP lease and router advertisement gave them
+            # (without them, every start of a DHCP-attached machine waited out the 20 s lease timeout)
+            rows = [{"machine": n, "class": "container", "service": "systemd-nspawn",
+                     "addresses": f"10.0.0.{i + 2}\nfd00::{i + 2}"}
+                    for i, n in enumerate(sorted(n for n, up in self.active.items() if up))]
+            return 0, json.dumps(rows), ""
         if argv[1] == "--machine":  # the container's own systemd
             return (0, "running\n", "") if self.active.get(argv[2]) else (1, "", "Failed to connect to bus")
         verb, units = argv[1], [a for a in argv[2:] if a.startswith("systemd-nspawn@")]
@@ -658,10 +666,16 @@ def test_a_machine_that_runs_a_command_is_waited_for_as_an_active_unit(tmp_path,
     ({"name": "a", "settings": {"process_two": True}, "timeout": 5}, ("unit", 5)),
 ])
 def test_wait_and_timeout_per_machine(tmp_path, fake_adapters, monkeypatch, machine, expected):
-    seen = {}
-    monkeypatch.setattr(fleet, "adapter_start", lambda m, names, how: seen.update(how) or {n: {"ok": True} for n in names})
+    seen, host = {}, FakeHost(str(tmp_path / "system"))
+
+    def start(_module, names, how):
+        seen.update(how)
+        host.active.update(dict.fromkeys(names, True))
+        return {n: {"ok": True} for n in names}
+
+    monkeypatch.setattr(fleet, "adapter_start", start)
     (tmp_path / "machines").mkdir()
-    fleet.run_fleet(FakeModule(FakeHost(str(tmp_path / "system")), _params(tmp_path, [machine])))
+    fleet.run_fleet(FakeModule(host, _params(tmp_path, [machine])))
     assert seen["a"] == expected
 
 
