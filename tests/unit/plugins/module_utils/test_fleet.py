@@ -213,6 +213,7 @@ class FakeHost:
         self.active, self.enabled, self.calls, self.memory = {}, set(), [], {}
         self.units_dir = units_dir
         self.since = None  # ActiveEnterTimestamp (unix seconds) reported for active units; None: now
+        self.leases = True  # running machines list addresses (False: their DHCP never answers)
 
     def _memory_from_dropin(self, name):
         text = read_text(resources.dropin_path(name, self.units_dir)) if self.units_dir else None
@@ -225,7 +226,7 @@ class FakeHost:
             # running machines with the addresses their DHCP lease and router advertisement gave them
             # (without them, every start of a DHCP-attached machine waited out the 20 s lease timeout)
             rows = [{"machine": n, "class": "container", "service": "systemd-nspawn",
-                     "addresses": f"10.0.0.{i + 2}\nfd00::{i + 2}"}
+                     "addresses": f"10.0.0.{i + 2}\nfd00::{i + 2}" if self.leases else None}
                     for i, n in enumerate(sorted(n for n, up in self.active.items() if up))]
             return 0, json.dumps(rows), ""
         if argv[1] == "--machine":  # the container's own systemd
@@ -677,6 +678,19 @@ def test_wait_and_timeout_per_machine(tmp_path, fake_adapters, monkeypatch, mach
     (tmp_path / "machines").mkdir()
     fleet.run_fleet(FakeModule(host, _params(tmp_path, [machine])))
     assert seen["a"] == expected
+
+
+def test_a_started_machine_without_a_lease_is_warned_about(tmp_path, fake_adapters, monkeypatch):
+    """The fleet gives a started DHCP machine DHCP_WAIT seconds to show its lease, then warns."""
+    monkeypatch.setattr(fleet, "DHCP_WAIT", 0.3)
+    host = FakeHost(str(tmp_path / "system"))
+    host.leases = False
+    (tmp_path / "machines").mkdir()
+    module = FakeModule(host, _params(tmp_path, [{"name": "a"}]))
+    result = fleet.run_fleet(module)
+    warnings = module.warnings + result.get("warnings", [])
+    assert any(w.startswith("machines[a]: no IPv4") and "0 s after the start" in w for w in warnings), (warnings, result)
+    assert result["machines"]["a"]["addresses"] == []
 
 
 @pytest.mark.parametrize("machine, message", [
