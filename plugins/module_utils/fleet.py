@@ -889,8 +889,9 @@ def dhcp_waits(plans, desired, wait: bool, nets: Dict[str, netmodel.Net]) -> Dic
 
 
 def adapter_addresses(ctx: Context, plans, desired, currents, wait: bool, nets: Dict[str, netmodel.Net],
-                      lease_timeout: float = DHCP_WAIT) -> Tuple[Dict[str, dict], List[str]]:
+                      lease_timeout: Optional[float] = None) -> Tuple[Dict[str, dict], List[str]]:
     """Per machine: its attachment and the addresses machined sees after the run; warnings for missing leases."""
+    lease_timeout = DHCP_WAIT if lease_timeout is None else lease_timeout
     seen = {d.machine.name: {"attachment": machine_attachment(d.machine), "addresses": [], "ipv4": [], "ipv6": []}
             for d in desired}
     running = [p.name for p, c in zip(plans, currents)
