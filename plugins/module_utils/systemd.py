@@ -5,12 +5,15 @@
 
 Every call goes through ``runner.run`` with an argv list. Functions that take
 several names issue ONE command for all of them, so systemd queues the jobs in
-parallel. Pure helpers (parsers) sit next to the calls that need them.
+parallel, split into as few commands as the kernel's argument limit needs
+(``argv_chunks``: thousands of names never make an argv the kernel refuses).
+Pure helpers (parsers) sit next to the calls that need them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -48,16 +51,89 @@ def is_enabled(unit_file_state: str) -> bool:
     return unit_file_state in ENABLED_STATES
 
 
+# ---------------------------------------------------------------- argument limits
+
+# Names per command at most: a batch of thousands of units in one systemctl call queues them
+# all, but keeps one D-Bus call and one argv very large; 256 is far below any limit we know.
+ARGV_NAMES_CAP = 256
+# The share of the kernel's ARG_MAX one argv may take: the environment (and, with ``sudo`` or
+# a connection plugin in between, its own additions) is counted against the same limit.
+ARGV_SHARE = 4
+ARGV_BYTES_CAP = 128 * 1024          # also MAX_ARG_STRLEN on Linux: stay under it whatever ARG_MAX says
+ARG_MAX_FALLBACK = 4096 * 32         # when sysconf cannot tell (POSIX guarantees only 4096)
+
+
+def argv_byte_limit(arg_max: Optional[int] = None) -> int:
+    """Bytes one argv may take: a quarter of ``SC_ARG_MAX``, at most 128 KiB, at least 4 KiB."""
+    if arg_max is None:
+        try:
+            arg_max = os.sysconf("SC_ARG_MAX")
+        except (ValueError, OSError, AttributeError):
+            arg_max = ARG_MAX_FALLBACK
+        if arg_max <= 0:
+            arg_max = ARG_MAX_FALLBACK
+    return max(4096, min(arg_max // ARGV_SHARE, ARGV_BYTES_CAP))
+
+
+def argv_bytes(argv: Sequence[str]) -> int:
+    """What an argv costs against ARG_MAX: each string, its NUL and its pointer."""
+    return sum(len(arg.encode("utf-8", "surrogateescape")) + 1 + 8 for arg in argv)
+
+
+def argv_chunks(head: Sequence[str], items: Sequence[str], max_bytes: Optional[int] = None,
+                max_items: int = ARGV_NAMES_CAP) -> List[List[str]]:
+    """``head + items`` split into argvs that each keep ``head`` and stay within both limits.
+
+    Items keep their order (the concatenation of the chunks' items is ``items``); no chunk is
+    empty; an empty ``items`` gives no argv at all.
+    """
+    limit = argv_byte_limit() if max_bytes is None else max_bytes
+    base = argv_bytes(head)
+    chunks: List[List[str]] = []
+    current: List[str] = []
+    size = base
+    for item in items:
+        cost = argv_bytes([item])
+        if current and (size + cost > limit or len(current) >= max_items):
+            chunks.append(list(head) + current)
+            current, size = [], base
+        if base + cost > limit:
+            raise SystemdError(f"one argument of {cost} bytes does not fit an argv of {limit} bytes: {item[:80]}...")
+        current.append(item)
+        size += cost
+    if current:
+        chunks.append(list(head) + current)
+    return chunks
+
+
+def run_chunked(module, head: Sequence[str], items: Sequence[str], check: bool = True) -> List[tuple]:
+    """``run`` for every chunk of ``argv_chunks``; every chunk runs even when one fails (as one
+    command would have acted on every name), then the first failure is raised."""
+    results, failure = [], None
+    for argv in argv_chunks(head, items):
+        try:
+            results.append(run(module, argv, check=check))
+        except CommandError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return results
+
+
 # ---------------------------------------------------------------- systemctl
 
 def show(module, units: Sequence[str], properties: Sequence[str]) -> Dict[str, Dict[str, str]]:
-    """Properties of several units in one call; timestamps in UTC with microseconds
+    """Properties of several units in one call (split only past the argument limit, the answers
+    merged); timestamps in UTC with microseconds
     (``--timestamp=us+utc``, systemd 247+; ``unix`` would be whole seconds and needs 251+)."""
     if not units:
         return {}
     props = ",".join(["Id"] + [p for p in properties if p != "Id"])
-    _rc, out, _err = run(module, ["systemctl", "show", "--timestamp=us+utc", f"--property={props}", *units])
-    return parse_show(out)
+    merged: Dict[str, Dict[str, str]] = {}
+    for _rc, out, _err in run_chunked(module, ["systemctl", "show", "--timestamp=us+utc", f"--property={props}"],
+                                      list(units)):
+        merged.update(parse_show(out))
+    return merged
 
 
 def show_unit(module, unit: str, properties: Sequence[str]) -> Dict[str, str]:
@@ -67,8 +143,7 @@ def show_unit(module, unit: str, properties: Sequence[str]) -> Dict[str, str]:
 
 def systemctl(module, verb: str, units: Sequence[str], *flags: str) -> None:
     """One systemctl call for many units; raises CommandError on failure."""
-    if units:
-        run(module, ["systemctl", verb, *flags, *units])
+    run_chunked(module, ["systemctl", verb, *flags], list(units))
 
 
 def daemon_reload(module) -> None:
@@ -107,12 +182,11 @@ def set_property_runtime(module, unit: str, assignments: Sequence[str]) -> None:
 def enable(module, names: Sequence[str]) -> None:
     """What ``machinectl enable`` does: the instances and machines.target, in one call."""
     if names:
-        run(module, ["systemctl", "enable", *[unit_name(n) for n in names], MACHINES_TARGET])
+        run_chunked(module, ["systemctl", "enable"], [unit_name(n) for n in names] + [MACHINES_TARGET])
 
 
 def disable(module, names: Sequence[str]) -> None:
-    if names:
-        run(module, ["systemctl", "disable", *[unit_name(n) for n in names]])
+    run_chunked(module, ["systemctl", "disable"], [unit_name(n) for n in names])
 
 
 def start(module, names: Sequence[str]) -> None:
@@ -130,8 +204,7 @@ def restart(module, names: Sequence[str]) -> None:
 
 def reset_failed(module, names: Sequence[str]) -> None:
     """Forget an earlier failure so a start is not refused by the start rate limit."""
-    if names:
-        run(module, ["systemctl", "reset-failed", *[unit_name(n) for n in names]], check=False)
+    run_chunked(module, ["systemctl", "reset-failed"], [unit_name(n) for n in names], check=False)
 
 
 def unit_status(module, unit: str) -> str:
@@ -203,7 +276,8 @@ def list_images(module) -> List[dict]:
     return _json(module, ["machinectl", "--no-pager", "--output=json", "list-images"])
 
 
-__all__ = ["CommandError", "SystemdError", "unit_name", "parse_show", "is_enabled", "show", "show_unit",
+__all__ = ["CommandError", "SystemdError", "argv_byte_limit", "argv_bytes", "argv_chunks", "run_chunked",
+           "unit_name", "parse_show", "is_enabled", "show", "show_unit",
            "systemctl", "daemon_reload", "set_property_runtime", "enable", "disable", "start", "stop",
            "restart", "reset_failed", "unit_status", "journal_tail", "failure_report", "system_state",
            "machined_error", "image_info", "list_machines", "list_images", "MACHINES_TARGET"]

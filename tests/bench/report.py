@@ -29,6 +29,7 @@ BLOCK_RE = re.compile(r"(<!-- BEGIN bench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<
 CLONE_TARGET_PERCENT = 5.0     # a clone costs under 5 % of a bootstrap
 FLAT_TARGET = 2.0              # the largest fleet costs under 2x the smallest
 NAIVE_TARGET = 10.0            # the fleet role is at least 10x faster than the naive loop at the largest size
+PLAN_TARGET = 1.0              # the fleet's pure planning for 1000 machines takes under 1 s (issue 15)
 
 
 def load(name: str, results_dir: str = RESULTS_DIR) -> Optional[dict]:
@@ -141,12 +142,40 @@ def connection_block(data: Optional[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------- planning
+
+def planning_block(data: Optional[dict]) -> str:
+    if not data:
+        return "No results yet: run `python tests/bench/bench_planning.py`.\n"
+    lines = [f"Median of {data['repeat']} runs each (min-max); systemctl calls and the largest argv of one run "
+             f"(limit on this machine: {data['argv_limit']} bytes, at most {data['names_cap']} names per call).", "",
+             "| machines | plan (check mode) | first converge (files written) | no-op | systemctl calls first / no-op "
+             "| largest argv | no-op per machine |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in data["rows"]:
+        calls = row["calls"]
+        largest = max(c["largest_argv_bytes"] for c in calls.values())
+        lines.append(f"| {row['count']} | {cell(row['check'])} | {cell(row['first'])} | {cell(row['noop'])} | "
+                     f"{calls['first']['systemctl_calls']} / {calls['no-op']['systemctl_calls']} | {largest} bytes | "
+                     f"{row['noop']['median'] / row['count'] * 1000:.2f} ms |")
+    lines.append("")
+    largest = max(data["rows"], key=lambda r: r["count"])
+    fits = all(c["largest_argv_bytes"] <= data["argv_limit"] for r in data["rows"] for c in r["calls"].values())
+    lines.append(f"- Target: planning {largest['count']} machines takes under {PLAN_TARGET:.0f} s: plan "
+                 f"{largest['check']['median']:.2f} s ({met(largest['check']['median'] < PLAN_TARGET)}), no-op "
+                 f"{largest['noop']['median']:.2f} s ({met(largest['noop']['median'] < PLAN_TARGET)}).")
+    lines.append(f"- Every systemctl argv within the limit: {met(fits)}.")
+    lines += ["", context(data)]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- document
 
 def blocks(results_dir: str = RESULTS_DIR) -> Dict[str, str]:
     images = [d for d in (load("bench_image-ext4", results_dir), load("bench_image-btrfs", results_dir)) if d]
     return {"image": image_block(images), "fleet": fleet_block(load("bench_fleet", results_dir)),
-            "connection": connection_block(load("bench_connection", results_dir))}
+            "connection": connection_block(load("bench_connection", results_dir)),
+            "planning": planning_block(load("bench_planning", results_dir))}
 
 
 def render(text: str, generated: Dict[str, str]) -> str:

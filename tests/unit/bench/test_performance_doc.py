@@ -74,3 +74,17 @@ def test_connection_block_reports_per_task_costs_against_direct_ssh(tmp_path):
     rows["nspawn"]["per_task"]["median"] = 0.2
     (tmp_path / "bench_connection.json").write_text(json.dumps(dict(CONTEXT, count=10, tasks=20, repeat=3, rows=rows)))
     assert "per task: NOT met." in report.blocks(str(tmp_path))["connection"]
+
+
+def test_planning_block_reports_the_target_and_the_argv_limit(tmp_path):
+    calls = {"check": {"systemctl_calls": 4, "largest_argv_bytes": 9000},
+             "first": {"systemctl_calls": 17, "largest_argv_bytes": 9000},
+             "no-op": {"systemctl_calls": 4, "largest_argv_bytes": 200000}}
+    rows = [{"count": 1000, "check": dict(SUMMARY, median=1.5), "first": SUMMARY, "noop": dict(SUMMARY, median=0.5),
+             "calls": calls}]
+    (tmp_path / "bench_planning.json").write_text(json.dumps(dict(CONTEXT, repeat=3, argv_limit=131072, names_cap=256,
+                                                                  rows=rows)))
+    block = report.blocks(str(tmp_path))["planning"]
+    assert "| 1000 | 1.50 s (1.00-3.00) | 2.00 s (1.00-3.00) | 0.50 s (1.00-3.00) | 17 / 4 | 200000 bytes | 0.50 ms |" in block
+    assert "plan 1.50 s (NOT met), no-op 0.50 s (met)" in block
+    assert "Every systemctl argv within the limit: NOT met." in block

@@ -144,3 +144,88 @@ def test_list_machines_parses_json_and_rejects_garbage():
     bad = FakeModule({("machinectl", "--no-pager", "--output=json", "list-images"): (0, "MACHINE CLASS", "")})
     with pytest.raises(systemd.SystemdError, match="unexpected output"):
         systemd.list_images(bad)
+
+
+# ---------------------------------------------------------------- argument limits (issue 15)
+
+def _names(count):
+    return [f"machine-{i:05d}" for i in range(count)]
+
+
+@pytest.mark.parametrize("count", [1000, 5000])
+@pytest.mark.parametrize("func, verb", [(systemd.start, "start"), (systemd.stop, "stop"),
+                                        (systemd.restart, "restart"), (systemd.disable, "disable"),
+                                        (systemd.reset_failed, "reset-failed")])
+def test_a_large_batch_is_split_within_the_argument_limit_in_order(func, verb, count):
+    """Regression (issue 15): one argv held every name, 5000 names made a ~180 KB argv."""
+    module = FakeModule()
+    names = _names(count)
+    func(module, names)
+    assert len(module.calls) > 1
+    limit = systemd.argv_byte_limit()
+    for argv in module.calls:
+        assert argv[:2] == ["systemctl", verb]
+        assert systemd.argv_bytes(argv) <= limit
+        assert len(argv) - 2 <= systemd.ARGV_NAMES_CAP
+    sent = [arg for argv in module.calls for arg in argv[2:]]
+    assert sent == [systemd.unit_name(n) for n in names]
+
+
+def test_a_small_batch_stays_one_call():
+    module = FakeModule()
+    systemd.start(module, _names(50))
+    assert len(module.calls) == 1
+
+
+def test_enable_of_thousands_names_machines_target_once_after_every_instance():
+    module = FakeModule()
+    systemd.enable(module, _names(1000))
+    sent = [arg for argv in module.calls for arg in argv[2:]]
+    assert sent == [systemd.unit_name(n) for n in _names(1000)] + ["machines.target"]
+    assert len(module.calls) > 1 and all(argv[:2] == ["systemctl", "enable"] for argv in module.calls)
+
+
+def test_show_of_thousands_units_merges_every_chunks_answer():
+    names = [systemd.unit_name(n) for n in _names(5000)]
+
+    class ShowModule(FakeModule):
+        def run_command(self, argv, **kwargs):
+            super().run_command(argv, **kwargs)
+            return 0, "".join(f"Id={u}\nActiveState=active\n\n" for u in argv[4:]), ""
+
+    module = ShowModule()
+    units = systemd.show(module, names, ["ActiveState"])
+    assert len(module.calls) > 1
+    assert all(argv[:4] == module.calls[0][:4] for argv in module.calls)
+    assert list(units) == names
+    assert all(u["ActiveState"] == "active" for u in units.values())
+
+
+def test_every_chunk_runs_and_the_first_failure_is_raised():
+    class FailFirst(FakeModule):
+        def run_command(self, argv, **kwargs):
+            super().run_command(argv, **kwargs)
+            return (1, "", "Job failed") if len(self.calls) == 1 else (0, "", "")
+
+    module = FailFirst()
+    with pytest.raises(CommandError, match="Job failed"):
+        systemd.start(module, _names(1000))
+    sent = [arg for argv in module.calls for arg in argv[2:]]
+    assert sent == [systemd.unit_name(n) for n in _names(1000)]
+
+
+@pytest.mark.parametrize("arg_max, limit", [(2097152, 128 * 1024), (131072, 32768), (4096, 4096)])
+def test_argv_byte_limit_is_a_share_of_arg_max_within_bounds(arg_max, limit):
+    assert systemd.argv_byte_limit(arg_max) == limit
+    assert 4096 <= systemd.argv_byte_limit() <= 128 * 1024   # this machine's SC_ARG_MAX
+
+
+def test_argv_chunks_keeps_the_head_respects_both_limits_and_never_makes_empty_chunks():
+    items = [f"x{i}" for i in range(25)]
+    chunks = systemd.argv_chunks(["cmd", "verb"], items, max_bytes=200, max_items=7)
+    assert all(c[:2] == ["cmd", "verb"] and 1 <= len(c) - 2 <= 7 for c in chunks)
+    assert all(systemd.argv_bytes(c) <= 200 for c in chunks)
+    assert [i for c in chunks for i in c[2:]] == items
+    assert systemd.argv_chunks(["cmd"], []) == []
+    with pytest.raises(systemd.SystemdError, match="does not fit"):
+        systemd.argv_chunks(["cmd"], ["y" * 500], max_bytes=100)
