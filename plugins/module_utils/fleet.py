@@ -35,6 +35,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, net
 from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import shared
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
@@ -77,11 +78,7 @@ def argument_spec() -> dict:
         prune_all=dict(type="bool", default=False),
         purge=dict(type="bool", default=False),
         restart=dict(type="str", default="on_change", choices=list(RESTART_POLICIES)),
-        wait=dict(type="bool", default=True),
-        timeout=dict(type="int", default=120),
-        machines_dir=dict(type="path", default="/var/lib/machines"),
-        settings_dir=dict(type="path", default="/etc/systemd/nspawn"),
-        units_dir=dict(type="path", default="/etc/systemd/system"),
+        **shared.spec("wait", "timeout", "machines_dir", "settings_dir", "units_dir"),
     )
 
 
@@ -770,6 +767,9 @@ def machine_diff(plan: MachinePlan, current: Current) -> List[dict]:
 def run_fleet(module) -> dict:
     """The module's whole job; returns the result dict for exit_json."""
     params = module.params
+    errors = shared.errors({k: params[k] for k in ("timeout",) + shared.DIRS})
+    if errors:
+        raise FleetError("invalid fleet: " + "; ".join(errors), errors=errors)
     ctx = Context(module, params["machines_dir"], params["settings_dir"], params["units_dir"],
                   module.check_mode, params["restart"])
     machines = desired_machines(params["machines"], params["defaults"], params["templates"],

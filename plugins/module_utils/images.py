@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
-from ansible_collections.corral.nspawn.plugins.module_utils import images_backends as backends, rootfs
+from ansible_collections.corral.nspawn.plugins.module_utils import images_backends as backends, rootfs, shared
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
 from ansible_collections.corral.nspawn.plugins.module_utils.values import (
     authorized_key_error, crypt_hash_error, line_error,
@@ -47,7 +47,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import 
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
-DEFAULT_MACHINES_DIR = "/var/lib/machines"
+DEFAULT_MACHINES_DIR = shared.MACHINES_DIR
 IMPORTD_DIR = "/var/lib/machines"  # systemd-importd always imports here
 RECORD = ".corral-image"           # inside the root: the build id (legacy roots: how it was made)
 STATE_DIR = ".corral"              # beside the roots; never a machine name (those cannot start with '.')

@@ -139,6 +139,11 @@ def pending_restart(current: Current, config_mtimes: Sequence[float]) -> bool:
     return any(mtime > current.since for mtime in config_mtimes)
 
 
+def settings_dirs(settings_dir: str = SETTINGS_DIRS[0]) -> Tuple[str, ...]:
+    """Where the machine module looks for a .nspawn file: ``settings_dir`` in place of /etc, then /run."""
+    return tuple(dict.fromkeys((settings_dir,) + SETTINGS_DIRS[1:]))
+
+
 def settings_mtimes(name: str, dirs: Sequence[str] = SETTINGS_DIRS) -> List[float]:
     """Modification times of the trusted .nspawn files of ``name`` (read at container start)."""
     mtimes = []

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import netlink, networkd, systemd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import netlink, networkd, shared, systemd, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, deep_merge
 from ansible_collections.corral.nspawn.plugins.module_utils.names import veth_ifname, zone_ifname
@@ -39,6 +39,7 @@ PRUNE_OPTION_SPEC = dict(
     bridges=dict(type="list", elements="str", default=[]),
     prune_all=dict(type="bool", default=False),
     fleet=dict(type="dict", options=FLEET_OPTION_SPEC, apply_defaults=True),
+    **shared.spec("settings_dir"),
 )
 
 
@@ -65,6 +66,7 @@ class HostState:
     net: netlink.HostNet = field(default_factory=netlink.HostNet)
     settings: Dict[str, MachineSettings] = field(default_factory=dict)
     running: List[str] = field(default_factory=list)
+    settings_dir: str = SETTINGS_DIR                                # where ``settings`` were read
 
 
 @dataclass
@@ -189,7 +191,7 @@ def _users(ifname: str, ctx: _Context) -> List[str]:
     staying = sorted(m for m, s in ctx.state.settings.items()
                      if s.network == ifname and m not in ctx.declared and m not in ctx.leaving)
     if staying:
-        errors.append(f"{label(ifname)} is joined by machine(s) {', '.join(staying)} in {SETTINGS_DIR} that are not "
+        errors.append(f"{label(ifname)} is joined by machine(s) {', '.join(staying)} in {ctx.state.settings_dir} that are not "
                       "declared and are not removed by this run (fleet prune is off, or the fleet did not create "
                       "them)")
     return errors
@@ -307,12 +309,16 @@ def read_running(module) -> List[str]:
 
 
 def read(module) -> HostState:
-    return HostState(read_dir(), netlink.read(), read_settings(), read_running(module))
+    settings_dir = module.params["settings_dir"]
+    return HostState(read_dir(), netlink.read(), read_settings(settings_dir), read_running(module), settings_dir)
 
 
 def run_prune(module) -> dict:
     """The module's whole job: read, plan, refuse or apply; returns the result for exit_json."""
     params = module.params
+    errors = shared.errors({"settings_dir": params["settings_dir"]})
+    if errors:
+        module.fail_json(msg="; ".join(errors), pruned=[], changes=[])
     fleet = params["fleet"] or {}
     declared, errors = declared_machines(fleet.get("machines") or [], fleet.get("defaults") or {})
     state = read(module)

@@ -15,7 +15,9 @@ description:
     their root filesystems (built or cloned from templates), C(.nspawn) settings, resource limits,
     enablement at boot and running state. It reuses the logic of M(corral.nspawn.image),
     M(corral.nspawn.settings), M(corral.nspawn.resources) and M(corral.nspawn.machine).
-  - Machines are started concurrently and waited for together.
+  - Machines are started concurrently and waited for together. O(wait) and O(timeout) apply to every machine;
+    O(machines[].wait) and O(machines[].timeout) override them per machine. A machine whose O(machines[].settings)
+    say C(boot=false) or C(process_two=true) is waited for until its unit is active.
   - Every machine the fleet configures has a C(.nspawn) file whose header marks it as fleet-managed;
     O(prune) only ever removes such machines. Taking over an existing C(.nspawn) file the fleet did not write
     (hand-written or written by M(corral.nspawn.settings)) is reported as a warning and in RV(machines.changes).
@@ -24,6 +26,10 @@ author:
   - corral.nspawn contributors (@corral-nspawn)
 extends_documentation_fragment:
   - corral.nspawn.lock
+  - corral.nspawn.shared.wait
+  - corral.nspawn.shared.machines_dir
+  - corral.nspawn.shared.settings_dir
+  - corral.nspawn.shared.units_dir
 options:
   defaults:
     description:
@@ -335,29 +341,6 @@ options:
     type: str
     choices: [on_change, never, always]
     default: on_change
-  wait:
-    description:
-      - Wait until the systemd inside every started machine reports C(running) (C(degraded) gives a warning);
-        a machine that does not boot (O(machines[].settings) C(boot=false) or C(process_two=true)) until its unit
-        is active. O(machines[].wait) overrides it per machine.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for the machines (O(machines[].timeout) overrides it per machine).
-    type: int
-    default: 120
-  machines_dir:
-    description: Directory of machine roots and templates.
-    type: path
-    default: /var/lib/machines
-  settings_dir:
-    description: Directory of C(.nspawn) files. Only change it for tests or special setups.
-    type: path
-    default: /etc/systemd/nspawn
-  units_dir:
-    description: Directory holding the C(systemd-nspawn@NAME.service.d) drop-in directories.
-    type: path
-    default: /etc/systemd/system
 attributes:
   check_mode:
     support: full

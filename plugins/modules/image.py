@@ -24,6 +24,9 @@ description:
   - When it builds a root, the module writes a build record to O(machines_dir)/C(.corral/records/NAME.json) (the
     root's inode and a random build id, which is also stored in the root). M(corral.nspawn.fleet) purges only
     roots whose record matches.
+  - O(machines_dir) holds the roots. systemd-importd (O(importer=importctl) or V(machinectl)) imports only into
+    C(/var/lib/machines). O(state=absent) touches nothing outside O(machines_dir) and never follows a symlink out
+    of it.
   - An existing root is never rebuilt unless O(force=true); source options that differ from the ones it was built
     with are reported as a warning.
   - The preparation options (O(hostname), O(root_password), O(authorized_keys), O(address), O(enable_networkd),
@@ -34,6 +37,7 @@ author:
   - corral.nspawn contributors (@corral-nspawn)
 extends_documentation_fragment:
   - corral.nspawn.lock
+  - corral.nspawn.shared.machines_dir
 options:
   name:
     description: Machine name (hostname rules, at most 64 characters, not C(.host)); the root is O(machines_dir)/NAME.
@@ -47,13 +51,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  machines_dir:
-    description:
-      - Directory holding the roots. systemd-importd (O(importer=importctl) or V(machinectl)) imports only into
-        C(/var/lib/machines).
-      - O(state=absent) touches nothing outside it and never follows a symlink out of it.
-    type: path
-    default: /var/lib/machines
   source:
     description:
       - How to make a root that does not exist. Required to create one; may be omitted to only prepare an existing root.

@@ -14,10 +14,9 @@ description:
     C(systemd-nspawn@NAME.service).
   - O(enabled=true) does what C(machinectl enable) does, it enables the instance and C(machines.target),
     so the container starts at boot.
-  - With O(wait=true) a start waits until the container's own systemd reports V(running). V(degraded) is
-    accepted with a warning naming the failed units. A timeout or a container that dies while booting fails
-    with the unit status and the last lines of its journal. A container whose C(.nspawn) file says
-    C(Boot=no) or C(ProcessTwo=yes) runs a command instead of an init, so the wait is for its unit to be active.
+  - With O(wait=true) a start waits until the container has booted (see O(wait)); with O(state=running) also when
+    it was already running. Whether it boots an init is read from its C(.nspawn) file in O(settings_dir) (else in
+    C(/run/systemd/nspawn)), the one systemd-nspawn uses, which also tells RV(pending_restart).
   - O(state=restarted) always restarts. To restart only when configuration changed, notify a handler from
     the M(corral.nspawn.settings) task (see EXAMPLES); RV(pending_restart) tells when a running container
     started before its C(.nspawn) settings were last written.
@@ -25,6 +24,8 @@ author:
   - corral.nspawn contributors (@corral-nspawn)
 extends_documentation_fragment:
   - corral.nspawn.lock
+  - corral.nspawn.shared.wait
+  - corral.nspawn.shared.settings_dir
 options:
   name:
     description: Machine name; its image must exist (for example C(/var/lib/machines/NAME)) to start it.
@@ -39,17 +40,6 @@ options:
   enabled:
     description: Whether the container starts at boot (through C(machines.target)). Omit to leave it as it is.
     type: bool
-  wait:
-    description:
-      - Wait until the container's systemd reports V(running) or V(degraded) (after a start or restart, and
-        with O(state=running) also when it was already running). Needs a container booted with systemd (C(Boot=yes), the default
-        of C(systemd-nspawn@.service)).
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait with O(wait=true).
-    type: int
-    default: 90
 attributes:
   check_mode:
     description: Predicts the same C(changed) as a real run and changes nothing (no wait after a predicted start).
@@ -72,7 +62,7 @@ EXAMPLES = r"""
     name: web1
     state: running
     enabled: true
-    timeout: 120
+    timeout: 300
 
 - name: Stop and disable old1
   corral.nspawn.machine:
@@ -136,7 +126,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.corral.nspawn.plugins.module_utils import machine, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
-from ansible_collections.corral.nspawn.plugins.module_utils import lock
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, shared
 
 
 def validate(module) -> None:
@@ -144,8 +134,9 @@ def validate(module) -> None:
     error = machine_name_error(params["name"])
     if error:
         module.fail_json(msg=f"name: {error}")
-    if params["timeout"] < 1:
-        module.fail_json(msg=f"timeout: {params['timeout']} is not allowed; give a number of seconds >= 1")
+    errors = shared.errors({k: params[k] for k in ("timeout", "settings_dir")})
+    if errors:
+        module.fail_json(msg="; ".join(errors))
     error = systemd.machined_error(module)
     if error:
         module.fail_json(msg=error)
@@ -161,7 +152,8 @@ def run(module) -> dict:
     todo = machine.plan(name, params["state"], params["enabled"], current)
     running = current.running if todo.runtime == "none" else todo.runtime != "stop"
     waited = None
-    mode = machine.wait_mode(name)  # a container that runs a command has no systemd to wait for
+    dirs = machine.settings_dirs(params["settings_dir"])
+    mode = machine.wait_mode(name, dirs)  # a container that runs a command has no systemd to wait for
     if not module.check_mode:
         waited = machine.apply(module, todo, params["wait"], params["timeout"], mode)
     if waited is None and params["wait"] and params["state"] == "running" and running and todo.runtime == "none":
@@ -176,7 +168,7 @@ def run(module) -> dict:
                   enabled=enabled, system_state=waited.state if waited else "", changes=todo.changes,
                   main_pid=after.main_pid if after is not current or todo.runtime == "none" else 0,
                   pending_restart=todo.runtime not in ("start", "restart") and machine.pending_restart(
-                      after, machine.settings_mtimes(name)))
+                      after, machine.settings_mtimes(name, dirs)))
     if module._diff and todo.changed:
         result["diff"] = {"before": {"state": "running" if current.running else "stopped", "enabled": current.enabled},
                           "after": {"state": result["state"], "enabled": enabled}}
@@ -188,8 +180,7 @@ def main():
         argument_spec=dict(name=dict(type="str", required=True),
                            state=dict(type="str", choices=list(machine.STATES)),
                            enabled=dict(type="bool"),
-                           wait=dict(type="bool", default=True),
-                           timeout=dict(type="int", default=90), **lock.LOCK_SPEC),
+                           **shared.spec("wait", "timeout", "settings_dir"), **lock.LOCK_SPEC),
         required_one_of=[("state", "enabled")],
         supports_check_mode=True)
     validate(module)

@@ -16,15 +16,13 @@ description:
   - Read only.
 author:
   - corral.nspawn contributors (@corral-nspawn)
+extends_documentation_fragment:
+  - corral.nspawn.shared.settings_dir
 options:
   name:
     description: Only these machines (by default all).
     type: list
     elements: str
-  settings_dir:
-    description: Directory of the trusted C(.nspawn) files.
-    type: path
-    default: /etc/systemd/nspawn
 attributes:
   check_mode:
     description: Read only; runs the same in check mode.
@@ -126,7 +124,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import machine, resources, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import machine, resources, shared, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.files import read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
 
@@ -155,10 +153,9 @@ def gather(module, wanted, settings_dir: str) -> list:
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(name=dict(type="list", elements="str"),
-                                              settings_dir=dict(type="path", default="/etc/systemd/nspawn")),
+    module = AnsibleModule(argument_spec=dict(name=dict(type="list", elements="str"), **shared.spec("settings_dir")),
                            supports_check_mode=True)
-    error = systemd.machined_error(module)
+    error = "; ".join(shared.errors({"settings_dir": module.params["settings_dir"]})) or systemd.machined_error(module)
     if error:
         module.fail_json(msg=error)
     try:

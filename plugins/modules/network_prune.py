@@ -18,7 +18,7 @@ description:
     C(50-corral-*) file without the managed comment, stays; a link whose C(.netdev) is not ours, or that has
     foreign ports (an interface enslaved by hand), is kept with a warning while our files are removed.
   - Refuses, before any change and naming the machines, to remove a zone or bridge that a declared machine
-    (O(fleet.machines)) uses, that a C(.nspawn) file staying on the host joins, or that a running container's
+    (O(fleet.machines)) uses, that a C(.nspawn) file in O(settings_dir) staying on the host joins, or that a running container's
     port is attached to. Undeclared machines the fleet removes in the same run (O(fleet.prune=true)) do not
     count; the run that deletes the link checks that their ports are gone.
   - The masquerade and forward rules of a pruned network live in the table of M(corral.nspawn.nat); run it
@@ -29,6 +29,7 @@ author:
   - corral.nspawn contributors (@corral-nspawn)
 extends_documentation_fragment:
   - corral.nspawn.lock
+  - corral.nspawn.shared.settings_dir
 options:
   zones:
     description: Declared zone names (C(vz-NAME) links); these are kept.

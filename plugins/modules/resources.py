@@ -10,9 +10,10 @@ module: resources
 short_description: cgroup resource limits of a systemd-nspawn container
 version_added: 0.1.0
 description:
-  - Manages the drop-in C(/etc/systemd/system/systemd-nspawn@NAME.service.d/50-corral-resources.conf)
-    that sets cgroup limits (memory, CPU, tasks, IO, devices) of the container O(name).
-  - The drop-in is the persistent configuration; C(systemctl daemon-reload) runs only when it changed.
+  - Manages the drop-in O(units_dir)/C(systemd-nspawn@NAME.service.d/50-corral-resources.conf) (by default in
+    C(/etc/systemd/system)) that sets cgroup limits (memory, CPU, tasks, IO, devices) of the container O(name).
+  - The drop-in is the persistent configuration; C(systemctl daemon-reload) runs only when it changed, or when
+    systemd has not loaded the drop-in as it is on disk (a run that ended before its reload).
   - When the container is running, the limits that systemd can change live (V(MemoryMax), V(MemoryHigh),
     V(MemorySwapMax), V(CPUQuota), V(CPUWeight), V(AllowedCPUs), V(TasksMax), V(IOWeight)) are applied at once
     with C(systemctl set-property --runtime), without a restart, and read back from C(systemctl show) to verify.
@@ -23,6 +24,7 @@ author:
   - corral.nspawn contributors (@corral-nspawn)
 extends_documentation_fragment:
   - corral.nspawn.lock
+  - corral.nspawn.shared.units_dir
 options:
   name:
     description: Machine name (the instance of C(systemd-nspawn@.service)).
@@ -93,6 +95,10 @@ attributes:
 notes:
   - Limits set live are kept by systemd in C(/run/systemd/system.control/) until the next reboot; the drop-in
     makes them permanent.
+  - The module has no C(wait) or C(timeout) option because it never waits. C(systemctl set-property --runtime)
+    returns when systemd has applied the limits, which are then read back, and a limit that takes effect only at
+    the next start is reported in RV(pending_restart). To restart the container, use M(corral.nspawn.machine),
+    which waits.
 seealso:
   - module: corral.nspawn.machine
 """
@@ -157,7 +163,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.corral.nspawn.plugins.module_utils import cgroup, resources
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
-from ansible_collections.corral.nspawn.plugins.module_utils import lock
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, shared
 
 LIST_OPTIONS = ("io_read_bandwidth_max", "io_write_bandwidth_max", "device_allow")
 
@@ -165,7 +171,8 @@ LIST_OPTIONS = ("io_read_bandwidth_max", "io_write_bandwidth_max", "device_allow
 def argument_spec() -> dict:
     spec = dict(name=dict(type="str", required=True),
                 state=dict(type="str", choices=["present", "absent"], default="present"),
-                cpu_quota=dict(type="str"), io_weight=dict(type="int"), extra=dict(type="dict"))
+                cpu_quota=dict(type="str"), io_weight=dict(type="int"), extra=dict(type="dict"),
+                **shared.spec("units_dir"))
     for option in resources.TABLE:
         if option in LIST_OPTIONS:
             spec[option] = dict(type="list", elements="str")
@@ -180,6 +187,9 @@ def main():
     error = machine_name_error(name)
     if error:
         module.fail_json(msg=f"name: {error}")
+    errors = shared.errors({"units_dir": params["units_dir"]})
+    if errors:
+        module.fail_json(msg="; ".join(errors))
     options = {k: v for k, v in params.items() if k in resources.TABLE or k == "extra"}
     try:
         desired = resources.normalize(options) if params["state"] == "present" else {}
@@ -188,7 +198,7 @@ def main():
     for warning in resources.device_warnings(desired):
         module.warn(warning)
     try:
-        result = lock.run_locked(module, lambda: cgroup.reconcile(module, name, desired))
+        result = lock.run_locked(module, lambda: cgroup.reconcile(module, name, desired, params["units_dir"]))
     except cgroup.LimitsError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     except CommandError as exc:

@@ -10,15 +10,16 @@ module: settings
 short_description: The .nspawn settings file of a systemd-nspawn container
 version_added: 0.1.0
 description:
-  - Writes C(/etc/systemd/nspawn/NAME.nspawn), the settings systemd-nspawn reads when the container O(name) starts
-    (see the systemd.nspawn(5) manual page), or removes it with O(state=absent).
+  - Writes O(settings_dir)/C(NAME.nspawn) (by default C(/etc/systemd/nspawn/NAME.nspawn)), the settings systemd-nspawn
+    reads when the container O(name) starts (see the systemd.nspawn(5) manual page), or removes it with O(state=absent).
   - Every key of the C([Exec]), C([Files]) and C([Network]) sections has an option; values are typed and validated
     before anything is written, and bad input fails with a message naming the option, the value and the allowed form.
   - Keys newer than the catalogue go into O(extra) (with a warning); a key in O(extra) that is close to a known one fails
     with a "did you mean" suggestion.
   - The settings take effect when the container starts next; RV(restart_required) says whether a running container
     must be restarted for a change (use M(corral.nspawn.machine) with O(corral.nspawn.machine#module:state=restarted)).
-  - Writes to C(/etc/systemd/nspawn/), the trusted location where privileged keys take effect. If a C(.nspawn) file for
+  - The default O(settings_dir) is the trusted location where privileged keys take effect; written anywhere else but
+    C(/run/systemd/nspawn/), a file with privileged keys gives a warning. If a C(.nspawn) file for
     the same machine lies next to the image in C(/var/lib/machines/), the module warns (systemd ignores privileged keys
     there, and such files come with images from elsewhere).
 author:
@@ -26,6 +27,7 @@ author:
 extends_documentation_fragment:
   - corral.nspawn.lock
   - corral.nspawn.settings
+  - corral.nspawn.shared.settings_dir
 options:
   name:
     description: Machine name; the file is C(NAME.nspawn).
@@ -38,7 +40,9 @@ options:
     default: present
   path:
     description:
-      - Write this file instead of C(/etc/systemd/nspawn/NAME.nspawn), for tests and special setups.
+      - Deprecated, will be removed in corral.nspawn 1.0.0. Use O(settings_dir), the name every corral.nspawn module
+        uses; the file is then O(settings_dir)/C(NAME.nspawn).
+      - Write this file instead of O(settings_dir)/C(NAME.nspawn). Mutually exclusive with O(settings_dir).
       - Outside C(/etc/systemd/nspawn/) and C(/run/systemd/nspawn/) systemd-nspawn ignores privileged keys; the module
         warns when the file holds any.
     type: path
@@ -135,13 +139,16 @@ from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settin
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
-from ansible_collections.corral.nspawn.plugins.module_utils import lock
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, shared
+
+# the file option before the shared settings_dir (issue 13); kept working, with Ansible's deprecation warning
+DEPRECATED_PATH = dict(type="path", removed_in_version="1.0.0", removed_from_collection="corral.nspawn")
 
 
 def argument_spec() -> dict:
     spec = dict(name=dict(type="str", required=True),
                 state=dict(type="str", choices=["present", "absent"], default="present"),
-                path=dict(type="path"))
+                path=dict(DEPRECATED_PATH), **shared.spec("settings_dir"))
     spec.update(ns.OPTION_SPEC)
     return spec
 
@@ -163,12 +170,16 @@ def as_sections(text):
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(argument_spec(), **lock.LOCK_SPEC), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dict(argument_spec(), **lock.LOCK_SPEC),
+                           mutually_exclusive=[("path", "settings_dir")], supports_check_mode=True)
     params = module.params
     error = machine_name_error(params["name"])
     if error:
         module.fail_json(msg=f"name: {error}")
-    path = params["path"] or ns.settings_path(params["name"])
+    errors = shared.errors({"settings_dir": params["settings_dir"]})
+    if errors:
+        module.fail_json(msg="; ".join(errors))
+    path = params["path"] or ns.settings_path(params["name"], params["settings_dir"])
     version = host_systemd_version(module)
     content, warnings = None, []
     if params["state"] == "present":

@@ -17,7 +17,7 @@ PLAY = """
       lock_timeout: -1
   tasks:
     - name: the group default reaches the module (a negative wait is refused by the module itself)
-      corral.nspawn.settings: {name: groupdefault, path: /nonexistent/groupdefault.nspawn, boot: true}
+      corral.nspawn.settings: {name: groupdefault, settings_dir: /nonexistent, boot: true}
       check_mode: true
       register: r
       ignore_errors: true

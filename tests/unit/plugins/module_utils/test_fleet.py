@@ -310,6 +310,22 @@ def _snapshot(root):
     return sorted((str(p), p.read_text() if p.is_file() else None) for p in root.rglob("*"))
 
 
+@pytest.mark.parametrize("extra, msg", [
+    ({"timeout": 0}, "invalid fleet: timeout: 0 is not allowed; give a whole number of seconds, at least 1"),
+    ({"units_dir": "system"}, "invalid fleet: units_dir: 'system' is not allowed; give an absolute directory path "
+                              "(default /etc/systemd/system)"),
+    ({"machines_dir": "m", "settings_dir": ""}, "invalid fleet: machines_dir: 'm' is not allowed; give an absolute "
+     "directory path (default /var/lib/machines); settings_dir: '' is not allowed; give an absolute directory path "
+     "(default /etc/systemd/nspawn)"),
+])
+def test_bad_shared_options_fail_before_any_change(tmp_path, fake_adapters, extra, msg):
+    """issue 13: the shared options are checked as in every other module, before anything is read or written."""
+    host = FakeHost(str(tmp_path / "system"))
+    with pytest.raises(fleet.FleetError) as info:
+        fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], **extra)))
+    assert str(info.value) == msg and list(tmp_path.iterdir()) == [] and host.calls == []
+
+
 def test_check_apply_check_apply_rhythm(tmp_path, fake_adapters):
     host = FakeHost(str(tmp_path / "system"))
     machines = [{"name": n} for n in ("web", "app", "db")]

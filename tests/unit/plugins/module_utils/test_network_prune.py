@@ -250,6 +250,7 @@ def host(tmp_path, monkeypatch):
 
 def params(zones=("apps",), bridges=(), machines=(), prune=False, prune_all=False, fleet_prune_all=False):
     return {"zones": list(zones), "bridges": list(bridges), "prune_all": prune_all,
+            "settings_dir": network_prune.SETTINGS_DIR,  # the host fixture's directory
             "fleet": {"machines": list(machines), "defaults": {}, "prune": prune, "prune_all": fleet_prune_all}}
 
 
@@ -298,3 +299,20 @@ def test_an_empty_fleet_prunes_machines_only_with_its_prune_all(host):
     with pytest.raises(Failed, match=r"bridge br-old is joined by machine\(s\) old"):
         network_prune.run_prune(FakeModule(params(prune=True), check_mode=True))
     assert network_prune.run_prune(FakeModule(params(prune=True, fleet_prune_all=True), check_mode=True))["changed"]
+
+
+def test_settings_dir_is_where_staying_settings_are_read(host, tmp_path):
+    """issue 13: the shared settings_dir option, not a fixed /etc/systemd/nspawn, says which .nspawn files stay."""
+    other = tmp_path / "other-nspawn"
+    other.mkdir()
+    (other / "hand.nspawn").write_text("[Network]\nBridge=br-old\n")
+    with pytest.raises(Failed, match=f"bridge br-old is joined by machine\\(s\\) hand in {other} "):
+        network_prune.run_prune(FakeModule(dict(params(), settings_dir=str(other)), check_mode=True))
+    assert network_prune.run_prune(FakeModule(params(), check_mode=True))["changed"]  # the fixture's dir is empty
+
+
+def test_relative_settings_dir_is_refused_before_any_change(host):
+    before = sorted(os.listdir(host["dir"]))
+    with pytest.raises(Failed, match=r"^settings_dir: 'nspawn' is not allowed; give an absolute directory path"):
+        network_prune.run_prune(FakeModule(dict(params(), settings_dir="nspawn")))
+    assert sorted(os.listdir(host["dir"])) == before and host["commands"] == [] and host["deleted"] == []

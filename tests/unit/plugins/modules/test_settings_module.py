@@ -117,3 +117,54 @@ def test_a_writable_bind_into_a_private_users_container_without_idmap_is_warned_
                   {"bind_read_only": [f"{tmp_path}/src:/src"]}):
         run(dict({"name": "web1", "path": path}, **quiet))
         assert not [w for w in fake_host if "cannot write" in w], (quiet, fake_host)
+
+
+# ---------------------------------------------------------------- settings_dir (issue 13), path deprecated
+
+def test_settings_dir_rhythm_writes_name_nspawn_there(tmp_path):
+    directory = tmp_path / "nspawn"
+    directory.mkdir()
+    args = {"name": "web1", "settings_dir": str(directory), "hostname": "web1"}
+    results = [run(args, check=True), run(args), run(args, check=True), run(args)]
+    assert [r["changed"] for r in results] == [True, True, False, False]
+    assert {r["path"] for r in results} == {str(directory / "web1.nspawn")}
+    assert (directory / "web1.nspawn").read_text() == results[-1]["content"] and "Hostname=web1" in results[-1]["content"]
+
+
+def test_default_settings_dir_is_the_trusted_etc_directory():
+    predicted = run({"name": "u13-nothere", "boot": True}, check=True)
+    assert predicted["path"] == "/etc/systemd/nspawn/u13-nothere.nspawn" and predicted["changed"]
+    assert not os.path.exists(predicted["path"])
+
+
+@pytest.mark.parametrize("value", ["nspawn", "./etc/systemd/nspawn", ""])
+def test_relative_settings_dir_is_refused_naming_option_value_and_form(tmp_path, value, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run({"name": "web1", "settings_dir": value, "boot": True})
+    assert result["failed"]
+    assert result["msg"] == (f"settings_dir: {value!r} is not allowed; give an absolute directory path "
+                             "(default /etc/systemd/nspawn)")
+    assert os.listdir(tmp_path) == []
+
+
+def test_path_and_settings_dir_are_mutually_exclusive(tmp_path):
+    result = run({"name": "web1", "settings_dir": str(tmp_path), "path": str(tmp_path / "web1.nspawn"), "boot": True})
+    assert result["failed"] and "mutually exclusive: path|settings_dir" in result["msg"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_path_is_deprecated_for_removal_in_the_next_major():
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    validated = ArgumentSpecValidator(module.argument_spec()).validate({"name": "web1", "path": "/tmp/web1.nspawn"})
+    assert [(d["version"], d["collection_name"]) for d in validated._deprecations] == [("1.0.0", "corral.nspawn")]
+    assert "'path'" in validated._deprecations[0]["msg"]
+    assert ArgumentSpecValidator(module.argument_spec()).validate({"name": "web1"})._deprecations == []
+
+
+def test_settings_dir_outside_the_trusted_dirs_warns_about_privileged_keys(tmp_path, fake_host):
+    os.makedirs(tmp_path / "src")
+    result = run({"name": "web1", "settings_dir": str(tmp_path), "bind": [f"{tmp_path}/src:/srv"]})
+    assert result["changed"] and any("ignores the privileged keys Files.Bind" in w for w in fake_host)
+    fake_host.clear()
+    run({"name": "web2", "settings_dir": str(tmp_path), "hostname": "web2"})
+    assert not any("privileged" in w for w in fake_host)
