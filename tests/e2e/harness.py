@@ -285,18 +285,22 @@ def _prepare_host_root(root: str) -> None:
 # The "bare" host root lacks what the host role installs; the role installs it from a local
 # package repository, bind-mounted read-only at APT_REPO_MOUNT, the host's only apt source
 # (test hosts have no route out).
-HOST_ROLE_VARS = os.path.join(REPO, "roles", "host", "vars", "main.yml")
+HOST_PREP = os.path.join(REPO, "plugins", "module_utils", "hostprep.py")
 APT_REPO_MOUNT = "/srv/corral/apt"
 APT_SOURCE = f"deb [trusted=yes] file:{APT_REPO_MOUNT} ./\n"
 
 
 def host_role_packages() -> tuple:
-    """What the host role installs on Debian by default, read from the role so tests follow it."""
-    # imported here: only the bare root needs it, and the harness CLI runs without it otherwise
-    import yaml  # pylint: disable=import-outside-toplevel
-    with open(HOST_ROLE_VARS, encoding="utf-8") as handle:
-        family = yaml.safe_load(handle)["_corral_host_families"]["Debian"]
-    return tuple(family["packages"]) + tuple(family["bootstrap"])
+    """What the host role installs on Debian by default, read from the module it calls
+    (``FAMILIES`` in module_utils/hostprep.py, a literal) so tests follow it."""
+    import ast  # pylint: disable=import-outside-toplevel
+    with open(HOST_PREP, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "FAMILIES":
+            family = ast.literal_eval(node.value)["Debian"]
+            return tuple(family["packages"]) + tuple(family["bootstrap"])
+    raise RuntimeError(f"no FAMILIES literal in {HOST_PREP}")
 
 
 def bare_packages() -> tuple:
