@@ -32,7 +32,6 @@ OTHER_LOCATIONS = {
     ("image", "keyring"): "a keyring file given to debootstrap",
     ("image", "mkosi_directory"): "the mkosi configuration directory of source=mkosi",
     ("settings", "working_directory"): "a directory inside the container (WorkingDirectory=)",
-    ("host_prepare", "sysctl_file"): "the sysctl.d file on the host that holds the forwarding settings",
     ("host_prepare", "sysctl_file"): "the host's own sysctl.d file (forwarding), no machine location",
 }
 # The fleet takes the image module's options (derived from its spec) for machines and templates.
