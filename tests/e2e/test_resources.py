@@ -107,6 +107,18 @@ def test_absent_rhythm_removes_file_and_lifts_limits(host):
     assert show(host, "MemoryMax", "CPUQuotaPerSecUSec") == {"MemoryMax": "infinity", "CPUQuotaPerSecUSec": "infinity"}
 
 
+def test_units_dir_rhythm_writes_the_dropin_there_only(host):
+    """issue 13: the shared units_dir option (a machine that is not running: nothing live, nothing in /etc)."""
+    units_dir, name = "/tmp/corral-r9-units", "r9"
+    dropin = f"{units_dir}/systemd-nspawn@{name}.service.d/50-corral-resources.conf"
+    results = host.rhythm("resources", {"name": name, "units_dir": units_dir, "memory_max": "256M"},
+                          fingerprint=lambda: host.fingerprint(extra=[dropin]))
+    assert {r["path"] for r in results} == {dropin} and not results[1]["running"], results[1]
+    assert "MemoryMax=256M" in host.ssh(f"cat {dropin}").stdout
+    assert host.ssh(f"test -e /etc/systemd/system/systemd-nspawn@{name}.service.d", check=False).returncode != 0
+    host.ssh(f"rm -rf {units_dir}", check=False)
+
+
 @pytest.mark.parametrize("args, fragments", [
     ({"memory_max": "2g"}, ["memory_max: invalid value '2g'", "K, M, G, T suffix"]),
     ({"cpu_quota": "50"}, ["cpu_quota: invalid value '50'", "'50%'"]),

@@ -22,7 +22,7 @@ def host(make_host):
     host = make_host(HOST)
     host.ssh("mkdir -p /srv/s1-share")  # a bind source must exist on the host (the module refuses a missing one)
     yield host
-    host.ssh("rm -rf /srv/s1-share; rm -f /etc/systemd/nspawn/s1.nspawn /etc/systemd/nspawn/bad*.nspawn /tmp/corral-s3.nspawn "
+    host.ssh("rm -rf /srv/s1-share; rm -f /etc/systemd/nspawn/s1.nspawn /etc/systemd/nspawn/bad*.nspawn /tmp/corral-s3.nspawn /tmp/corral-s3/s3.nspawn "
              "/var/lib/machines/s4.nspawn /etc/systemd/nspawn/s4.nspawn", check=False)
 
 
@@ -34,7 +34,8 @@ def stat(host, path):
 def rhythm(host, args):
     """check -> apply -> check -> apply; every run succeeds, check mode and the idempotent run change nothing
     (the host's fingerprint, including the file at a custom path)."""
-    return host.rhythm("settings", args, fingerprint=lambda: host.fingerprint(extra=[args.get("path", PATH)]))
+    written = args.get("path") or f"{args.get('settings_dir', '/etc/systemd/nspawn')}/{args['name']}.nspawn"
+    return host.rhythm("settings", args, fingerprint=lambda: host.fingerprint(extra=[written]))
 
 
 SETTINGS = {"name": "s1", "hostname": "s1box", "environment": {"GREETING": "hello world", "MODE": "test"},
@@ -101,12 +102,20 @@ def test_bad_machine_name_fails_before_anything(host):
     assert result.get("failed") and result["msg"].startswith("name:"), result
 
 
-def test_path_override_warns_about_ignored_privileged_keys(host):
-    args = {"name": "s3", "path": "/tmp/corral-s3.nspawn", "hostname": "s3", "bind": ["/srv:/srv"]}
+def test_settings_dir_outside_the_trusted_dirs_warns_about_ignored_privileged_keys(host):
+    args = {"name": "s3", "settings_dir": "/tmp/corral-s3", "hostname": "s3", "bind": ["/srv:/srv"]}
     first, second, _third, _fourth = rhythm(host, args)
-    assert second["path"] == "/tmp/corral-s3.nspawn"
+    assert second["path"] == "/tmp/corral-s3/s3.nspawn"
+    assert "Bind=/srv:/srv" in host.ssh("cat /tmp/corral-s3/s3.nspawn").stdout
     assert any("ignores the privileged keys Files.Bind" in w for w in second.get("warnings", [])), second
     assert not host.ssh("test -e /etc/systemd/nspawn/s3.nspawn", check=False).returncode == 0
+
+
+def test_deprecated_path_still_writes_that_file_with_a_deprecation(host):
+    result = host.run("settings", {"name": "s3", "path": "/tmp/corral-s3.nspawn", "hostname": "s3"})
+    assert result["changed"] and result["path"] == "/tmp/corral-s3.nspawn"
+    assert "Hostname=s3" in host.ssh("cat /tmp/corral-s3.nspawn").stdout
+    assert [d.get("version") for d in result.get("deprecations", [])] == ["1.0.0"], result
 
 
 def test_untrusted_file_next_to_image_warns(host):
