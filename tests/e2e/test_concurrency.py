@@ -55,7 +55,7 @@ def holder_pid(host):
 
 def test_a_held_lock_makes_a_run_wait_or_fail_naming_the_holder(host):
     pid = holder_pid(host)
-    args = {"name": "cnclock", "boot": True, "path": "/run/cnclock.nspawn", "lock_timeout": 2}
+    args = {"name": "cnclock", "boot": True, "settings_dir": "/run", "lock_timeout": 2}
     failed = host.module("settings", args)
     assert failed.get("failed"), failed
     assert f"another corral.nspawn run (pid {pid}, since " in failed["msg"] and "holds the lock" in failed["msg"], failed
