@@ -240,6 +240,9 @@ attributes:
     platforms: posix
 notes:
   - Long builds return RV(elapsed) and per-step RV(timings); Ansible modules cannot stream progress.
+  - The module has no C(wait) or C(timeout) option because it never starts a container. With O(force=true) and
+    O(state=absent) it stops a running machine and waits up to 60 seconds for it to be gone before it removes the
+    root. To start the machine and wait for it to boot, use M(corral.nspawn.machine).
 seealso:
   - module: corral.nspawn.machine
   - module: corral.nspawn.fleet
