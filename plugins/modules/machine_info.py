@@ -12,12 +12,14 @@ version_added: 0.1.0
 description:
   - Lists the running machines (as systemd-machined reports them) and the images it finds
     (C(/var/lib/machines) and the other image directories), with runtime state, boot enablement,
-    OS, addresses, root path and size, the parsed C(.nspawn) settings and the resource drop-in values.
+    OS, addresses, root path and size, the parsed C(.nspawn) settings (from O(settings_dir)) and the resource
+    drop-in values (from O(units_dir)).
   - Read only.
 author:
   - corral.nspawn contributors (@corral-nspawn)
 extends_documentation_fragment:
   - corral.nspawn.shared.settings_dir
+  - corral.nspawn.shared.units_dir
 options:
   name:
     description: Only these machines (by default all).
@@ -131,7 +133,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.runner import Comman
 UNIT_PROPS = ["ActiveState", "UnitFileState", "MainPID"] + resources.show_properties()
 
 
-def gather(module, wanted, settings_dir: str) -> list:
+def gather(module, wanted, settings_dir: str, units_dir: str = resources.UNITS_DIR) -> list:
     running = {m["machine"]: m for m in systemd.list_machines(module) if m.get("class") == "container"}
     images = {i["name"]: i for i in systemd.list_images(module) if i.get("name") != ".host"}
     names = sorted((set(running) | set(images)) if wanted is None else set(wanted))
@@ -143,7 +145,7 @@ def gather(module, wanted, settings_dir: str) -> list:
             image = dict(image, path=(systemd.image_info(module, name) or {}).get("Path"))
         unit = units.get(systemd.unit_name(name), {})
         settings_path = os.path.join(settings_dir, f"{name}.nspawn")
-        dropin = resources.dropin_path(name)
+        dropin = resources.dropin_path(name, units_dir)
         entry = machine.describe(name, image, running.get(name), unit, settings_path, read_text(settings_path),
                                  dropin, resources.parse_dropin(read_text(dropin)), machine.image_os(
                                      (image or {}).get("path")))
@@ -153,13 +155,16 @@ def gather(module, wanted, settings_dir: str) -> list:
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(name=dict(type="list", elements="str"), **shared.spec("settings_dir")),
+    module = AnsibleModule(argument_spec=dict(name=dict(type="list", elements="str"),
+                                              **shared.spec("settings_dir", "units_dir")),
                            supports_check_mode=True)
-    error = "; ".join(shared.errors({"settings_dir": module.params["settings_dir"]})) or systemd.machined_error(module)
+    params = module.params
+    error = "; ".join(shared.errors({k: params[k] for k in ("settings_dir", "units_dir")})) or \
+        systemd.machined_error(module)
     if error:
         module.fail_json(msg=error)
     try:
-        machines = gather(module, module.params["name"], module.params["settings_dir"])
+        machines = gather(module, params["name"], params["settings_dir"], params["units_dir"])
     except (CommandError, systemd.SystemdError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, machines=machines)
