@@ -79,3 +79,31 @@ def test_network_role_alone_brings_up_networkd_for_its_zone(make_host):
     assert unit(host, "systemd-networkd.service") == ("enabled", "active")
     assert "10.99.1.1/24" in host.ssh("ip -br addr show vz-tz").stdout
     assert host.role("corral.nspawn.network", role_vars).recap[host.name]["changed"] == 0
+
+
+NETWORK_VARS = {"corral_network_zones": [{"name": "tz2", "address": ["10.99.2.1/24"]}],
+                "corral_network_bridges": [{"name": "br-t", "address": ["10.99.3.1/24"], "dhcp_server": True}],
+                "corral_network_nat": True,
+                "corral_network_port_forwards": [{"proto": "tcp", "host_port": 8089, "address": "10.99.2.10",
+                                                  "port": 80}]}
+
+
+def test_network_role_zone_bridge_nat_in_one_invocation_rhythm(make_host):
+    """issue 15: the role's zones, bridges and NAT are one corral.nspawn.networks call, check -> apply -> check ->
+    apply from outside (fingerprint unchanged by check mode and the no-op runs)."""
+    host = make_host("tst-net")
+
+    def one(check):
+        run = host.role("corral.nspawn.network", NETWORK_VARS, check=check, diff=check)
+        return {"changed": run.recap[host.name]["changed"] > 0}
+    harness.rhythm(one, fingerprint=host.fingerprint, what="[tst-net] network role, zone+bridge+NAT")
+    assert "10.99.2.1/24" in host.ssh("ip -br addr show vz-tz2").stdout
+    assert "10.99.3.1/24" in host.ssh("ip -br addr show br-t").stdout
+    rules = host.ssh("nft list table inet corral").stdout
+    assert "8089" in rules and "10.99.2.10" in rules and "masquerade" in rules
+    # the no-op is one module invocation: ok=2 is the role's argument validation (on the controller) and the one
+    # networks call; the prune steps are skipped; no loop over zones or bridges
+    run = host.role("corral.nspawn.network", NETWORK_VARS)
+    assert run.recap[host.name]["changed"] == 0 and run.recap[host.name]["ok"] == 2, run.stdout[-3000:]
+    assert "TASK [corral.nspawn.network : Zones, bridges, NAT and port forwards]" in run.stdout
+    assert "(item=" not in run.stdout, run.stdout[-3000:]

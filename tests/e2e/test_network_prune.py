@@ -128,7 +128,7 @@ def test_check_diff_shows_the_prune_and_changes_nothing(host, inventory):
     assert "/etc/systemd/network/50-corral-prbr0.network (absent)" in out
     assert "link prbr0 (pruned)" in out
     assert "machine pb1 (pruned)" in out
-    nat = task_output(out, "corral.nspawn.network : NAT and port forwards")
+    nat = task_output(out, "corral.nspawn.network : Zones, bridges, NAT and port forwards")
     assert "changed:" in nat and any(line.startswith("-") and "10.77.2.0/24" in line for line in nat.splitlines()), nat
     assert fingerprint(host) == before
 
