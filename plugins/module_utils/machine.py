@@ -140,8 +140,11 @@ def pending_restart(current: Current, config_mtimes: Sequence[float]) -> bool:
 
 
 def settings_dirs(settings_dir: str = SETTINGS_DIRS[0]) -> Tuple[str, ...]:
-    """Where the machine module looks for a .nspawn file: ``settings_dir`` in place of /etc, then /run."""
-    return tuple(dict.fromkeys((settings_dir,) + SETTINGS_DIRS[1:]))
+    """Where the machine module looks for a .nspawn file: systemd's own order for a trusted directory,
+    else ``settings_dir`` in place of /etc (a test or special setup, as the fleet reads it), then /run."""
+    if os.path.normpath(settings_dir) in SETTINGS_DIRS:
+        return SETTINGS_DIRS
+    return (settings_dir,) + SETTINGS_DIRS[1:]
 
 
 def settings_mtimes(name: str, dirs: Sequence[str] = SETTINGS_DIRS) -> List[float]:

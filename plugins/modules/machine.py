@@ -15,8 +15,9 @@ description:
   - O(enabled=true) does what C(machinectl enable) does, it enables the instance and C(machines.target),
     so the container starts at boot.
   - With O(wait=true) a start waits until the container has booted (see O(wait)); with O(state=running) also when
-    it was already running. Whether it boots an init is read from its C(.nspawn) file in O(settings_dir) (else in
-    C(/run/systemd/nspawn)), the one systemd-nspawn uses, which also tells RV(pending_restart).
+    it was already running. Whether it boots an init is read from its C(.nspawn) file, found as systemd-nspawn
+    finds it (C(/etc/systemd/nspawn), then C(/run/systemd/nspawn); another O(settings_dir) takes the place of
+    C(/etc/systemd/nspawn)). The same file's modification time tells RV(pending_restart).
   - O(state=restarted) always restarts. To restart only when configuration changed, notify a handler from
     the M(corral.nspawn.settings) task (see EXAMPLES); RV(pending_restart) tells when a running container
     started before its C(.nspawn) settings were last written.

@@ -103,6 +103,14 @@ EXAMPLES = r"""
   corral.nspawn.settings:
     name: old1
     state: absent
+
+# /run/systemd/nspawn is trusted too, and emptied at reboot; a file for the same
+# machine in /etc/systemd/nspawn would take precedence over it.
+- name: Settings of a test machine that last until the next reboot
+  corral.nspawn.settings:
+    name: scratch1
+    settings_dir: /run/systemd/nspawn
+    boot: true
 """
 
 RETURN = r"""

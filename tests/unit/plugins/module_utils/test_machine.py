@@ -286,7 +286,7 @@ def test_the_machine_module_waits_for_the_unit_of_a_container_that_does_not_boot
 @pytest.mark.parametrize("settings_dir, dirs", [
     ("/etc/systemd/nspawn", ("/etc/systemd/nspawn", "/run/systemd/nspawn")),
     ("/srv/nspawn", ("/srv/nspawn", "/run/systemd/nspawn")),           # in place of /etc, as the fleet reads it
-    ("/run/systemd/nspawn", ("/run/systemd/nspawn",)),
+    ("/run/systemd/nspawn/", ("/etc/systemd/nspawn", "/run/systemd/nspawn")),  # systemd reads /etc first
 ])
 def test_settings_dirs_put_settings_dir_in_place_of_etc(settings_dir, dirs):
     assert machine.settings_dirs(settings_dir) == dirs
