@@ -936,8 +936,12 @@ def boot(name: str, owner: Optional[int] = None, timeout: float = 120, root: str
     sh(["cp", "-a", "--reflink=auto", host_root, host.root])
     _personalize(host)
     _write(os.path.join(host.state, "wrapper"), WRAPPER, 0o755)
+    # --console=read-only: nspawn drains the host's console into console.log, as a real console (VT,
+    # serial line) is always drained. With --console=passive the pty is "not connected anywhere":
+    # once its few KB filled (boot and shutdown status lines, "A stop job is running..."), the
+    # host's PID 1 blocked for good in write() to /dev/console and its shutdown never ended (issue 10).
     argv = ["systemd-nspawn", "-D", host.root, "-M", name, "--register=no", "--keep-unit",
-            "--console=passive", "--network-veth", "--capability=all", "--private-users=no",
+            "--console=read-only", "--network-veth", "--capability=all", "--private-users=no",
             *binds, "--boot"]
     env = dict(os.environ, LINK=host.link, LOCAL=host.local, SYSTEMD_LOG_LEVEL="warning")
     with open(os.path.join(host.state, "console.log"), "w", encoding="utf-8") as console:

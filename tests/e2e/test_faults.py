@@ -205,11 +205,15 @@ def test_a_root_that_cannot_boot_is_named_and_the_others_converge(host):
 STARTED = CLONES[:4]  # four machines booting at once are enough to be mid-start at the reboot
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 10, open: the test host's own shutdown sometimes hangs while nested machines are booting "
-    "(PID 1 does not answer for minutes; seen 4 of 8 runs on this 2-core machine, in the full suite too); "
-    "when the host comes back, the assertions below hold"))
 def test_host_reboot_during_a_fleet_start(host):
+    """The host reboots while the fleet starts four machines; the next run converges them all.
+
+    A machine whose nspawn sends the halt signal before the machine's own systemd has set up its
+    handler never sees it (the init of a PID namespace drops signals it has no handler for): it boots
+    on, and the host's stop of its unit waits the stop timeout (90 s) and kills it. Such a shutdown is
+    slow, never stuck. It used to hang for good here: the test host's console was a pty nobody read
+    (nspawn --console=passive), PID 1 blocked writing "A stop job is running..." to it (issue 10,
+    docs/reliability.md). The console is now drained into console.log, and the shutdown is in it."""
     host.run("fleet", clones(state="stopped"))
     run = in_background(host, "fleet", clones(state="running", names=STARTED))
     wait_for("start jobs of the fleet machines",
@@ -222,6 +226,8 @@ def test_host_reboot_during_a_fleet_start(host):
         interrupted = {"failed": True, "msg": str(exc)[-300:]}
     # the reboot landed inside the run: it did not end as a success
     assert interrupted.get("failed") or interrupted.get("unreachable"), f"the run finished before the reboot: {interrupted}"
+    # the console was read through the shutdown (a console nobody reads blocked PID 1 in write())
+    assert "reboot.target" in host.console_tail(400), f"no shutdown on the host's console:\n{host.console_tail()}"
     converges(host, "fleet", clones(state="running", names=STARTED))
     for name in STARTED:
         assert unit_prop(host, name, "ActiveState") == "active", name
