@@ -30,6 +30,7 @@ CLONE_TARGET_PERCENT = 5.0     # a clone costs under 5 % of a bootstrap
 FLAT_TARGET = 2.0              # the largest fleet costs under 2x the smallest
 NAIVE_TARGET = 10.0            # the fleet role is at least 10x faster than the naive loop at the largest size
 PLAN_TARGET = 1.0              # the fleet's pure planning for 1000 machines takes under 1 s (issue 15)
+SITE_MARGIN = 1.5              # a no-op site.yml costs at most the floor plus 1.5 s (issue 15)
 
 
 def load(name: str, results_dir: str = RESULTS_DIR) -> Optional[dict]:
@@ -169,13 +170,41 @@ def planning_block(data: Optional[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------- site.yml per role
+
+SITE_LABELS = {"floor": "one `command: true` task (the floor)", "host": "`host` role alone",
+               "network": "`network` role alone", "fleet": "`fleet` role alone", "site": "whole `site.yml`"}
+
+
+def site_block(data: Optional[dict]) -> str:
+    if not data:
+        return "No results yet: run `python tests/bench/bench_site.py`.\n"
+    lines = [f"One test host, {data['machines']} running containers, one zone, one bridge, NAT, a port forward; "
+             f"no-op runs (changed=0), median of {data['repeat']} each (min-max), the two collections alternating "
+             f"in one run: before = `{data['before']}`, after = `{data['after']}`.", "",
+             "| play | before | after | after / before | after minus the floor |", "|---|---:|---:|---:|---:|"]
+    rows = {row["play"]: row for row in data["rows"]}
+    floor = rows["floor"]["after"]["median"]
+    for play, row in rows.items():
+        over = "-" if play == "floor" else f"{row['after']['median'] - floor:+.2f} s"
+        lines.append(f"| {SITE_LABELS.get(play, play)} | {cell(row['before'])} | {cell(row['after'])} | "
+                     f"{row['after']['median'] / row['before']['median']:.2f}x | {over} |")
+    site = rows["site"]["after"]["median"]
+    lines += ["", f"- Target: a no-op `site.yml` costs at most the floor plus {SITE_MARGIN:.1f} s: "
+              f"{site - floor:.2f} s over the floor ({met(site - floor <= SITE_MARGIN)}).",
+              f"- The test host resolves its own name: {'yes' if data.get('host_resolves_own_name') else 'no'}; "
+              f"{data.get('host_systemd', '')}.", "", context(data)]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- document
 
 def blocks(results_dir: str = RESULTS_DIR) -> Dict[str, str]:
     images = [d for d in (load("bench_image-ext4", results_dir), load("bench_image-btrfs", results_dir)) if d]
     return {"image": image_block(images), "fleet": fleet_block(load("bench_fleet", results_dir)),
             "connection": connection_block(load("bench_connection", results_dir)),
-            "planning": planning_block(load("bench_planning", results_dir))}
+            "planning": planning_block(load("bench_planning", results_dir)),
+            "site": site_block(load("bench_site", results_dir))}
 
 
 def render(text: str, generated: Dict[str, str]) -> str:

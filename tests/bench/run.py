@@ -18,6 +18,7 @@ BENCHMARKS = [
     ["bench_fleet.py", "--sizes", "1,10,50", "--realistic", "1,10", "--repeat", "3"],
     ["bench_connection.py", "--count", "10", "--tasks", "20", "--repeat", "3"],
     ["bench_planning.py", "--sizes", "10,100,1000", "--repeat", "3"],
+    ["bench_site.py", "--repeat", "3"],
 ]
 
 

@@ -88,3 +88,15 @@ def test_planning_block_reports_the_target_and_the_argv_limit(tmp_path):
     assert "| 1000 | 1.50 s (1.00-3.00) | 2.00 s (1.00-3.00) | 0.50 s (1.00-3.00) | 17 / 4 | 200000 bytes | 0.50 ms |" in block
     assert "plan 1.50 s (NOT met), no-op 0.50 s (met)" in block
     assert "Every systemctl argv within the limit: NOT met." in block
+
+
+def test_site_block_compares_before_and_after_against_the_floor(tmp_path):
+    def row(play, before, after):
+        return {"play": play, "before": dict(SUMMARY, median=before), "after": dict(SUMMARY, median=after)}
+    rows = [row("floor", 2.0, 2.0), row("host", 17.0, 2.5), row("site", 22.0, 4.0)]
+    (tmp_path / "bench_site.json").write_text(json.dumps(dict(CONTEXT, repeat=3, machines=5, before="abc", after="def",
+                                                              rows=rows, host_resolves_own_name=False)))
+    block = report.blocks(str(tmp_path))["site"]
+    assert "| `host` role alone | 17.00 s (1.00-3.00) | 2.50 s (1.00-3.00) | 0.15x | +0.50 s |" in block
+    assert "2.00 s over the floor (NOT met)" in block
+    assert "resolves its own name: no" in block
