@@ -575,7 +575,8 @@ def ensure_collection_link() -> None:
     link = os.path.join(REPO, ".collections", "ansible_collections", "corral", "nspawn")
     if not os.path.islink(link):
         os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(REPO, link)
+        with contextlib.suppress(FileExistsError):  # another pytest worker made it just now
+            os.symlink(REPO, link)
 
 
 class TestHost:
