@@ -7,29 +7,15 @@ machined and systemctl are faked at the systemd seams; the .nspawn file and the 
 """
 
 import pytest
-from ansible.module_utils import basic
-from ansible_collections.corral.nspawn.tests.unit.compat import patch_module_args
+from ansible_collections.corral.nspawn.tests.unit.module_main import run_main, stop_at_exit
 
 from ansible_collections.corral.nspawn.plugins.module_utils import systemd
 from ansible_collections.corral.nspawn.plugins.modules import machine_info as module
 
 
-class Done(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
-
-
 @pytest.fixture
 def host(monkeypatch):
-    def finish(self, **result):
-        raise Done(result)
-
-    def fail(self, **result):
-        raise Done(dict(result, failed=True))
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", finish)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail)
+    stop_at_exit(monkeypatch)
     monkeypatch.setattr(systemd, "machined_error", lambda m: None)
     monkeypatch.setattr(systemd, "list_machines", lambda m: [])
     monkeypatch.setattr(systemd, "list_images", lambda m: [{"name": "web1", "type": "directory"}])
@@ -38,10 +24,7 @@ def host(monkeypatch):
 
 
 def run(args):
-    with patch_module_args(dict(args, _ansible_check_mode=False)):
-        with pytest.raises(Done) as info:
-            module.main()
-    return info.value.result
+    return run_main(module, args)
 
 
 def test_settings_and_limits_are_read_from_settings_dir_and_units_dir(tmp_path, host):

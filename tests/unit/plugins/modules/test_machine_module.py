@@ -10,16 +10,10 @@ import os
 
 import pytest
 from ansible.module_utils import basic
-from ansible_collections.corral.nspawn.tests.unit.compat import patch_module_args
+from ansible_collections.corral.nspawn.tests.unit.module_main import run_main, stop_at_exit
 
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as utils, systemd
 from ansible_collections.corral.nspawn.plugins.modules import machine as module
-
-
-class Done(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
 
 
 @pytest.fixture
@@ -27,14 +21,7 @@ def host(monkeypatch):
     """A running web1 whose unit started at t=1000; records what the module waits for."""
     seen = {"waits": []}
 
-    def finish(self, **result):
-        raise Done(result)
-
-    def fail(self, **result):
-        raise Done(dict(result, failed=True))
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", finish)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail)
+    stop_at_exit(monkeypatch)
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: None)
     monkeypatch.setattr(systemd, "machined_error", lambda m: None)
     monkeypatch.setattr(utils, "image_error", lambda m, name: None)
@@ -50,10 +37,7 @@ def host(monkeypatch):
 
 
 def run(args, check=False):
-    with patch_module_args(dict(args, _ansible_check_mode=check)):
-        with pytest.raises(Done) as info:
-            module.main()
-    return info.value.result
+    return run_main(module, args, check=check)
 
 
 @pytest.mark.parametrize("text, mode", [("[Exec]\nBoot=no\nParameters=/bin/sleep infinity\n", "unit"),

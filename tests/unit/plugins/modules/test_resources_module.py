@@ -9,8 +9,7 @@ The drop-in is a real file under tmp_path; systemd (show, daemon-reload) is fake
 import os
 
 import pytest
-from ansible.module_utils import basic
-from ansible_collections.corral.nspawn.tests.unit.compat import patch_module_args
+from ansible_collections.corral.nspawn.tests.unit.module_main import run_main, stop_at_exit
 
 from ansible_collections.corral.nspawn.plugins.module_utils import cgroup, systemd
 from ansible_collections.corral.nspawn.plugins.modules import resources as module
@@ -18,38 +17,22 @@ from ansible_collections.corral.nspawn.plugins.modules import resources as modul
 DROPIN = "systemd-nspawn@web1.service.d/50-corral-resources.conf"
 
 
-class Done(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
-
-
 @pytest.fixture
 def host(monkeypatch):
     """A stopped web1; ``shown`` is what systemctl show answers, ``reloads`` counts daemon-reloads."""
     state = {"shown": {"ActiveState": "inactive", "NeedDaemonReload": "no", "DropInPaths": ""}, "reloads": 0}
 
-    def finish(self, **result):
-        raise Done(result)
-
-    def fail(self, **result):
-        raise Done(dict(result, failed=True))
-
     def reload(m):
         state["reloads"] += 1
 
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", finish)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail)
+    stop_at_exit(monkeypatch)
     monkeypatch.setattr(cgroup, "read_live", lambda m, name: dict(state["shown"]))
     monkeypatch.setattr(systemd, "daemon_reload", reload)
     return state
 
 
 def run(args, check=False):
-    with patch_module_args(dict(args, _ansible_check_mode=check, _ansible_diff=True)):
-        with pytest.raises(Done) as info:
-            module.main()
-    return info.value.result
+    return run_main(module, args, check=check, diff=True)
 
 
 def test_units_dir_rhythm_writes_the_dropin_there(tmp_path, host):

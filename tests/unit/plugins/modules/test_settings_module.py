@@ -7,28 +7,15 @@ import os
 
 import pytest
 from ansible.module_utils import basic
-from ansible_collections.corral.nspawn.tests.unit.compat import patch_module_args
+from ansible_collections.corral.nspawn.tests.unit.module_main import run_main, stop_at_exit
 
 from ansible_collections.corral.nspawn.plugins.modules import settings as module
 
 
-class Done(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
-
-
 @pytest.fixture(autouse=True)
 def fake_host(monkeypatch, tmp_path):
-    def finish(self, **result):
-        raise Done(result)
-
-    def fail(self, **result):
-        raise Done(dict(result, failed=True))
-
     warned = []
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", finish)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail)
+    stop_at_exit(monkeypatch)
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warned.append(msg))
     monkeypatch.setattr(module, "host_systemd_version", lambda _m: 252)
     monkeypatch.setattr(module.ns, "untrusted_path", lambda name, directory=None: str(tmp_path / "machines" / f"{name}.nspawn"))
@@ -36,10 +23,7 @@ def fake_host(monkeypatch, tmp_path):
 
 
 def run(args, check=False, diff=True):
-    with patch_module_args(dict(args, _ansible_check_mode=check, _ansible_diff=diff)):
-        with pytest.raises(Done) as info:
-            module.main()
-    return info.value.result
+    return run_main(module, args, check=check, diff=diff)
 
 
 def test_check_apply_check_apply(tmp_path):
