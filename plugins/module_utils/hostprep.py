@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Preparing a container host in one module call (corral.nspawn.host_prepare, the host role).
 
-Pure parts first (OS family from os-release, package lists, the sysctl file, the plan of unit
-steps), then ``run_prepare`` which reads the host, decides, and acts outside check mode.
+Pure parts first (OS family from os-release, package lists, the sysctl file), then
+``run_prepare``, which reads the host, decides, and acts outside check mode.
 The OS family comes from /etc/os-release (``ID`` then ``ID_LIKE``), so the role needs no
 ``setup`` (whose hostname lookups stalled for seconds on hosts whose own name does not resolve).
 """
@@ -127,21 +127,6 @@ def proc_path(key: str) -> str:
     return os.path.join("/proc/sys", *key.split("."))
 
 
-def unit_steps(params: dict, units: Dict[str, Dict[str, str]]) -> List[str]:
-    """systemctl steps needed, from ``systemctl show`` of networkd and machines.target."""
-    steps = []
-    if params["networkd"]:
-        networkd = units.get(NETWORKD, {})
-        if not systemd.is_enabled(networkd.get("UnitFileState", "")):
-            steps.append("enable")
-        if networkd.get("ActiveState") not in systemd.RUNNING_STATES:
-            steps.append("start")
-    target = units.get(systemd.MACHINES_TARGET, {})
-    if params["machines_target"] and not systemd.is_enabled(target.get("UnitFileState", "")):
-        steps.append("enable machines.target")
-    return steps
-
-
 def pending_words(params: dict) -> List[str]:
     """What the unit steps would do once packages are installed (their units cannot be asked yet)."""
     return ((["enable and start systemd-networkd"] if params["networkd"] else []) + ["check systemd-machined"]
@@ -197,21 +182,16 @@ def _units(module, params: dict, result: dict) -> None:
         if wanted and units.get(unit, {}).get("LoadState") == "not-found":
             raise PrepareError(f"{unit} is not installed (systemctl show says LoadState=not-found): install the "
                                "package that ships it (check_packages does) or set the option for it to false")
-    steps = unit_steps(params, units)
     result["units"] = {u: {k: units.get(u, {}).get(k, "") for k in ("UnitFileState", "ActiveState")} for u in units}
+    verb: List[str] = []
     if params["networkd"]:
-        if "enable" in steps or "start" in steps:
-            verb = [w for w in ("enable", "start") if w in steps]
+        verb = systemd.enable_and_start(module, NETWORKD, units.get(NETWORKD, {}))
+        if verb:
             result["changes"].append(f"{' and '.join(verb)} {NETWORKD}")
-            if not module.check_mode:
-                if "enable" in verb:
-                    systemd.systemctl(module, "enable", [NETWORKD], *(["--now"] if "start" in verb else []))
-                else:
-                    systemd.systemctl(module, "start", [NETWORKD])
         # Seen on fresh hosts: a networkd started while systemd reloaded its units comes up without its
         # D-Bus connection, and every later `networkctl reload` times out. Asking the bus is read-only;
         # in check mode a networkd that would only now be started cannot answer yet.
-        if not (module.check_mode and "start" in steps):
+        if not (module.check_mode and "start" in verb):
             rc, _out, _err = run(module, ["busctl", "status", NETWORKD_BUS], check=False)
             if rc != 0:
                 result["changes"].append(f"restart {NETWORKD}, which is running without its D-Bus connection")
@@ -222,7 +202,8 @@ def _units(module, params: dict, result: dict) -> None:
     problem = systemd.machined_error(module)
     if problem:
         raise PrepareError(problem)
-    if "enable machines.target" in steps:
+    target = units.get(systemd.MACHINES_TARGET, {})
+    if params["machines_target"] and not systemd.is_enabled(target.get("UnitFileState", "")):
         result["changes"].append(f"enable {systemd.MACHINES_TARGET}")
         if not module.check_mode:
             systemd.systemctl(module, "enable", [systemd.MACHINES_TARGET])
@@ -262,4 +243,4 @@ def run_prepare(module) -> dict:
 
 
 __all__ = ["CommandError", "PrepareError", "FAMILIES", "OPTION_SPEC", "parse_os_release", "os_family",
-           "wanted_packages", "installed_packages", "sysctl_errors", "sysctl_text", "unit_steps", "run_prepare"]
+           "wanted_packages", "installed_packages", "sysctl_errors", "sysctl_text", "run_prepare"]

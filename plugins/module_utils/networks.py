@@ -98,13 +98,7 @@ def ensure_networkd(module) -> List[str]:
     if unit.get("LoadState") == "not-found":
         raise ItemFailed(f"{NETWORKD} is not installed: zones and bridges need systemd-networkd "
                          "(the host role installs it)", {})
-    verbs = ([] if systemd.is_enabled(unit.get("UnitFileState", "")) else ["enable"]) + \
-        ([] if unit.get("ActiveState") in systemd.RUNNING_STATES else ["start"])
-    if verbs and not module.check_mode:
-        if "enable" in verbs:
-            systemd.systemctl(module, "enable", [NETWORKD], *(["--now"] if "start" in verbs else []))
-        else:
-            systemd.systemctl(module, "start", [NETWORKD])
+    verbs = systemd.enable_and_start(module, NETWORKD, unit)
     return [f"{' and '.join(verbs)} {NETWORKD}"] if verbs else []
 
 

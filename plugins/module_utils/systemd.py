@@ -146,6 +146,19 @@ def systemctl(module, verb: str, units: Sequence[str], *flags: str) -> None:
     run_chunked(module, ["systemctl", verb, *flags], list(units))
 
 
+def enable_and_start(module, unit: str, props: Dict[str, str]) -> List[str]:
+    """Enable and start ``unit`` where its ``show`` properties say it is not (one systemctl call; none in
+    check mode); the verbs needed, [] when it is enabled and running."""
+    verbs = ([] if is_enabled(props.get("UnitFileState", "")) else ["enable"]) + \
+        ([] if props.get("ActiveState") in RUNNING_STATES else ["start"])
+    if verbs and not module.check_mode:
+        if "enable" in verbs:
+            systemctl(module, "enable", [unit], *(["--now"] if "start" in verbs else []))
+        else:
+            systemctl(module, "start", [unit])
+    return verbs
+
+
 def daemon_reload(module) -> None:
     run(module, ["systemctl", "daemon-reload"])
 
@@ -278,6 +291,6 @@ def list_images(module) -> List[dict]:
 
 __all__ = ["CommandError", "SystemdError", "argv_byte_limit", "argv_bytes", "argv_chunks", "run_chunked",
            "unit_name", "parse_show", "is_enabled", "show", "show_unit",
-           "systemctl", "daemon_reload", "set_property_runtime", "enable", "disable", "start", "stop",
+           "systemctl", "enable_and_start", "daemon_reload", "set_property_runtime", "enable", "disable", "start", "stop",
            "restart", "reset_failed", "unit_status", "journal_tail", "failure_report", "system_state",
            "machined_error", "image_info", "list_machines", "list_images", "MACHINES_TARGET"]

@@ -229,3 +229,20 @@ def test_argv_chunks_keeps_the_head_respects_both_limits_and_never_makes_empty_c
     assert systemd.argv_chunks(["cmd"], []) == []
     with pytest.raises(systemd.SystemdError, match="does not fit"):
         systemd.argv_chunks(["cmd"], ["y" * 500], max_bytes=100)
+
+
+@pytest.mark.parametrize("props, verbs, argv", [
+    ({"UnitFileState": "enabled", "ActiveState": "active"}, [], None),
+    ({"UnitFileState": "disabled", "ActiveState": "inactive"}, ["enable", "start"],
+     ["systemctl", "enable", "--now", "systemd-networkd.service"]),
+    ({"UnitFileState": "disabled", "ActiveState": "active"}, ["enable"], ["systemctl", "enable", "systemd-networkd.service"]),
+    ({"UnitFileState": "enabled", "ActiveState": "failed"}, ["start"], ["systemctl", "start", "systemd-networkd.service"]),
+])
+def test_enable_and_start_does_only_what_the_unit_lacks_and_nothing_in_check_mode(props, verbs, argv):
+    """One owner of "enable and start a unit" for host_prepare and networks (each had its own copy)."""
+    module = FakeModule()
+    assert systemd.enable_and_start(module, "systemd-networkd.service", props) == verbs
+    assert module.calls == ([argv] if argv else [])
+    checking = FakeModule()
+    checking.check_mode = True
+    assert systemd.enable_and_start(checking, "systemd-networkd.service", props) == verbs and checking.calls == []
