@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """The host-wide lock option of every module that changes host state (mirrors lock.LOCK_SPEC)."""
+    """The host-wide lock option of every module (mirrors lock.LOCK_SPEC)."""
 
     DOCUMENTATION = r"""
 options:
@@ -14,7 +14,8 @@ options:
     description:
       - Every corral.nspawn module that changes host state holds one host-wide lock (C(flock) on
         C(/run/corral-nspawn.lock)) from its first read of host state to its last change, so two runs against
-        one host never interleave.
+        one host never interleave. M(corral.nspawn.machine_info) holds it shared, so it waits for a run that changes
+        the host, never for another reader.
       - Seconds to wait for another run that holds it; then the module fails with
         C(another corral.nspawn run (pid N, since T\) holds the lock). V(0) does not wait.
       - A run that dies (even with C(kill -9)) releases the lock at once.

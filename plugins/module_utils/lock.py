@@ -42,8 +42,12 @@ def holder(fd: int) -> str:
 
 
 @contextlib.contextmanager
-def host_lock(timeout: Optional[int] = None, path: Optional[str] = None, poll: float = 0.2) -> Iterator[float]:
-    """Hold the host-wide lock for the ``with`` block; yields the seconds waited for it."""
+def host_lock(timeout: Optional[int] = None, path: Optional[str] = None, poll: float = 0.2,
+              shared: bool = False) -> Iterator[float]:
+    """Hold the host-wide lock for the ``with`` block; yields the seconds waited for it.
+
+    ``shared``: a read-only module's hold; readers never wait for each other, only for a run that
+    changes the host (and it for them), so what they report is never a half-done change."""
     timeout = DEFAULT_TIMEOUT if timeout is None else timeout
     path = path or LOCK_PATH
     if timeout < 0:
@@ -54,7 +58,7 @@ def host_lock(timeout: Optional[int] = None, path: Optional[str] = None, poll: f
     try:
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() - started >= timeout:
@@ -62,15 +66,16 @@ def host_lock(timeout: Optional[int] = None, path: Optional[str] = None, poll: f
                                     f"{timeout} s (lock_timeout). Let it finish, or end it if it is stuck, and "
                                     "run again") from None
                 time.sleep(poll)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {time.time():.3f}\n".encode("ascii"), 0)
+        if not shared:   # the holder named in the next run's message is the one that changes the host
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {time.time():.3f}\n".encode("ascii"), 0)
         yield time.monotonic() - started
     finally:
         os.close(fd)   # closing the last fd releases the flock
 
 
 @contextlib.contextmanager
-def module_lock(module) -> Iterator[None]:
+def module_lock(module, shared: bool = False) -> Iterator[None]:
     """The host lock for a module's ``with`` block; waiting too long fails the module with the holder named.
 
     The block is also the module's last line of defence: an exception that is not one of
@@ -80,7 +85,7 @@ def module_lock(module) -> Iterator[None]:
     """
     stack = contextlib.ExitStack()
     try:
-        stack.enter_context(host_lock(module.params.get("lock_timeout")))
+        stack.enter_context(host_lock(module.params.get("lock_timeout"), shared=shared))
     except LockError as exc:
         module.fail_json(msg=str(exc))
     with stack:
@@ -95,7 +100,7 @@ def module_lock(module) -> Iterator[None]:
                              exception=traceback.format_exc())
 
 
-def run_locked(module, work):
+def run_locked(module, work, shared: bool = False):
     """``work()`` under the host lock (see module_lock)."""
-    with module_lock(module):
+    with module_lock(module, shared):
         return work()

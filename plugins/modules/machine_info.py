@@ -14,10 +14,12 @@ description:
     (C(/var/lib/machines) and the other image directories), with runtime state, boot enablement,
     OS, addresses, root path and size, the parsed C(.nspawn) settings (from O(settings_dir)) and the resource
     drop-in values (from O(units_dir)).
-  - Read only.
+  - Read only. It reads under a shared hold of the host lock (see O(lock_timeout)), so it waits for a run that is
+    changing the host, so it never reports a half-done change, and never for another reader.
 author:
   - corral.nspawn contributors (@corral-nspawn)
 extends_documentation_fragment:
+  - corral.nspawn.lock
   - corral.nspawn.shared.settings_dir
   - corral.nspawn.shared.units_dir
 options:
@@ -126,7 +128,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import machine, resources, shared, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, machine, resources, shared, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.files import read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
 
@@ -156,17 +158,20 @@ def gather(module, wanted, settings_dir: str, units_dir: str = resources.UNITS_D
 
 def main():
     module = AnsibleModule(argument_spec=dict(name=dict(type="list", elements="str"),
-                                              **shared.spec("settings_dir", "units_dir")),
+                                              **shared.spec("settings_dir", "units_dir"), **lock.LOCK_SPEC),
                            supports_check_mode=True)
     params = module.params
-    error = "; ".join(shared.errors({k: params[k] for k in ("settings_dir", "units_dir")})) or \
-        systemd.machined_error(module)
+    error = "; ".join(shared.errors({k: params[k] for k in ("settings_dir", "units_dir")}))
     if error:
         module.fail_json(msg=error)
-    try:
-        machines = gather(module, params["name"], params["settings_dir"], params["units_dir"])
-    except (CommandError, systemd.SystemdError) as exc:
-        module.fail_json(msg=str(exc))
+    with lock.module_lock(module, shared=True):
+        error = systemd.machined_error(module)
+        if error:
+            module.fail_json(msg=error)
+        try:
+            machines = gather(module, params["name"], params["settings_dir"], params["units_dir"])
+        except (CommandError, systemd.SystemdError) as exc:
+            module.fail_json(msg=str(exc))
     module.exit_json(changed=False, machines=machines)
 
 

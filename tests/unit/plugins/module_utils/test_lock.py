@@ -112,3 +112,18 @@ def test_our_own_errors_pass_through_to_the_module_handlers(monkeypatch, tmp_pat
         with lock.module_lock(module):
             raise lock.LockError("handled by the module")
     assert module.failed is None
+
+
+def test_readers_share_the_lock_and_wait_only_for_a_run_that_changes_the_host(tmp_path):
+    """machine_info's hold: readers at once; a reader waits for a writer and a writer for a reader."""
+    path = str(tmp_path / "corral.lock")
+    with lock.host_lock(0, path=path, shared=True):
+        with lock.host_lock(0, path=path, shared=True) as waited:
+            assert waited < 1
+        with pytest.raises(lock.LockError, match="holds the lock"):
+            with lock.host_lock(0, path=path):
+                pass
+    with lock.host_lock(0, path=path):
+        with pytest.raises(lock.LockError, match="holds the lock"):
+            with lock.host_lock(0, path=path, shared=True):
+                pass
