@@ -19,15 +19,16 @@ import contextlib
 import fcntl
 import os
 import time
-import traceback
 from typing import Iterator, Optional
+
+from ansible_collections.corral.nspawn.plugins.module_utils import errors
 
 LOCK_PATH = "/run/corral-nspawn.lock"
 DEFAULT_TIMEOUT = 600
 LOCK_SPEC = {"lock_timeout": {"type": "int", "default": DEFAULT_TIMEOUT}}
 
 
-class LockError(Exception):
+class LockError(errors.CorralError):
     """Another run holds the lock for longer than we may wait; the message names it."""
 
 
@@ -94,10 +95,7 @@ def module_lock(module, shared: bool = False) -> Iterator[None]:
         except Exception as exc:  # pylint: disable=broad-exception-caught
             if type(exc).__module__.startswith("ansible_collections.corral.nspawn."):
                 raise
-            name = getattr(module, "_name", "") or "corral.nspawn"
-            module.fail_json(msg=f"{name}: unexpected {type(exc).__name__}: {exc}; nothing after this point was "
-                                 "changed. This is a defect of corral.nspawn: please report it with the output of -vvv",
-                             exception=traceback.format_exc())
+            errors.fail_unexpected(module, exc)
 
 
 def run_locked(module, work, shared: bool = False):

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 
-class CommandError(Exception):
-    """A command failed; carries what is needed for a clear error message."""
+
+class CommandError(CorralError):
+    """A command failed; carries what is needed for a clear error message (details: rc, stdout, stderr)."""
 
     def __init__(self, argv: Sequence[str], rc: int, out: str, err: str):
         self.argv = list(argv)
         self.rc = rc
         self.out = out
         self.err = err
-        super().__init__(f"{' '.join(self.argv)} failed (rc={rc}): {(err or out).strip()[-2000:]}")
+        super().__init__(f"{' '.join(self.argv)} failed (rc={rc}): {(err or out).strip()[-2000:]}",
+                         rc=rc, stdout=out, stderr=err)
 
 
 def run(module, argv: Sequence[str], check: bool = True, data: Optional[str] = None,

@@ -16,6 +16,7 @@ from typing import List
 MACHINES_DIR = "/var/lib/machines"
 SETTINGS_DIR = "/etc/systemd/nspawn"
 UNITS_DIR = "/etc/systemd/system"
+NETWORK_DIR = "/etc/systemd/network"
 TIMEOUT = 120
 
 SPECS = {

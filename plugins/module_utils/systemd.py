@@ -17,6 +17,7 @@ import os
 import time
 from typing import Dict, List, Optional, Sequence
 
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
 MACHINES_TARGET = "machines.target"
@@ -24,7 +25,7 @@ ENABLED_STATES = ("enabled", "enabled-runtime", "linked", "linked-runtime", "ali
 RUNNING_STATES = ("active", "activating", "reloading")
 
 
-class SystemdError(Exception):
+class SystemdError(CorralError):
     """A systemd tool is missing or answered with an error we cannot recover from."""
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, List, Optional, Tuple
 
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
 from ansible_collections.corral.nspawn.plugins.module_utils.values import key_error, line_error, section_error
 
@@ -23,7 +24,7 @@ Document = List[Section]
 HEADER = f"# {MANAGED_MARKER}. Do not edit: changes are overwritten on the next run.\n"
 
 
-class UnitFileError(ValueError):
+class UnitFileError(CorralError, ValueError):
     """The text is not valid systemd unit-file syntax."""
 
 

@@ -1,0 +1,51 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One error type for the collection and the one place that turns errors into ``fail_json``.
+
+Every exception the collection raises on purpose is a CorralError: ``msg`` is the sentence the user
+reads, ``details`` the extra result keys (rc, stdout, stderr, machine, step, path...; never a secret).
+A module's main() builds its AnsibleModule and hands its body to run_module; nothing else in the
+collection calls ``fail_json`` for an exception.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Callable
+
+
+class CorralError(Exception):
+    """A failure with a message for the user and the result keys (``details``) that explain it."""
+
+    def __init__(self, msg: str = "", **details):
+        super().__init__(msg)
+        self.details = details
+
+    @property
+    def msg(self) -> str:
+        return str(self)
+
+
+def unexpected_message(module, exc: BaseException) -> str:
+    """The message for an exception that is not corral.nspawn's own: module, type and text, no traceback."""
+    name = getattr(module, "_name", "") or "corral.nspawn"
+    return (f"{name}: unexpected {type(exc).__name__}: {exc}; nothing after this point was changed. "
+            "This is a defect of corral.nspawn: please report it with the output of -vvv")
+
+
+def fail_unexpected(module, exc: BaseException) -> None:
+    """fail_json for an unexpected exception; its traceback only in ``exception`` (shown with -vvv)."""
+    module.fail_json(msg=unexpected_message(module, exc), exception=traceback.format_exc())
+
+
+def run_module(module, body: Callable[[object], dict]) -> None:
+    """``body(module)`` -> result dict -> exit_json; every exception -> one fail_json (no traceback in msg)."""
+    try:
+        result = body(module)
+    except CorralError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        fail_unexpected(module, exc)
+    else:
+        module.exit_json(**result)
