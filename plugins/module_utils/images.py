@@ -42,8 +42,9 @@ from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED
 from ansible_collections.corral.nspawn.plugins.module_utils.values import (
     authorized_key_error, crypt_hash_error, line_error,
 )
-from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import (  # noqa: F401 pylint: disable=unused-import
-    SetupError, ensure_post_setup, network_files, wants_networkd, wants_post_setup)
+from ansible_collections.corral.nspawn.plugins.module_utils import images_setup
+from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import SetupError, wants_post_setup  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.corral.nspawn.plugins.module_utils.images_setup_io import ensure_post_setup
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
@@ -608,35 +609,13 @@ def predicted_setup(module, params: dict, paths: Paths) -> List[str]:
             return ensure_post_setup(module, source, params, fresh=not params.get("_source_planned"), dry=True)[1]
         except (SetupError, OSError):
             pass  # unreadable source: the real run reports it; predict the generic way
-    return predict_setup(params, fresh=True)
+    return images_setup.predict(params)
 
 
 def setup_words(params: dict, actions: List[str]) -> List[str]:
     """What a fresh build reports for its preparation: the actions done for a copy (check mode read its
     source), the generic words for an archive or a bootstrap, whose content check mode cannot read."""
-    return actions if params["source"] in backends.COPY_SOURCES else predict_setup(params, fresh=True)
-
-
-def predict_setup(params: dict, fresh: bool) -> List[str]:
-    """Post-setup actions a not-yet-existing root will get (check mode cannot read it)."""
-    words = []
-    if fresh and params.get("reset_machine_id"):
-        words.append("machine-id: empty etc/machine-id")
-    if fresh and params.get("regenerate_ssh_host_keys"):
-        words.append("ssh host keys: regenerate if present")
-    for key, text in (("hostname", "hostname: create etc/hostname"), ("securetty_fix", "securetty: add pts/0-9")):
-        if params.get(key):
-            words.append(text)
-    words += [f"{label}: create {rel}" for rel, _text, label in network_files(params)]
-    if params.get("root_password") or params.get("root_password_hash"):
-        words.append("root password: set (etc/shadow)")
-    if params.get("authorized_keys") is not None:
-        words.append("authorized_keys: create root/.ssh/authorized_keys")
-    if wants_networkd(params):
-        words.append("enable systemd-networkd.service in the image")
-    if params.get("enable_resolved"):
-        words.append("enable systemd-resolved.service in the image")
-    return words
+    return actions if params["source"] in backends.COPY_SOURCES else images_setup.predict(params)
 
 
 # ---------------------------------------------------------------- processes, mounts, filesystems

@@ -1,31 +1,34 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""First-boot preparation of a container root (post-setup), each step idempotent.
+"""First-boot preparation of a container root (post-setup): the pure planner.
 
-Every step decides from what is on disk, acts only when the run may write, and
-returns the actions it took (or would take) in words. A root is untrusted data
-(a running container owns every file in it): every read and write inside it goes
-through ``rootfs.RootFS``, which never leaves the root and never resolves a path
-twice. Tools that take a path (ssh-keygen) work in a host temp dir; their output
-is copied in through the same API.
+One table (``STEPS``) holds every step once: when it applies, what it must know about the root,
+how it plans, and the words it predicts for a root that does not exist yet. Nothing here does
+I/O; ``images_setup_io`` reads the root (through ``rootfs``), and applies the plan::
+
+    reads(params, fresh) -> [(kind, name)]          what read must look at (pure)
+    images_setup_io.read(module, fs, params, fresh) -> RootState     batched, nothing changes
+    plan(params, state, fresh) -> SetupPlan         pure: changes, diffs, warnings, actions
+    images_setup_io.apply(module, fs, plan)         does exactly the actions; never in check mode
+    predict(params) -> [words]                      a fresh root check mode cannot read yet
+
+``fresh`` marks a root this run just created: only then are the machine-id, the clone identity
+files and the SSH host keys reset, never on a root that booted.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
-import shutil
 import stat
-import string
-import tempfile
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import passwd, rootfs, unitfile
-from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
+from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
+from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER, FileResult, plan_file
+from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 
 HOST0_NETWORK = "etc/systemd/network/10-corral-host0.network"
 SECURETTY_FILES = ("etc/securetty", "usr/share/factory/etc/securetty")
@@ -36,19 +39,43 @@ UNIT_DIRS = ("etc/systemd/system", "run/systemd/system", "usr/lib/systemd/system
 # Per-installation secrets a clone must not share with its template (systemd regenerates them at boot).
 IDENTITY_FILES = ("var/lib/systemd/credential.secret", "var/lib/systemd/random-seed")
 
+Read = Tuple[str, str]   # (kind, name): file | lstat | dir | list | unit | tool | password
 
-class SetupError(Exception):
+
+class SetupError(CorralError):
     """Post-setup cannot proceed; the message says why and what to do."""
 
 
 @dataclass
-class Setup:
-    """One post-setup pass over one root: where, and whether it may write (``dry``: check mode or deferred)."""
+class UnitState:
+    """A unit in the root: enabled | static | disabled | masked | None (not installed), and its links."""
 
-    module: object
-    fs: rootfs.RootFS
-    dry: bool
-    diffs: Optional[list] = None
+    state: Optional[str]
+    links: List[Tuple[str, str]] = field(default_factory=list)   # (link, target) systemctl enable makes
+    current: Dict[str, Optional[str]] = field(default_factory=dict)   # link -> where it points now
+
+
+@dataclass
+class RootState:
+    """What read found in one root, keyed by the (kind, name) a step asked for."""
+
+    root: str
+    seen: Dict[Read, object] = field(default_factory=dict)
+
+    def get(self, kind: str, name: str):
+        return self.seen.get((kind, name))
+
+
+@dataclass
+class SetupPlan(Plan):
+    """actions: ("write", rel, text, mode, owner) | ("unlink", rel) | ("mkdir", rel, mode)
+    | ("symlink", target, rel) | ("hostkeys", keygen, keys, names)."""
+
+    def add(self, words: str, actions: Tuple[tuple, ...] = (), diff: Optional[dict] = None) -> None:
+        self.changes.append(words)
+        self.actions.extend(actions)
+        if diff:
+            self.diffs.append(diff)
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -124,240 +151,6 @@ def authorized_keys_text(keys: List[str]) -> str:
     return f"# {MANAGED_MARKER}: root's authorized keys.\n{body}"
 
 
-# ---------------------------------------------------------------- password hashing on the host
-
-def _crypt(password: str, salt_spec: str) -> Optional[str]:
-    try:
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import crypt  # pylint: disable=deprecated-module
-    except ImportError:
-        return None
-    return crypt.crypt(password, salt_spec)
-
-
-def _recompute(module, password: str, crypted: str) -> Optional[str]:
-    """``password`` hashed with the method and salt of ``crypted``, or None when nothing here can.
-
-    libxcrypt through Python's crypt module (all methods) where the interpreter has it; without it
-    (Python 3.13+) SHA-512 crypt in pure Python; other methods through ``openssl passwd`` if the host
-    has it. The secret goes by stdin, never on a command line.
-    """
-    hashed = _crypt(password, crypted)
-    if hashed and hashed.startswith("$"):
-        return hashed
-    if crypted.startswith("$6$"):
-        try:
-            return passwd.sha512_crypt(password, crypted)
-        except ValueError:
-            return None
-    spec = hash_salt(crypted)
-    openssl = module.get_bin_path("openssl")
-    if spec is None or not openssl:
-        return None
-    return run(module, [openssl, "passwd", f"-{spec[0]}", "-salt", spec[1], "-stdin"], data=password)[1].strip()
-
-
-def hash_password(module, password: str, method: str = "6", salt: Optional[str] = None) -> str:
-    """crypt(3) hash of ``password`` (SHA-512 unless ``method`` says otherwise), random salt by default."""
-    salt = salt or "".join(secrets.choice(string.ascii_letters + string.digits + "./") for _index in range(16))
-    hashed = _recompute(module, password, f"${method}${salt}$")
-    if not hashed:
-        raise SetupError(f"root_password: method ${method}$ needs Python's crypt module or the openssl command "
-                         "on the host; give root_password_hash instead")
-    return hashed
-
-
-def password_matches(module, password: str, crypted: Optional[str]) -> bool:
-    """Whether ``crypted`` is ``password``'s hash; a hash nothing here can recompute does not match."""
-    if not crypted or not crypted.startswith("$"):
-        return False
-    return _recompute(module, password, crypted) == crypted
-
-
-# ---------------------------------------------------------------- steps
-
-def _file_step(setup: Setup, rel: str, content: Optional[str], mode: int, label: str) -> List[str]:
-    result = rootfs.ensure_file(setup.fs, rel, content, mode, setup.dry)
-    if not result.changed:
-        return []
-    if setup.diffs is not None and result.diff:
-        setup.diffs.append(result.diff)
-    return [f"{label}: {result.action} {rel}"]
-
-
-def _remove_step(setup: Setup, rel: str, label: str, regular_only: bool = True) -> List[str]:
-    info = setup.fs.lstat(rel)
-    if info is None or (regular_only and not stat.S_ISREG(info.st_mode)):
-        return []
-    if not setup.dry:
-        setup.fs.unlink(rel)
-    return [f"{label}: remove {rel}"]
-
-
-def step_machine_id(setup: Setup) -> List[str]:
-    """Empty /etc/machine-id: the container gets a new id on first boot (clones must not share one)."""
-    actions = _file_step(setup, "etc/machine-id", "", 0o444, "machine-id (emptied)")
-    actions += _remove_step(setup, "var/lib/dbus/machine-id", "machine-id")
-    for rel in IDENTITY_FILES:
-        actions += _remove_step(setup, rel, "clone identity", regular_only=False)
-    return actions
-
-
-def step_ssh_host_keys(setup: Setup) -> List[str]:
-    """Replace SSH host keys present in the root by new ones (clones must not share them).
-
-    ssh-keygen writes into a host temp dir (it would follow links by name); the new
-    keys are then copied into the root through the confined API.
-    """
-    names = setup.fs.listdir("etc/ssh")
-    keys = [n for n in names if n.startswith("ssh_host_") and n.endswith("_key")]
-    if not keys:
-        return []
-    keygen = setup.module.get_bin_path("ssh-keygen")
-    if not keygen:
-        raise SetupError("regenerate_ssh_host_keys: the image has SSH host keys but ssh-keygen is not installed on "
-                         "the host; install openssh-client or set regenerate_ssh_host_keys=false")
-    if not setup.dry:
-        workdir = tempfile.mkdtemp(prefix="corral-hostkeys-")
-        try:
-            _new_host_keys(setup, keygen, keys, names, workdir)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return [f"ssh host keys: regenerate {', '.join(keys)}"]
-
-
-def _new_host_keys(setup: Setup, keygen: str, keys: List[str], names: List[str], workdir: str) -> None:
-    for name in names:
-        if name.startswith("ssh_host_"):
-            setup.fs.unlink(f"etc/ssh/{name}")
-    for key in keys:
-        kind = key[len("ssh_host_"):-len("_key")]
-        path = os.path.join(workdir, key)
-        run(setup.module, [keygen, "-q", "-t", kind, "-N", "", "-C", "root@container", "-f", path])
-        for suffix, mode in (("", 0o600), (".pub", 0o644)):
-            with open(path + suffix, "rb") as handle:
-                setup.fs.write(f"etc/ssh/{key}{suffix}", handle.read(), mode)
-
-
-def step_root_password(setup: Setup, params: dict) -> List[str]:
-    found = setup.fs.read_with_stat("etc/shadow")
-    if found is None:
-        raise SetupError(f"root_password: {setup.fs.label('etc/shadow')} does not exist; is {setup.fs.root} a "
-                         "complete root?")
-    text, info = found
-    current = shadow_root_hash(text)
-    if params.get("root_password_hash"):
-        wanted = params["root_password_hash"]
-        if current == wanted:
-            return []
-    elif password_matches(setup.module, params["root_password"], current):
-        return []
-    else:
-        wanted = hash_password(setup.module, params["root_password"])
-    if not setup.dry:
-        # Keep the file's owner, group and mode (of the file we read): shadow's group lives in the image.
-        setup.fs.write("etc/shadow", shadow_with_root_hash(text, wanted), info.st_mode & 0o7777,
-                       owner=(info.st_uid, info.st_gid))
-    return ["root password: set (etc/shadow)"]
-
-
-def step_authorized_keys(setup: Setup, keys: List[str]) -> List[str]:
-    actions = []
-    if not setup.fs.is_dir("root/.ssh"):
-        actions.append("authorized_keys: create root/.ssh")
-        if setup.dry:
-            return actions + ["authorized_keys: create root/.ssh/authorized_keys"]
-        setup.fs.makedirs("root/.ssh", 0o700)
-    return actions + _file_step(setup, "root/.ssh/authorized_keys", authorized_keys_text(keys), 0o600,
-                                "authorized_keys")
-
-
-# ---------------------------------------------------------------- unit enablement, read from the links
-
-def _unit_file(fs: rootfs.RootFS, unit: str) -> Optional[Tuple[str, str]]:
-    """(path as the container sees it, text) of the unit's file in the root; None when not installed."""
-    for directory in UNIT_DIRS:
-        try:
-            text = fs.read_text(f"{directory}/{unit}")
-        except rootfs.RootError:
-            continue
-        if text is not None:
-            return f"/{directory}/{unit}", text
-    return None
-
-
-def _install_section(text: str) -> dict:
-    """{WantedBy, RequiredBy, Alias, Also: [..]} of a unit file's [Install] section."""
-    install: dict = {"WantedBy": [], "RequiredBy": [], "Alias": [], "Also": []}
-    try:
-        doc = unitfile.parse(text)
-    except unitfile.UnitFileError:
-        return install
-    for section, entries in doc:
-        for key, value in entries if section == "Install" else []:
-            if key in install:
-                install[key] += value.split()
-    return install
-
-
-def enable_links(fs: rootfs.RootFS, unit: str, seen: Optional[set] = None) -> Optional[List[Tuple[str, str]]]:
-    """The (link, target) pairs ``systemctl enable`` makes for ``unit`` (Also= included); None when not installed.
-
-    Done here rather than by ``systemctl --root``, which creates the links by path name: a running
-    container could swap etc/systemd/system/*.wants for a link to a host directory in between.
-    """
-    seen = seen if seen is not None else set()
-    seen.add(unit)
-    found = _unit_file(fs, unit)
-    if found is None:
-        return None
-    path, text = found
-    install = _install_section(text)
-    links = [(f"etc/systemd/system/{t}.wants/{unit}", path) for t in install["WantedBy"]]
-    links += [(f"etc/systemd/system/{t}.requires/{unit}", path) for t in install["RequiredBy"]]
-    links += [(f"etc/systemd/system/{alias}", path) for alias in install["Alias"]]
-    for other in install["Also"]:
-        if other not in seen:
-            links += enable_links(fs, other, seen) or []
-    return links
-
-
-def unit_enabled(fs: rootfs.RootFS, unit: str) -> Optional[str]:
-    """enabled | static | disabled | masked | None (not installed), from the links in etc/systemd/system.
-
-    The same answer as ``systemctl --root is-enabled`` for what we enable, without a command per
-    machine (a no-op fleet run stays constant in cost) and without leaving the root.
-    """
-    if fs.readlink(f"etc/systemd/system/{unit}") == "/dev/null":
-        return "masked"
-    links = enable_links(fs, unit)
-    if links is None:
-        return None
-    if not links:
-        return "static"
-    return "enabled" if all(fs.readlink(link) == target for link, target in links) else "disabled"
-
-
-def step_enable(setup: Setup, unit: str) -> List[str]:
-    """Enable ``unit`` in the image as ``systemctl enable`` would ([Install] links, Also= included)."""
-    state = unit_enabled(setup.fs, unit)
-    if state in ("enabled", "static"):
-        return []
-    if state is None:
-        raise SetupError(f"{unit} is not installed in the image {setup.fs.root}; install systemd (networkd/resolved) "
-                         "in it")
-    if state == "masked":
-        raise SetupError(f"{unit} is masked in the image {setup.fs.root} (etc/systemd/system/{unit} -> /dev/null); "
-                         "unmask it in the image or do not ask to enable it")
-    if not setup.dry:
-        for link, target in enable_links(setup.fs, unit) or []:
-            if setup.fs.readlink(link) != target:
-                setup.fs.symlink(target, link)
-    return [f"enable {unit} in the image"]
-
-
 def wants_networkd(params: dict) -> bool:
     """enable_networkd, or by default when the root gets a network file (static address or links)."""
     if params.get("enable_networkd") is not None:
@@ -378,92 +171,212 @@ def network_files(params: dict) -> List[Tuple[str, str, str]]:
     return files
 
 
-def step_network(setup: Setup, params: dict) -> List[str]:
+def install_section(text: str) -> dict:
+    """{WantedBy, RequiredBy, Alias, Also: [..]} of a unit file's [Install] section."""
+    install: dict = {"WantedBy": [], "RequiredBy": [], "Alias": [], "Also": []}
+    try:
+        doc = unitfile.parse(text)
+    except unitfile.UnitFileError:
+        return install
+    for section, entries in doc:
+        for key, value in entries if section == "Install" else []:
+            if key in install:
+                install[key] += value.split()
+    return install
+
+
+def install_links(path: str, unit: str, install: dict) -> List[Tuple[str, str]]:
+    """The (link, target) pairs ``systemctl enable`` makes for one unit file (Also= not followed)."""
+    links = [(f"etc/systemd/system/{t}.wants/{unit}", path) for t in install["WantedBy"]]
+    links += [(f"etc/systemd/system/{t}.requires/{unit}", path) for t in install["RequiredBy"]]
+    return links + [(f"etc/systemd/system/{alias}", path) for alias in install["Alias"]]
+
+
+def enabled_state(masked: bool, links: Optional[List[Tuple[str, str]]], current: Dict[str, Optional[str]]):
+    """The answer of ``systemctl --root is-enabled`` for what we enable, from the links read."""
+    if masked:
+        return "masked"
+    if links is None:
+        return None
+    if not links:
+        return "static"
+    return "enabled" if all(current.get(link) == target for link, target in links) else "disabled"
+
+
+# ---------------------------------------------------------------- planning steps (pure)
+
+def _file(state: RootState, rel: str, content: str, mode: int, label: str, out: SetupPlan) -> None:
+    """Write-if-different (content, then mode) for one file inside the root."""
+    found = state.get("file", rel)
+    path = os.path.join(state.root, rel)
+    result = plan_file(path, found[0] if found else None, content)
+    if not result.changed and found and (found[1].st_mode & 0o7777) != mode:
+        result = FileResult(path, True, {"before": {"mode": "other"}, "after": {"mode": oct(mode)}}, "update")
+    if result.changed:
+        out.add(f"{label}: {result.action} {rel}", (("write", rel, content, mode, None),), result.diff)
+
+
+def _remove(state: RootState, rel: str, label: str, out: SetupPlan, regular_only: bool = True) -> None:
+    mode = state.get("lstat", rel)
+    if mode is not None and not (regular_only and not stat.S_ISREG(mode)):
+        out.add(f"{label}: remove {rel}", (("unlink", rel),))
+
+
+def plan_machine_id(_params: dict, state: RootState, out: SetupPlan) -> None:
+    """Empty /etc/machine-id: the container gets a new id on first boot (clones must not share one)."""
+    _file(state, "etc/machine-id", "", 0o444, "machine-id (emptied)", out)
+    _remove(state, "var/lib/dbus/machine-id", "machine-id", out)
+    for rel in IDENTITY_FILES:
+        _remove(state, rel, "clone identity", out, regular_only=False)
+
+
+def plan_host_keys(_params: dict, state: RootState, out: SetupPlan) -> None:
+    """Replace SSH host keys present in the root by new ones (clones must not share them)."""
+    names = state.get("list", "etc/ssh") or []
+    keys = [n for n in names if n.startswith("ssh_host_") and n.endswith("_key")]
+    if not keys:
+        return
+    keygen = state.get("tool", "ssh-keygen")
+    if not keygen:
+        raise SetupError("regenerate_ssh_host_keys: the image has SSH host keys but ssh-keygen is not installed on "
+                         "the host; install openssh-client or set regenerate_ssh_host_keys=false")
+    out.add(f"ssh host keys: regenerate {', '.join(keys)}", (("hostkeys", keygen, keys, names),))
+
+
+def plan_hostname(params: dict, state: RootState, out: SetupPlan) -> None:
+    _file(state, "etc/hostname", f"{params['hostname']}\n", 0o644, "hostname", out)
+
+
+def plan_password(params: dict, state: RootState, out: SetupPlan) -> None:
+    """root's hash in etc/shadow; read found whether root_password already matches (and hashed it if not)."""
+    found = state.get("file", "etc/shadow")
+    if found is None:
+        raise SetupError(f"root_password: {os.path.join(state.root, 'etc/shadow')} does not exist; is {state.root} "
+                         "a complete root?")
+    text, info = found
+    wanted = params.get("root_password_hash") or state.get("password", "etc/shadow")
+    if wanted and shadow_root_hash(text) != wanted:
+        # Keep the file's owner, group and mode (of the file we read): shadow's group lives in the image.
+        out.add("root password: set (etc/shadow)", (("write", "etc/shadow", shadow_with_root_hash(text, wanted),
+                                                      info.st_mode & 0o7777, (info.st_uid, info.st_gid)),))
+
+
+def plan_authorized_keys(params: dict, state: RootState, out: SetupPlan) -> None:
+    if not state.get("dir", "root/.ssh"):
+        out.add("authorized_keys: create root/.ssh", (("mkdir", "root/.ssh", 0o700),))
+    _file(state, "root/.ssh/authorized_keys", authorized_keys_text(params["authorized_keys"]), 0o600,
+          "authorized_keys", out)
+
+
+def plan_enable(unit: str, state: RootState, out: SetupPlan) -> None:
+    """Enable ``unit`` in the image as ``systemctl enable`` would ([Install] links, Also= included)."""
+    found = state.get("unit", unit)
+    if found.state in ("enabled", "static"):
+        return
+    if found.state is None:
+        raise SetupError(f"{unit} is not installed in the image {state.root}; install systemd (networkd/resolved) "
+                         "in it")
+    if found.state == "masked":
+        raise SetupError(f"{unit} is masked in the image {state.root} (etc/systemd/system/{unit} -> /dev/null); "
+                         "unmask it in the image or do not ask to enable it")
+    out.add(f"enable {unit} in the image", tuple(("symlink", target, link) for link, target in found.links
+                                                   if found.current.get(link) != target))
+
+
+def plan_network(params: dict, state: RootState, out: SetupPlan) -> None:
     """The root's networkd configuration for every link the machine gets, and networkd enabled.
 
     When the fleet asked for it by default (``_network_auto``) and the image has no networkd,
     nothing is written and a warning says so; asked for explicitly, that is an error.
     """
-    if not wants_networkd(params) and not network_files(params):
-        return []
-    if params.get("_network_auto") and unit_enabled(setup.fs, NETWORKD_UNIT) is None:
-        warn = getattr(setup.module, "warn", None)
-        if warn:
-            warn(f"image {setup.fs.root}: systemd-networkd is not installed in the image, so its links "
-                 f"({', '.join(params.get('network_links') or [])}) get no network configuration; install it "
-                 "(Debian 13: package systemd-networkd) or set image.network_links: [] to silence this")
-        return []
-    actions = []
+    if params.get("_network_auto") and state.get("unit", NETWORKD_UNIT).state is None:
+        out.warnings.append(
+            f"image {state.root}: systemd-networkd is not installed in the image, so its links "
+            f"({', '.join(params.get('network_links') or [])}) get no network configuration; install it "
+            "(Debian 13: package systemd-networkd) or set image.network_links: [] to silence this")
+        return
     for rel, text, label in network_files(params):
-        actions += _file_step(setup, rel, text, 0o644, label)
+        _file(state, rel, text, 0o644, label, out)
     if wants_networkd(params):
-        actions += step_enable(setup, NETWORKD_UNIT)
-    return actions
+        plan_enable(NETWORKD_UNIT, state, out)
 
 
-def step_securetty(setup: Setup) -> List[str]:
-    actions = []
+def plan_securetty(_params: dict, state: RootState, out: SetupPlan) -> None:
     for rel in SECURETTY_FILES:
-        found = setup.fs.read_with_stat(rel)
-        if found is None:
-            continue
-        text, info = found
-        missing = securetty_missing(text)
+        found = state.get("file", rel)
+        missing = securetty_missing(found[0]) if found else []
         if missing:
+            text = found[0]
             new = text + ("" if not text or text.endswith("\n") else "\n") + "".join(f"{tty}\n" for tty in missing)
-            mode = info.st_mode & 0o7777
-            actions += _file_step(setup, rel, new, mode, "securetty (machinectl login)")
-    return actions
+            _file(state, rel, new, found[1].st_mode & 0o7777, "securetty (machinectl login)", out)
 
 
-# ---------------------------------------------------------------- entry points
+# ---------------------------------------------------------------- the one step table
 
-def ensure_post_setup(module, root: str, params: dict, fresh: bool = False,
-                      diffs: Optional[list] = None, dry: Optional[bool] = None) -> Tuple[bool, List[str]]:
-    """Apply the first-boot preparation options to ``root``; (changed, actions in words).
-
-    ``fresh`` marks a root this run just created (staging): only then are the
-    machine-id, the clone identity files and SSH host keys reset, never on a root
-    that booted. ``dry`` (default: check mode) decides and reports without writing.
-    Raises SetupError, or rootfs.RootError when the root holds something refused.
-    """
-    try:
-        with rootfs.RootFS(root) as fs:
-            setup = Setup(module, fs, module.check_mode if dry is None else dry, diffs)
-            actions = _steps(setup, params, fresh)
-    except rootfs.RootError as exc:
-        raise SetupError(str(exc)) from None
-    except OSError as exc:
-        # The root changed under us or holds an unexpected type; nothing outside it was touched.
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise SetupError(f"preparing the root {root}: {exc.strerror or exc}{where}; nothing outside the root was "
-                         "touched (container roots are untrusted)") from None
-    return bool(actions), actions
+class Step(NamedTuple):
+    wanted: Callable[[dict, bool], bool]         # (params, fresh): does this step run
+    reads: Callable[[dict], List[Read]]          # what read must look at for it
+    plan: Callable[[dict, RootState, SetupPlan], None]
+    predict: Callable[[dict], List[str]]         # words for a fresh root check mode cannot read
 
 
-def _steps(setup: Setup, params: dict, fresh: bool) -> List[str]:
-    actions: List[str] = []
-    if fresh and params.get("reset_machine_id", True):
-        actions += step_machine_id(setup)
-    if fresh and params.get("regenerate_ssh_host_keys", True):
-        actions += step_ssh_host_keys(setup)
-    if params.get("hostname"):
-        actions += _file_step(setup, "etc/hostname", f"{params['hostname']}\n", 0o644, "hostname")
-    if params.get("root_password") or params.get("root_password_hash"):
-        actions += step_root_password(setup, params)
-    if params.get("authorized_keys") is not None:
-        actions += step_authorized_keys(setup, params["authorized_keys"])
-    actions += step_network(setup, params)
-    if params.get("enable_resolved"):
-        actions += step_enable(setup, RESOLVED_UNIT)
-    if params.get("securetty_fix"):
-        actions += step_securetty(setup)
-    return actions
+def _network_reads(params: dict) -> List[Read]:
+    unit = [("unit", NETWORKD_UNIT)] if wants_networkd(params) or params.get("_network_auto") else []
+    return [("file", rel) for rel, _text, _label in network_files(params)] + unit
+
+
+STEPS = (
+    Step(lambda p, fresh: fresh and p.get("reset_machine_id", True),
+         lambda p: [("file", "etc/machine-id"), ("lstat", "var/lib/dbus/machine-id")]
+         + [("lstat", rel) for rel in IDENTITY_FILES],
+         plan_machine_id, lambda p: ["machine-id: empty etc/machine-id"]),
+    Step(lambda p, fresh: fresh and p.get("regenerate_ssh_host_keys", True),
+         lambda p: [("list", "etc/ssh"), ("tool", "ssh-keygen")],
+         plan_host_keys, lambda p: ["ssh host keys: regenerate if present"]),
+    Step(lambda p, fresh: bool(p.get("hostname")), lambda p: [("file", "etc/hostname")],
+         plan_hostname, lambda p: ["hostname: create etc/hostname"]),
+    Step(lambda p, fresh: bool(p.get("root_password") or p.get("root_password_hash")),
+         lambda p: [("file", "etc/shadow"), ("password", "etc/shadow")],
+         plan_password, lambda p: ["root password: set (etc/shadow)"]),
+    Step(lambda p, fresh: p.get("authorized_keys") is not None,
+         lambda p: [("dir", "root/.ssh"), ("file", "root/.ssh/authorized_keys")],
+         plan_authorized_keys, lambda p: ["authorized_keys: create root/.ssh/authorized_keys"]),
+    Step(lambda p, fresh: wants_networkd(p) or bool(network_files(p)), _network_reads, plan_network,
+         lambda p: [f"{label}: create {rel}" for rel, _text, label in network_files(p)]
+         + ([f"enable {NETWORKD_UNIT} in the image"] if wants_networkd(p) else [])),
+    Step(lambda p, fresh: bool(p.get("enable_resolved")), lambda p: [("unit", RESOLVED_UNIT)],
+         lambda p, state, out: plan_enable(RESOLVED_UNIT, state, out),
+         lambda p: [f"enable {RESOLVED_UNIT} in the image"]),
+    Step(lambda p, fresh: bool(p.get("securetty_fix")), lambda p: [("file", rel) for rel in SECURETTY_FILES],
+         plan_securetty, lambda p: ["securetty: add pts/0-9"]),
+)
+
+
+def _steps(params: dict, fresh: bool) -> List[Step]:
+    return [step for step in STEPS if step.wanted(params, fresh)]
+
+
+def reads(params: dict, fresh: bool = False) -> List[Read]:
+    """Everything the wanted steps need to know about the root, in step order, each once."""
+    wanted: List[Read] = []
+    for step in _steps(params, fresh):
+        wanted += [item for item in step.reads(params) if item not in wanted]
+    return wanted
+
+
+def plan(params: dict, state: RootState, fresh: bool = False) -> SetupPlan:
+    """Pure: the changes (words), diffs, warnings and actions that bring the root to ``params``."""
+    out = SetupPlan()
+    for step in _steps(params, fresh):
+        step.plan(params, state, out)
+    return out
+
+
+def predict(params: dict, fresh: bool = True) -> List[str]:
+    """The preparation a root that does not exist yet will get (check mode cannot read it)."""
+    return [words for step in _steps(params, fresh) for words in step.predict(params)]
 
 
 def wants_post_setup(params: dict) -> bool:
     """Whether any option asks for post-setup of an existing root."""
-    return any(params.get(key) for key in ("hostname", "root_password", "root_password_hash", "address",
-                                           "address6", "network_links", "enable_networkd", "enable_resolved",
-                                           "securetty_fix")) \
-        or params.get("authorized_keys") is not None
+    return bool(_steps(params, False))

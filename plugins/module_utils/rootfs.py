@@ -30,8 +30,6 @@ import secrets
 import stat
 from typing import List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, plan_file
-
 READ_LIMIT = 1024 * 1024          # no file we read inside a root is legitimately bigger
 MAX_SYMLINKS = 40                 # the kernel's own limit (ELOOP)
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -396,21 +394,3 @@ def _unlink_quiet(name: str, dir_fd: int) -> None:
         os.unlink(name, dir_fd=dir_fd)
     except OSError:
         pass
-
-
-def ensure_file(rootfs: RootFS, rel: str, content: Optional[str], mode: int, check_mode: bool) -> FileResult:
-    """Write-if-different for a file inside a root (None removes it); the same decision in check mode."""
-    label = rootfs.label(rel)
-    before = rootfs.read_text(rel)
-    result = plan_file(label, before, content)
-    if content is not None and not result.changed:
-        info = rootfs.stat(rel)
-        if info is None or (info.st_mode & 0o7777) != mode:
-            result = FileResult(label, True, {"before": {"mode": "other"}, "after": {"mode": oct(mode)}}, "update")
-    if not result.changed or check_mode:
-        return result
-    if content is None:
-        rootfs.unlink(rel)
-    else:
-        rootfs.write(rel, content, mode)
-    return result

@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import images_setup as setup
+from ansible_collections.corral.nspawn.plugins.module_utils import images_setup_io as setup
 from ansible_collections.corral.nspawn.plugins.module_utils import passwd
 
 from .test_images import FakeModule
