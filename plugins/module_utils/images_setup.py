@@ -257,8 +257,9 @@ def plan_password(params: dict, state: RootState, out: SetupPlan) -> None:
     wanted = params.get("root_password_hash") or state.get("password", "etc/shadow")
     if wanted and shadow_root_hash(text) != wanted:
         # Keep the file's owner, group and mode (of the file we read): shadow's group lives in the image.
-        out.add("root password: set (etc/shadow)", (("write", "etc/shadow", shadow_with_root_hash(text, wanted),
-                                                      info.st_mode & 0o7777, (info.st_uid, info.st_gid)),))
+        write = ("write", "etc/shadow", shadow_with_root_hash(text, wanted), info.st_mode & 0o7777,
+                 (info.st_uid, info.st_gid))
+        out.add("root password: set (etc/shadow)", (write,))
 
 
 def plan_authorized_keys(params: dict, state: RootState, out: SetupPlan) -> None:
@@ -279,8 +280,8 @@ def plan_enable(unit: str, state: RootState, out: SetupPlan) -> None:
     if found.state == "masked":
         raise SetupError(f"{unit} is masked in the image {state.root} (etc/systemd/system/{unit} -> /dev/null); "
                          "unmask it in the image or do not ask to enable it")
-    out.add(f"enable {unit} in the image", tuple(("symlink", target, link) for link, target in found.links
-                                                   if found.current.get(link) != target))
+    links = tuple(("symlink", target, link) for link, target in found.links if found.current.get(link) != target)
+    out.add(f"enable {unit} in the image", links)
 
 
 def plan_network(params: dict, state: RootState, out: SetupPlan) -> None:
