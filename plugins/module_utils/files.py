@@ -89,6 +89,18 @@ def atomic_write(module, path: str, content: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
+def remove_empty_dir(path: str) -> bool:
+    """Remove ``path`` if it is an empty directory; True when it was removed.
+
+    Not empty (someone else's files), already gone or not a directory: left as it is, since
+    nothing the user did not ask to remove is removed."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True
+
+
 def ensure_file(module, path: str, content: Optional[str], mode: int = 0o644) -> FileResult:
     """Make ``path`` hold ``content`` (None removes it). Honours check mode."""
     result = plan_file(path, read_text(path), content)

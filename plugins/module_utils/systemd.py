@@ -30,7 +30,13 @@ class SystemdError(CorralError):
 
 
 def unit_name(name: str) -> str:
+    """The one owner of a machine's unit name (Layout.unit and every caller go through it)."""
     return f"systemd-nspawn@{name}.service"
+
+
+def is_running(props: Dict[str, str]) -> bool:
+    """Whether a unit's ``show`` properties say it runs (or is on its way up): the one test for it."""
+    return props.get("ActiveState") in RUNNING_STATES
 
 
 def parse_show(text: str) -> Dict[str, Dict[str, str]]:
@@ -151,7 +157,7 @@ def enable_and_start(module, unit: str, props: Dict[str, str]) -> List[str]:
     """Enable and start ``unit`` where its ``show`` properties say it is not (one systemctl call; none in
     check mode); the verbs needed, [] when it is enabled and running."""
     verbs = ([] if is_enabled(props.get("UnitFileState", "")) else ["enable"]) + \
-        ([] if props.get("ActiveState") in RUNNING_STATES else ["start"])
+        ([] if is_running(props) else ["start"])
     if verbs and not module.check_mode:
         if "enable" in verbs:
             systemctl(module, "enable", [unit], *(["--now"] if "start" in verbs else []))

@@ -11,7 +11,7 @@ repeated keys are kept because systemd gives both meaning (e.g. ``Bind=``).
 from __future__ import annotations
 
 import re
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
@@ -142,3 +142,24 @@ def equivalent(left: str, right: str) -> bool:
 def get(doc: Document, section: str, key: str) -> List[str]:
     """All values of ``key`` in ``section`` (repeated keys in order)."""
     return [v for name, entries in doc if name == section for k, v in entries if k == key]
+
+
+def values(text: Optional[str], strict: bool = True, collapse: bool = False) -> Dict[str, Dict[str, object]]:
+    """The one unit-file reader: text -> {Section: {Key: [values in order]}} (repeated sections merged).
+
+    ``strict``: bad syntax raises UnitFileError; otherwise it reads as {} (a file we only report on).
+    ``collapse``: a key set once maps to its value, a repeated key to the list.
+    """
+    try:
+        doc = normalize(parse(text or ""))
+    except UnitFileError:
+        if strict:
+            raise
+        return {}
+    out: Dict[str, Dict[str, object]] = {}
+    for section, entries in doc:
+        keys: Dict[str, List[str]] = {}
+        for key, value in entries:
+            keys.setdefault(key, []).append(value)
+        out[section] = {k: v[0] if collapse and len(v) == 1 else v for k, v in keys.items()}
+    return out

@@ -246,3 +246,14 @@ def test_enable_and_start_does_only_what_the_unit_lacks_and_nothing_in_check_mod
     checking = FakeModule()
     checking.check_mode = True
     assert systemd.enable_and_start(checking, "systemd-networkd.service", props) == verbs and checking.calls == []
+
+
+@pytest.mark.parametrize("state, running", [("active", True), ("activating", True), ("reloading", True),
+                                            ("deactivating", False), ("inactive", False), ("failed", False),
+                                            (None, False)])
+def test_is_running_is_the_one_test_of_show_properties(state, running):
+    assert systemd.is_running({} if state is None else {"ActiveState": state}) is running
+
+
+def test_unit_name_is_the_instance_of_the_nspawn_template():
+    assert systemd.unit_name("web-1") == "systemd-nspawn@web-1.service"

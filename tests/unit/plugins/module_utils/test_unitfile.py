@@ -48,3 +48,25 @@ def test_render_parse_round_trip(doc):
     text = unitfile.render(doc)
     assert unitfile.parse(text) == [s for s in doc if s[1]]
     assert unitfile.render(unitfile.parse(text)) == text
+
+
+# ---------------------------------------------------------------- values(): the one unit-file-to-dict reader
+
+def test_values_lists_every_key_with_repeated_sections_merged():
+    text = "[Exec]\nBoot=yes\n# c\n[Files]\nBind=/a\nBind=/b\n[Exec]\nEnvironment=A=1\n"
+    assert unitfile.values(text) == {"Exec": {"Boot": ["yes"], "Environment": ["A=1"]}, "Files": {"Bind": ["/a", "/b"]}}
+
+
+def test_values_collapse_gives_single_values_and_lists_for_repeats():
+    assert unitfile.values("[Files]\nBind=/a\nBind=/b\nPrivateUsersOwnership=auto\n", collapse=True) == {
+        "Files": {"Bind": ["/a", "/b"], "PrivateUsersOwnership": "auto"}}
+
+
+def test_values_of_nothing_is_empty():
+    assert unitfile.values(None) == {} and unitfile.values("") == {} and unitfile.values("[Empty]\n") == {}
+
+
+def test_values_strict_raises_and_lenient_reads_bad_text_as_empty():
+    with pytest.raises(unitfile.UnitFileError, match="outside of a section"):
+        unitfile.values("Key=1\n")
+    assert unitfile.values("Key=1\n", strict=False) == {}

@@ -1,0 +1,91 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""files.py: the host's write-if-different helpers (plan, atomic write, ensure, remove_empty_dir)."""
+
+import os
+
+import pytest
+
+from ansible_collections.corral.nspawn.plugins.module_utils import files
+
+
+class Module:
+    def __init__(self, check_mode=False):
+        self.check_mode = check_mode
+        self.moves = []
+
+    def atomic_move(self, src, dest, unsafe_writes=False):
+        self.moves.append(dest)
+        os.rename(src, dest)
+
+
+@pytest.mark.parametrize("before, after, action", [(None, "x", "create"), ("x", "y", "update"), ("x", None, "remove"),
+                                                   ("x", "x", "none"), (None, None, "none")])
+def test_plan_file_decides_the_action_and_diff(before, after, action):
+    result = files.plan_file("/etc/f", before, after)
+    assert (result.action, result.changed) == (action, action != "none")
+    if result.changed:
+        assert result.diff["before"] == (before or "") and result.diff["after"] == (after or "")
+        assert result.diff["before_header"] == ("/etc/f" if before is not None else "/etc/f (absent)")
+    else:
+        assert result.diff == {}
+
+
+def test_is_managed_looks_at_the_first_three_lines_only():
+    assert files.is_managed(f"# {files.MANAGED_MARKER}. Do not edit\n[Exec]\n")
+    assert not files.is_managed(f"a\nb\nc\n# {files.MANAGED_MARKER}\n")
+    assert not files.is_managed(None)
+
+
+def test_read_text_of_a_missing_file_is_none(tmp_path):
+    assert files.read_text(str(tmp_path / "nope")) is None
+
+
+def test_atomic_write_creates_dirs_moves_through_the_module_and_sets_the_mode(tmp_path):
+    module, path = Module(), str(tmp_path / "new" / "f.conf")
+    files.atomic_write(module, path, "text\n", 0o600)
+    assert files.read_text(path) == "text\n" and os.stat(path).st_mode & 0o7777 == 0o600
+    assert module.moves == [path] and os.listdir(tmp_path / "new") == ["f.conf"]   # no temp file left
+
+
+def test_atomic_write_leaves_no_temp_file_when_the_move_fails(tmp_path):
+    class Refusing(Module):
+        def atomic_move(self, src, dest, unsafe_writes=False):
+            raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        files.atomic_write(Refusing(), str(tmp_path / "f"), "x")
+    assert os.listdir(tmp_path) == []
+
+
+def test_ensure_file_rhythm_check_apply_check_apply(tmp_path):
+    path = str(tmp_path / "f")
+    outcomes = [files.ensure_file(Module(check), path, "x\n").changed for check in (True, False, True, False)]
+    assert outcomes == [True, True, False, False] and files.read_text(path) == "x\n"
+
+
+def test_ensure_file_fixes_only_the_mode_and_keeps_the_mtime(tmp_path):
+    path = tmp_path / "f"
+    path.write_text("x\n")
+    os.chmod(path, 0o600)
+    os.utime(path, ns=(1, 1))
+    result = files.ensure_file(Module(), str(path), "x\n", 0o644)
+    assert result.changed and result.diff == {"before": {"mode": "other"}, "after": {"mode": "0o644"}}
+    assert os.stat(path).st_mode & 0o7777 == 0o644 and os.stat(path).st_mtime_ns == 1
+
+
+def test_ensure_file_removes_with_none_but_not_in_check_mode(tmp_path):
+    path = tmp_path / "f"
+    path.write_text("x\n")
+    assert files.ensure_file(Module(check_mode=True), str(path), None).action == "remove" and path.exists()
+    assert files.ensure_file(Module(), str(path), None).changed and not path.exists()
+
+
+def test_remove_empty_dir_removes_only_an_empty_directory(tmp_path):
+    full, empty = tmp_path / "full", tmp_path / "empty"
+    full.mkdir()
+    (full / "other.conf").write_text("someone else's\n")
+    empty.mkdir()
+    assert files.remove_empty_dir(str(empty)) and not empty.exists()
+    assert not files.remove_empty_dir(str(full)) and (full / "other.conf").exists()
+    assert not files.remove_empty_dir(str(tmp_path / "gone"))
+    assert not files.remove_empty_dir(str(full / "other.conf")) and (full / "other.conf").exists()
