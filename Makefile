@@ -11,6 +11,10 @@ SANITY_BUILD ?= $(ROOT)/.build
 SANITY_DIR := $(SANITY_BUILD)/ansible_collections/corral/nspawn
 GET_PIP_STANDIN := $(HOME)/.ansible/test/cache
 PYTEST_ARGS ?=
+# The last pytest run (units + e2e) spreads test FILES over this many processes: a file's test hosts
+# live in one process (module fixtures), host names are unique per file and addresses are allocated
+# under a lock (tests/e2e/harness.py), so files run side by side safely. 1 = one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: all deps venv collection units sanity lint e2e test demo demo-clean clean build bench bad-input-table \
 	docs docs-rst docs-lint matrix pyfloor
@@ -94,7 +98,8 @@ e2e: venv collection
 
 # One pytest run for units + e2e so the last line is the whole suite's summary.
 test: venv collection sanity lint docs-lint matrix pyfloor
-	PATH=$(BIN):$$PATH $(BIN)/pytest -q -p no:cacheprovider tests/unit tests/e2e $(PYTEST_ARGS)
+	PATH=$(BIN):$$PATH $(BIN)/pytest -q -p no:cacheprovider $(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile,) \
+	  tests/unit tests/e2e $(PYTEST_ARGS)
 
 demo: venv collection
 	PATH=$(BIN):$$PATH $(PY) tests/e2e/harness.py demo $(if $(KEEP),--keep,)
