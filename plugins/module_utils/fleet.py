@@ -332,6 +332,7 @@ class Current:
     dropin_text: Optional[str] = None
     active: str = "inactive"  # systemd ActiveState of systemd-nspawn@NAME.service
     enabled: bool = False
+    target_enabled: bool = True  # machines.target (read in the same show): disabled, no machine starts at boot
     unit: dict = field(default_factory=dict)  # every property read by the batched systemctl show
     stale: bool = False  # running since before its current settings file was written (a pending restart)
 
@@ -360,6 +361,7 @@ class MachinePlan:
     runtime: str = "none"                 # none | start | stop | restart
     pending_restart: bool = False
     live: Optional[object] = None  # the resources logic's LivePlan for the running unit (no restart)
+    runtime_plan: Optional[machine_utils.Plan] = None   # the machine logic's plan (enable, start/stop/restart)
     wait: Optional[str] = None            # how to wait after a start: system | unit | none (None: the fleet's)
     timeout: Optional[int] = None         # seconds (None: the fleet's timeout)
     changes: List[str] = field(default_factory=list)
@@ -418,25 +420,13 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
         plan.live = live if live.assignments else None
         plan.changes.extend(f"resources live: {change}" for change in live.changes if not dropin.changed)
         plan.restart_needed = plan.restart_needed or bool(live.pending and dropin.changed)
-    if machine.enabled != current.enabled:
-        plan.enable = machine.enabled
-        plan.changes.append("enable" if machine.enabled else "disable")
-    _plan_runtime(plan, machine, current, policy)
+    runtime = machine_utils.plan(machine.name, machine.state, machine.enabled, machine_utils.Current(
+        machine.name, current.active, enabled=current.enabled, target_enabled=current.target_enabled),
+        plan.restart_needed, policy, terse=True)
+    plan.enable, plan.runtime, plan.pending_restart = runtime.enable, runtime.runtime, runtime.pending_restart
+    plan.runtime_plan = runtime
+    plan.changes.extend(runtime.changes)
     return plan
-
-
-def _plan_runtime(plan: MachinePlan, machine: Machine, current: Current, policy: str) -> None:
-    if machine.state == "stopped":
-        if current.running:
-            plan.runtime = "stop"
-    elif machine.state == "running" and not current.running:
-        plan.runtime = "start"
-    elif current.running and (policy == "always" or (policy == "on_change" and plan.restart_needed)):
-        plan.runtime = "restart"
-    elif current.running and plan.restart_needed:
-        plan.pending_restart = True
-    if plan.runtime != "none":
-        plan.changes.append(plan.runtime)
 
 
 def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dict]:
@@ -446,11 +436,9 @@ def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dic
 
 # ---------------------------------------------------------------- read (batched)
 
-def read_units(module, names: List[str]) -> Dict[str, dict]:
-    """State, enablement and live limits of every machine's unit in ONE systemctl call."""
-    props = ["ActiveState", "UnitFileState", "ActiveEnterTimestamp", "NeedDaemonReload", "DropInPaths"] \
-        + adapter_live_properties()
-    return systemd.show(module, [unit_name(n) for n in names], props)
+def read_units(module, names: List[str]) -> machine_utils.RuntimeState:
+    """State, enablement and live limits of every machine's unit and machines.target in ONE systemctl call."""
+    return machine_utils.read(module, names, ["NeedDaemonReload", "DropInPaths"] + resources_utils.show_properties())
 
 
 def managed_machines(settings_dir: str) -> List[str]:
@@ -567,17 +555,18 @@ def machine_links(machine: Machine) -> List[str]:
     return netmodel.container_links(machine_attachment(machine)["kind"], machine.settings)
 
 
-def current_of(ctx: Context, desired: Desired, units: Dict[str, dict]) -> Current:
+def current_of(ctx: Context, desired: Desired, state: machine_utils.RuntimeState) -> Current:
     name = desired.machine.name
-    unit = units.get(unit_name(name), {})
+    unit, runtime = state.units.get(name, {}), state.current(name)
     return Current(
         root_exists=os.path.isdir(ctx.root(name)),
         settings_text=read_text(ctx.settings_path(name)),
         dropin_text=read_text(desired.dropin_path),
         active=unit.get("ActiveState", "inactive"),
-        enabled=systemd.is_enabled(unit.get("UnitFileState", "")),
+        enabled=runtime.enabled,
+        target_enabled=runtime.target_enabled,
         unit=unit,
-        stale=adapter_stale(name, unit, ctx.settings_path(name)),
+        stale=machine_utils.pending_restart(runtime, machine_utils.settings_mtimes(name, (ctx.settings_dir,))),
     )
 
 
@@ -610,7 +599,7 @@ def wait_mode(machine: Machine) -> Optional[str]:
     """A machine that runs a command instead of booting is waited for as an active unit, not a systemd."""
     if machine.wait is False:
         return "none"
-    if not adapter_boots(machine):
+    if not nspawn_settings.boots(machine.settings if isinstance(machine.settings, dict) else {}):
         return "unit"
     return "system" if machine.wait else None
 
@@ -674,26 +663,21 @@ def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: i
     """Enable/disable, live limits, stop, restart and start, each as one batched call; returns warnings."""
     if ctx.check_mode:
         return []
-    module = ctx.module
-    systemd.enable(module, [p.name for p in plans if p.enable is True])
-    systemd.disable(module, [p.name for p in plans if p.enable is False])
     for plan in plans:
         if plan.live and plan.runtime not in ("stop", "restart"):
-            adapter_apply_live(module, plan.name, plan.live)
-    systemd.stop(module, [p.name for p in plans if p.runtime == "stop"])
-    how = wait_specs(plans, wait, timeout)
-    outcomes = adapter_restart(module, [p.name for p in plans if p.runtime == "restart"], how)
-    outcomes.update(adapter_start(module, [p.name for p in plans if p.runtime == "start"], how))
+            adapter_apply_live(ctx.module, plan.name, plan.live)
+    outcomes = machine_utils.apply(ctx.module, [p.runtime_plan for p in plans if p.runtime_plan],
+                                   wait_specs(plans, wait, timeout))
     return check_outcomes(outcomes)
 
 
-def check_outcomes(outcomes: Dict[str, dict]) -> List[str]:
+def check_outcomes(outcomes: Dict[str, machine_utils.WaitResult]) -> List[str]:
     """One error listing every machine that did not come up; warnings (degraded) otherwise."""
-    failed = {n: o for n, o in outcomes.items() if not o.get("ok", True)}
+    failed = {n: o.as_dict() for n, o in outcomes.items() if not o.ok}
     if failed:
         raise FleetError("machines did not come up: " + "; ".join(f"{n}: {o.get('msg')}" for n, o in failed.items()),
                          machines_failed=failed)
-    return [o["warning"] for o in outcomes.values() if o.get("warning")]
+    return [o.warning for o in outcomes.values() if o.warning]
 
 
 def check_prune_all(items: List[dict], prune_flag: bool, prune_all: bool, victims: List[str]) -> None:
@@ -707,7 +691,7 @@ def check_prune_all(items: List[dict], prune_flag: bool, prune_all: bool, victim
 
 
 def prune(ctx: Context, declared: List[str], templates: List[str], purge: bool,
-          units: Dict[str, dict]) -> Tuple[List[str], List[str]]:
+          units: machine_utils.RuntimeState) -> Tuple[List[str], List[str]]:
     """Remove fleet-managed machines that are no longer declared; returns (names, warnings).
 
     With purge, a root goes only when corral built it (build record); any other root is kept
@@ -719,7 +703,7 @@ def prune(ctx: Context, declared: List[str], templates: List[str], purge: bool,
         return names, []
     module = ctx.module
     if not ctx.check_mode:
-        running = [n for n in names if units.get(unit_name(n), {}).get("ActiveState", "inactive") != "inactive"]
+        running = [n for n in names if units.units.get(n, {}).get("ActiveState", "inactive") != "inactive"]
         systemd.stop(module, running)
         systemd.disable(module, names)
         for name in names:
@@ -1075,34 +1059,3 @@ def adapter_apply_live(module, name: str, live) -> None:
         cgroup.apply_live(module, name, live)
     except cgroup.LimitsError as exc:
         raise FleetError(str(exc), **exc.details) from None
-
-
-def adapter_stale(name: str, unit: dict, settings_path: str) -> bool:
-    """The running container started before its settings file was last written (machine logic)."""
-    current = machine_utils.current_from_show(name, unit, {})
-    try:
-        mtimes = [os.stat(settings_path).st_mtime]
-    except OSError:
-        return False
-    return machine_utils.pending_restart(current, mtimes)
-
-
-def adapter_boots(machine: Machine) -> bool:
-    return nspawn_settings.boots(machine.settings if isinstance(machine.settings, dict) else {})
-
-
-def adapter_start(module, names: List[str], how: Dict[str, Tuple[str, float]]) -> Dict[str, dict]:
-    """Start in ONE systemctl call, wait for all concurrently, each as ``how`` says (machine logic)."""
-    longest = max([t for _m, t in how.values()] or [1])
-    return {n: r.as_dict() for n, r in machine_utils.start_many(module, names, longest, how=how).items()}
-
-
-def adapter_restart(module, names: List[str], how: Dict[str, Tuple[str, float]]) -> Dict[str, dict]:
-    if not names:
-        return {}
-    try:
-        systemd.restart(module, names)
-    except CommandError as exc:
-        return {n: {"ok": False, "msg": f"restart failed: {exc}"} for n in names}
-    waited = [n for n in names if how.get(n, ("system", 0))[0] != "none"]
-    return {n: r.as_dict() for n, r in machine_utils.wait_many(module, waited, 1, how=how).items()}

@@ -90,10 +90,29 @@ def current_from_show(name: str, unit: Dict[str, str], target: Dict[str, str]) -
     )
 
 
+@dataclass
+class RuntimeState:
+    """What ONE ``systemctl show`` said about every machine's unit and about machines.target."""
+
+    units: Dict[str, Dict[str, str]] = field(default_factory=dict)   # machine name -> unit properties
+    target: Dict[str, str] = field(default_factory=dict)
+
+    def current(self, name: str) -> Current:
+        return current_from_show(name, self.units.get(name, {}), self.target)
+
+
+def read(module, names: Sequence[str], properties: Sequence[str] = ()) -> RuntimeState:
+    """Every machine's unit AND machines.target in one batched show (``properties`` added: the fleet's)."""
+    if not names:
+        return RuntimeState()
+    units = [systemd.unit_name(n) for n in names]
+    wanted = list(UNIT_PROPERTIES) + [p for p in properties if p not in UNIT_PROPERTIES]
+    shown = systemd.show(module, units + [systemd.MACHINES_TARGET], wanted)
+    return RuntimeState({n: shown.get(u, {}) for n, u in zip(names, units)}, shown.get(systemd.MACHINES_TARGET, {}))
+
+
 def read_current(module, name: str) -> Current:
-    unit = systemd.unit_name(name)
-    units = systemd.show(module, [unit, systemd.MACHINES_TARGET], UNIT_PROPERTIES)
-    return current_from_show(name, units.get(unit, {}), units.get(systemd.MACHINES_TARGET, {}))
+    return read(module, [name]).current(name)
 
 
 # ---------------------------------------------------------------- plan (pure)
@@ -106,29 +125,44 @@ class Plan:
     enable: Optional[bool] = None     # True enable, False disable, None leave
     runtime: str = "none"             # none | start | stop | restart
     changes: List[str] = field(default_factory=list)
+    pending_restart: bool = False     # running, a change waits for a restart the policy does not do now
 
     @property
     def changed(self) -> bool:
         return bool(self.changes)
 
 
-def plan(name: str, state: Optional[str], enabled: Optional[bool], current: Current) -> Plan:
-    """Decide enable/disable and start/stop/restart from desired vs current state."""
+def _runtime(state: Optional[str], running: bool, restart_needed: bool, policy: str) -> str:
+    if state == "stopped":
+        return "stop" if running else "none"
+    if state in ("running", "restarted") and not running:
+        return "start"
+    if running and (state == "restarted" or policy == "always" or (policy == "on_change" and restart_needed)):
+        return "restart"
+    return "none"
+
+
+def plan(name: str, state: Optional[str], enabled: Optional[bool], current: Current,
+         restart_needed: bool = False, policy: str = "on_change", terse: bool = False) -> Plan:
+    """Decide enable/disable and start/stop/restart from desired vs current state (pure).
+
+    ``state``: running | stopped | restarted | present (the fleet's: leave the runtime alone) | None.
+    ``restart_needed``: another resource changed what a running container uses; ``policy`` (the fleet's
+    restart: on_change | never | always) says whether it restarts now or reports ``pending_restart``.
+    ``terse``: the fleet's words ("enable", "start") instead of the unit's name in each change.
+    """
     result = Plan(name)
+    unit = systemd.unit_name(name)
     if enabled is True and not (current.enabled and current.target_enabled):
         result.enable = True
-        result.changes.append(f"enable {systemd.unit_name(name)} (machines.target)")
+        result.changes.append("enable" if terse else f"enable {unit} (machines.target)")
     elif enabled is False and current.enabled:
         result.enable = False
-        result.changes.append(f"disable {systemd.unit_name(name)}")
-    if state == "running" and not current.running:
-        result.runtime = "start"
-    elif state == "stopped" and current.running:
-        result.runtime = "stop"
-    elif state == "restarted":
-        result.runtime = "restart" if current.running else "start"
+        result.changes.append("disable" if terse else f"disable {unit}")
+    result.runtime = _runtime(state, current.running, restart_needed, policy)
+    result.pending_restart = result.runtime == "none" and current.running and restart_needed
     if result.runtime != "none":
-        result.changes.append(f"{result.runtime} {systemd.unit_name(name)}")
+        result.changes.append(result.runtime if terse else f"{result.runtime} {unit}")
     return result
 
 
@@ -282,53 +316,48 @@ def _start_failure(module, name: str, error: CommandError) -> WaitResult:
         f"machine {name}: start failed: {(error.err or error.out).strip()}\n{systemd.failure_report(module, name)}"))
 
 
-def start_many(module, names: Sequence[str], timeout: float, wait: bool = True,
-               poll: float = 1.0, how: Optional[Dict[str, WaitSpec]] = None) -> Dict[str, WaitResult]:
-    """Start containers with ONE systemctl call, then wait for all of them concurrently.
+def run_jobs(module, verb: str, names: Sequence[str], how: Dict[str, WaitSpec],
+             poll: float = 1.0) -> Dict[str, WaitResult]:
+    """``systemctl start|restart`` of every name in ONE call, then the waits ``how`` says, concurrently.
 
-    Returns {name: WaitResult}; a container whose start failed gets ok=False and a
-    message with its unit status and journal tail. Not for check mode (callers skip it).
-    """
+    A container whose job failed gets ok=False and its unit status and journal tail (one failed
+    unit fails the whole call: a show tells which ones)."""
     names = list(names)
     if not names:
         return {}
-    systemd.reset_failed(module, names)
+    if verb == "start":
+        systemd.reset_failed(module, names)
     failed: Dict[str, WaitResult] = {}
     try:
-        systemd.start(module, names)
+        getattr(systemd, verb)(module, names)
     except CommandError as error:
-        # one failed unit fails the whole call: find out which ones
         units = systemd.show(module, [systemd.unit_name(n) for n in names], ("ActiveState",))
-        for name in names:
-            if units.get(systemd.unit_name(name), {}).get("ActiveState") not in systemd.RUNNING_STATES:
-                failed[name] = _start_failure(module, name, error)
+        failed = {n: _start_failure(module, n, error) for n in names
+                  if units.get(systemd.unit_name(n), {}).get("ActiveState") not in systemd.RUNNING_STATES}
     rest = [n for n in names if n not in failed]
-    if how is None and not wait:
-        results = {n: WaitResult(n, True) for n in rest}
-    else:
-        results = wait_many(module, rest, timeout, poll, how)
+    results = wait_many(module, rest, 0, poll, how) if rest else {}
     results.update(failed)
     return {n: results[n] for n in names}
 
 
-def apply(module, plan_: Plan, wait: bool, timeout: float, mode: str = "system") -> Optional[WaitResult]:
-    """Carry out ``plan_`` (never in check mode); returns the wait outcome when it waited (see wait_one)."""
-    if plan_.enable is True:
-        systemd.enable(module, [plan_.name])
-    elif plan_.enable is False:
-        systemd.disable(module, [plan_.name])
-    if plan_.runtime == "stop":
-        systemd.stop(module, [plan_.name])
-    elif plan_.runtime == "start":
-        return start_many(module, [plan_.name], timeout, wait,
-                          how={plan_.name: (mode, timeout)} if wait else None)[plan_.name]
-    elif plan_.runtime == "restart":
-        try:
-            systemd.restart(module, [plan_.name])
-        except CommandError as error:
-            return _start_failure(module, plan_.name, error)
-        return wait_one(module, plan_.name, (mode, timeout)) if wait else None
-    return None
+def start_many(module, names: Sequence[str], timeout: float, wait: bool = True,
+               poll: float = 1.0, how: Optional[Dict[str, WaitSpec]] = None) -> Dict[str, WaitResult]:
+    """Start containers with ONE systemctl call, then wait for all of them concurrently (see run_jobs)."""
+    how = how if how is not None else {n: ("system" if wait else "none", timeout) for n in names}
+    return run_jobs(module, "start", names, how, poll)
+
+
+def apply(module, plans: Sequence[Plan], how: Dict[str, WaitSpec]) -> Dict[str, WaitResult]:
+    """Carry out the plans of one or many containers (never in check mode): enable and disable, stop,
+    restart and start, each ONE systemctl call; returns the outcome of every start and restart,
+    waited for as ``how`` says per name (see wait_one; a name missing there is not waited for)."""
+    systemd.enable(module, [p.name for p in plans if p.enable is True])
+    systemd.disable(module, [p.name for p in plans if p.enable is False])
+    systemd.stop(module, [p.name for p in plans if p.runtime == "stop"])
+    how = {p.name: how.get(p.name, ("none", 0)) for p in plans}
+    results = run_jobs(module, "restart", [p.name for p in plans if p.runtime == "restart"], how)
+    results.update(start_many(module, [p.name for p in plans if p.runtime == "start"], 0, how=how))
+    return results
 
 
 def image_error(module, name: str) -> Optional[str]:

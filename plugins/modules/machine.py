@@ -156,7 +156,8 @@ def run(module) -> dict:
     dirs = machine.settings_dirs(params["settings_dir"])
     mode = machine.wait_mode(name, dirs)  # a container that runs a command has no systemd to wait for
     if not module.check_mode:
-        waited = machine.apply(module, todo, params["wait"], params["timeout"], mode)
+        how = {name: (mode if params["wait"] else "none", params["timeout"])}
+        waited = machine.apply(module, [todo], how).get(name)
     if waited is None and params["wait"] and params["state"] == "running" and running and todo.runtime == "none":
         waited = machine.wait_one(module, name, (mode, params["timeout"]))
     if waited is not None and not waited.ok:

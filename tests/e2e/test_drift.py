@@ -65,6 +65,14 @@ def test_disabled_by_hand(host):
                                                     check=False).stdout.strip() == "enabled" or pytest.fail("not enabled"))
 
 
+def test_machines_target_disabled_by_hand(host):
+    """Regression (issue 16): the machine module repairs a disabled machines.target, the fleet never read it
+    (no machine would start at the next boot while every run reported the fleet converged)."""
+    host.ssh("systemctl disable machines.target")
+    restored(host, "fleet", FLEET, lambda: host.ssh("systemctl is-enabled machines.target",
+                                                    check=False).stdout.strip() == "enabled" or pytest.fail("not enabled"))
+
+
 def test_managed_file_mode_changed(host):
     host.ssh(f"chmod 600 {SETTINGS}")
     restored(host, "fleet", FLEET, lambda: host.ssh(f"stat -c %a {SETTINGS}").stdout.strip() == "644"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import fleet
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet, machine as machine_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import resources
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, plan_file, read_text
 
@@ -202,6 +202,9 @@ def test_machine_diff_shows_runtime_before_after():
 
 # ---------------------------------------------------------------- orchestration with a fake host
 
+systemd_target = "machines.target"
+
+
 class FakeHost:
     """systemctl state of a host, driven by the argv lists the fleet runs.
 
@@ -214,6 +217,7 @@ class FakeHost:
         self.units_dir = units_dir
         self.since = None  # ActiveEnterTimestamp (unix seconds) reported for active units; None: now
         self.leases = True  # running machines list addresses (False: their DHCP never answers)
+        self.target_enabled = True  # machines.target
 
     def _memory_from_dropin(self, name):
         text = read_text(resources.dropin_path(name, self.units_dir)) if self.units_dir else None
@@ -239,6 +243,8 @@ class FakeHost:
                           f"MemoryMax={self.memory.get(n, 'infinity')}\n"
                           f"ActiveEnterTimestamp=@{self.since or int(time.time()) + 5}\n\n"
                           for u, n in zip(units, names))
+            if systemd_target in argv:
+                out += f"Id={systemd_target}\nUnitFileState={'enabled' if self.target_enabled else 'disabled'}\n\n"
             return 0, out, ""
         if verb == "set-property":
             name = argv[3][len("systemd-nspawn@"):-len(".service")]
@@ -256,6 +262,7 @@ class FakeHost:
                 self.active[name] = False
             elif verb == "enable":
                 self.enabled.add(name)
+                self.target_enabled = self.target_enabled or systemd_target in argv
             elif verb == "disable":
                 self.enabled.discard(name)
         return 0, "", ""
@@ -426,8 +433,8 @@ def test_running_machine_without_root_or_source_is_refused(tmp_path, fake_adapte
 def test_failed_start_names_every_failed_machine(tmp_path, fake_adapters, monkeypatch):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
-    monkeypatch.setattr(fleet, "adapter_start", lambda m, names, how: {
-        n: {"ok": n == "ok", "msg": f"{n} timed out"} for n in names})
+    monkeypatch.setattr(machine_utils, "start_many", lambda m, names, timeout, how=None: {
+        n: machine_utils.WaitResult(n, n == "ok", msg=f"{n} timed out") for n in names})
     with pytest.raises(fleet.FleetError) as info:
         fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "ok"}, {"name": "b1"}, {"name": "b2"}])))
     assert "b1: b1 timed out" in str(info.value) and "b2: b2 timed out" in str(info.value)
@@ -685,12 +692,12 @@ def test_a_machine_that_runs_a_command_is_waited_for_as_an_active_unit(tmp_path,
 def test_wait_and_timeout_per_machine(tmp_path, fake_adapters, monkeypatch, machine, expected):
     seen, host = {}, FakeHost(str(tmp_path / "system"))
 
-    def start(_module, names, how):
-        seen.update(how)
+    def start(_module, names, _timeout, how=None):
+        seen.update({n: how[n] for n in names})
         host.active.update(dict.fromkeys(names, True))
-        return {n: {"ok": True} for n in names}
+        return {n: machine_utils.WaitResult(n, True) for n in names}
 
-    monkeypatch.setattr(fleet, "adapter_start", start)
+    monkeypatch.setattr(machine_utils, "start_many", start)
     (tmp_path / "machines").mkdir()
     fleet.run_fleet(FakeModule(host, _params(tmp_path, [machine])))
     assert seen["a"] == expected
@@ -736,3 +743,19 @@ def test_a_missing_bind_source_fails_the_fleet_before_any_change(tmp_path):
     with pytest.raises(fleet.FleetError, match=re.escape(f"machines[b].settings: bind: '{tmp_path}/nope:/src:idmap': "
                                                          f"the source {tmp_path}/nope does not exist on the host")):
         fleet.render_machine(ctx, machine, [])
+
+
+def test_a_disabled_machines_target_is_enabled_again(tmp_path, fake_adapters):
+    """Regression (issue 16, drift): the machine module repairs a disabled machines.target (no machine
+    starts at boot without it); the fleet never read it and reported an enabled fleet as converged."""
+    host = FakeHost(str(tmp_path / "system"))
+    (tmp_path / "machines").mkdir()
+    machines = [{"name": "web"}, {"name": "db", "enabled": False}]
+    fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    host.target_enabled = False
+    check = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines), check_mode=True))
+    assert check["changed"] and check["machines"]["web"]["changes"] == ["enable"] and not host.target_enabled
+    assert not check["machines"]["db"]["changed"]
+    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    assert result["changed"] and host.target_enabled and host.enabled == {"web"}
+    assert fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))["changed"] is False

@@ -184,14 +184,14 @@ def test_start_many_without_wait_does_not_ask_the_containers():
 ])
 def test_apply_runs_the_planned_commands_only(todo, verbs):
     module = ScriptedModule()
-    machine.apply(module, todo, wait=False, timeout=10)
+    machine.apply(module, [todo], {"web1": ("none", 10)})
     assert module.verbs() == verbs
 
 
 def test_restart_failure_returns_a_failed_wait_result_with_journal():
     module = ScriptedModule({("systemctl", "restart"): (1, "", "Job failed"),
                              ("journalctl",): (0, "boom\n", "")})
-    result = machine.apply(module, machine.Plan("web1", runtime="restart"), wait=True, timeout=10)
+    result = machine.apply(module, [machine.Plan("web1", runtime="restart")], {"web1": ("system", 10)})["web1"]
     assert not result.ok and "start failed: Job failed" in result.msg and "boom" in result.msg
 
 
@@ -278,7 +278,7 @@ def test_the_machine_module_waits_for_the_unit_of_a_container_that_does_not_boot
     """Regression (issue 19 item 1, single-purpose module): it asked a systemd that does not exist."""
     module = ScriptedModule({SHOW: (0, _show_active(["job"]), ""),
                              ("systemctl", "--machine"): (1, "", "Failed to connect to bus")})
-    result = machine.apply(module, machine.Plan("job", runtime=runtime), wait=True, timeout=10, mode="unit")
+    result = machine.apply(module, [machine.Plan("job", runtime=runtime)], {"job": ("unit", 10)})["job"]
     assert result.ok and "no boot" in result.state
     assert not any("--machine" in c for c in module.calls)
 
