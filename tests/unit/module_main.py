@@ -6,14 +6,12 @@ import pytest
 from ansible.module_utils import basic
 
 from ansible_collections.corral.nspawn.tests.unit.compat import patch_module_args
+from ansible_collections.corral.nspawn.tests.unit.fakes import Exit
 
 
-class Done(Exception):
-    """Raised in place of exit_json/fail_json; ``result`` is what the module returned."""
-
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
+# The fake module's Exit: a SystemExit like AnsibleModule's own, so errors.run_module's last-resort
+# ``except Exception`` does not take a test's exit for a defect; ``.result`` is what the module returned.
+Done = Exit
 
 
 def stop_at_exit(monkeypatch) -> None:

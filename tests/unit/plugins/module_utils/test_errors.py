@@ -5,26 +5,13 @@
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import errors, lock, runner, systemd, unitfile
-
-
-class Finished(SystemExit):
-    """exit_json/fail_json end the module like the real ones (SystemExit), carrying the result."""
-
-
-class Module:
-    _name = "corral.nspawn.demo"
-
-    def exit_json(self, **result):
-        raise Finished(dict(result))
-
-    def fail_json(self, **result):
-        raise Finished(dict(result, failed=True))
+from ansible_collections.corral.nspawn.tests.unit.fakes import Exit, FakeModule
 
 
 def outcome(body):
-    with pytest.raises(Finished) as info:
-        errors.run_module(Module(), body)
-    return info.value.args[0]
+    with pytest.raises(Exit) as info:
+        errors.run_module(FakeModule(name="corral.nspawn.demo"), body)
+    return info.value.result
 
 
 def test_result_dict_is_exited():

@@ -6,27 +6,14 @@ import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+from ansible_collections.corral.nspawn.tests.unit.fakes import FakeModule as SharedFakeModule
 
 
-class FakeModule:
-    """Answers commands from a table {argv prefix tuple: (rc, out, err)}; records every argv."""
+class FakeModule(SharedFakeModule):
+    """Answers commands from a table {argv prefix tuple: (rc, out, err)}; records every argv; only machinectl found."""
 
     def __init__(self, answers=None, bins=("machinectl",)):
-        self.answers = answers or {}
-        self.calls = []
-        self.bins = bins
-        self.check_mode = False
-
-    def run_command(self, argv, **kwargs):
-        assert isinstance(argv, list) and kwargs.get("expand_user_and_vars") is False
-        self.calls.append(argv)
-        for prefix in sorted(self.answers, key=len, reverse=True):
-            if tuple(argv[:len(prefix)]) == prefix:
-                return self.answers[prefix]
-        return 0, "", ""
-
-    def get_bin_path(self, name):
-        return f"/usr/bin/{name}" if name in self.bins else None
+        super().__init__(answers=answers, bins=bins)
 
 
 SHOW = """Id=systemd-nspawn@web1.service

@@ -1,0 +1,153 @@
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The unit tests' one fake AnsibleModule and one systemctl/machinectl simulator.
+
+``FakeModule(params, check_mode=..., diff=..., answers=..., systemd=...)`` records every command and
+warning, answers commands from a table of argv prefixes (longest prefix first), hands systemctl/machinectl
+to a ``Systemd`` simulator when one is given, and ends like the real module: ``exit_json``/``fail_json``
+raise ``Exit`` (a SystemExit, as AnsibleModule's sys.exit does, so errors.run_module never takes it for a
+defect) carrying the result. tests/unit/conftest.py offers them as fixtures; module_main.py runs a main().
+"""
+
+import os
+import shutil
+from typing import Callable, Dict, List, Optional
+
+DEFAULT_PROPS = {"LoadState": "not-found", "ActiveState": "inactive", "SubState": "dead", "UnitFileState": ""}
+
+
+class Exit(SystemExit):
+    """exit_json/fail_json of the fake: ``result`` is what the module returned (failed=True on failure)."""
+
+    def __init__(self, result: dict):
+        super().__init__(0)
+        self.result = result
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.result.get("failed"))
+
+
+class FakeModule:
+    """What module_utils use of AnsibleModule: params, check_mode, _diff, run_command, warn, exits, bins."""
+
+    def __init__(self, params: Optional[dict] = None, check_mode: bool = False, diff: bool = False,
+                 answers: Optional[dict] = None, systemd: Optional["Systemd"] = None,
+                 bins=None, name: str = "corral.nspawn.test"):
+        self.params = dict(params or {})
+        self.check_mode, self._diff, self._name = check_mode, diff, name
+        self.answers = dict(answers or {})
+        self.systemd = systemd
+        self.bins = bins           # None: every tool is there; else the names get_bin_path finds
+        self.calls: List[List[str]] = []
+        self.warnings: List[str] = []
+
+    def run_command(self, argv, **kwargs):
+        assert isinstance(argv, list), "commands are argv lists, never a shell string"
+        assert kwargs.get("expand_user_and_vars") is False, "user data must not be expanded"
+        self.calls.append(list(argv))
+        for prefix in sorted(self.answers, key=len, reverse=True):
+            if tuple(argv[:len(prefix)]) == tuple(prefix):
+                answer = self.answers[prefix]
+                return answer(argv) if callable(answer) else answer
+        if self.systemd is not None and os.path.basename(argv[0]) in ("systemctl", "machinectl"):
+            return self.systemd.run(argv)
+        return 0, "", ""
+
+    def commands(self, tool: Optional[str] = None) -> List[List[str]]:
+        """The recorded argvs (only those of ``tool``)."""
+        return [c for c in self.calls if tool is None or os.path.basename(c[0]) == tool]
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+
+    def exit_json(self, **result):
+        raise Exit(dict(result))
+
+    def fail_json(self, **result):
+        raise Exit(dict(result, failed=True))
+
+    def get_bin_path(self, name, required=False, opt_dirs=None):  # pylint: disable=unused-argument
+        return f"/usr/bin/{name}" if self.bins is None or name in self.bins else None
+
+    @staticmethod
+    def atomic_move(src, dest, unsafe_writes=False):  # pylint: disable=unused-argument
+        shutil.move(src, dest)
+
+
+class Systemd:
+    """Units with properties; ``systemctl show/is-active/start/stop/restart/enable/disable/daemon-reload``
+    and ``machinectl start/poweroff/terminate/enable/disable`` read and change them like systemd would."""
+
+    def __init__(self, units: Optional[Dict[str, dict]] = None, failing: Optional[Dict[tuple, tuple]] = None):
+        self.units: Dict[str, dict] = {}
+        for unit, props in (units or {}).items():
+            self.add(unit, **props)
+        self.failing = dict(failing or {})      # (verb, unit) -> (rc, out, err)
+        self.reloads = 0
+
+    def add(self, unit: str, **props) -> dict:
+        self.units[unit] = {**DEFAULT_PROPS, "LoadState": "loaded", "UnitFileState": "disabled", "Id": unit, **props}
+        return self.units[unit]
+
+    def props(self, unit: str) -> dict:
+        return self.units.get(unit, dict(DEFAULT_PROPS, Id=unit))
+
+    def running(self, unit: str) -> bool:
+        return self.props(unit)["ActiveState"] == "active"
+
+    def run(self, argv: List[str]):
+        tool, args = os.path.basename(argv[0]), [a for a in argv[1:] if not a.startswith("-")]
+        flags = [a for a in argv[1:] if a.startswith("-")]
+        if not args:
+            return 1, "", f"{tool}: no verb"
+        verb, names = args[0], args[1:]
+        if tool == "machinectl":
+            verb = {"poweroff": "stop", "terminate": "stop"}.get(verb, verb)
+            names = [n if n.endswith(".target") else f"systemd-nspawn@{n}.service" for n in names]
+        for name in names:
+            if (verb, name) in self.failing:
+                return self.failing[(verb, name)]
+        return self._verb(verb, names, flags)
+
+    def _verb(self, verb: str, units: List[str], flags: List[str]):
+        handlers: Dict[str, Callable] = {
+            "show": self._show, "is-active": self._is_active, "daemon-reload": self._reload,
+            "start": lambda u, f: self._set(u, ActiveState="active", SubState="running"),
+            "stop": lambda u, f: self._set(u, ActiveState="inactive", SubState="dead"),
+            "restart": lambda u, f: self._set(u, ActiveState="active", SubState="running"),
+            "enable": lambda u, f: self._set(u, UnitFileState="enabled",
+                                             **({"ActiveState": "active"} if "--now" in f else {})),
+            "disable": lambda u, f: self._set(u, UnitFileState="disabled",
+                                              **({"ActiveState": "inactive"} if "--now" in f else {})),
+        }
+        if verb not in handlers:
+            return 0, "", ""
+        return handlers[verb](units, flags)
+
+    def _show(self, units, flags):
+        wanted = next((f.split("=", 1)[1].split(",") for f in flags if f.startswith("--property=")), None)
+        blocks = []
+        for unit in units:
+            props = self.props(unit)
+            keys = wanted or list(props)
+            blocks.append("".join(f"{k}={props[k]}\n" for k in keys if k in props))
+        return 0, "\n".join(blocks), ""
+
+    def _is_active(self, units, flags):  # pylint: disable=unused-argument
+        states = [self.props(u)["ActiveState"] for u in units]
+        return (0 if all(s == "active" for s in states) else 3), "".join(f"{s}\n" for s in states), ""
+
+    def _reload(self, units, flags):  # pylint: disable=unused-argument
+        self.reloads += 1
+        return 0, "", ""
+
+    def _set(self, units, **change):
+        for unit in units:
+            if unit not in self.units:
+                return 5, "", f"Failed: Unit {unit} not found.\n"
+        for unit in units:
+            self.units[unit].update(change)
+        return 0, "", ""
+
+
