@@ -31,6 +31,7 @@ FLAT_TARGET = 2.0              # the largest fleet costs under 2x the smallest
 NAIVE_TARGET = 10.0            # the fleet role is at least 10x faster than the naive loop at the largest size
 PLAN_TARGET = 1.0              # the fleet's pure planning for 1000 machines takes under 1 s (issue 15)
 SITE_MARGIN = 1.5              # a no-op site.yml costs at most the floor plus 1.5 s (issue 15)
+MULTI_TARGET = 1.3             # 3 hosts converged together take at most 1.3x of one host (issue 15)
 
 
 def load(name: str, results_dir: str = RESULTS_DIR) -> Optional[dict]:
@@ -197,6 +198,73 @@ def site_block(data: Optional[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------- first converge at scale
+
+def _mib(value: float) -> str:
+    return f"{value / 2 ** 20:.1f} MiB"
+
+
+def converge_rows(data: dict, hosts: int) -> List[dict]:
+    return [r for r in data["rows"] if r["hosts"] == hosts]
+
+
+def converge_table(rows: List[dict]) -> List[str]:
+    lines = ["| hosts | machines per host | clone | write | start | wait (boots) | fleet after the last boot "
+             "| no-op run | first converge | per machine | boot median (max) | clone per machine (on the host) "
+             "| anonymous memory per container | PSS per container (median) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        first = next(iter(row["per_host"].values()))
+        lines.append(f"| {row['hosts']} | {row['count']} | {row['clone']:.2f} s | {row['write']:.2f} s | "
+                     f"{row['start']:.2f} s | {row['wait']:.2f} s | {row['after_boot']:+.2f} s | "
+                     f"{row['noop_run']:.2f} s | {row['total']:.2f} s | {row['total'] / row['count']:.2f} s | "
+                     f"{first['boot_median']:.2f} s ({first['boot_max']:.2f} s) | {first['clone_median']:.2f} s | "
+                     f"{_mib(first['rss_per_container'])} | {_mib(first['pss_median'])} |")
+    return lines
+
+
+def converge_block(data: Optional[dict]) -> str:
+    if not data:
+        return "No results yet: run `python tests/bench/bench_converge.py`.\n"
+    rows = converge_rows(data, 1)
+    lines = [f"One test host (collection `{data['rev']}`), machines cloned from `{data['template']}`; every step "
+             "is the time of its fleet run minus the median no-op run of the same size (start and wait from the "
+             "host's own timestamps, see above).", ""] + converge_table(rows) + [""]
+    if len(rows) > 1:
+        one, last = rows[0], rows[-1]
+        marginal = (last["total"] - one["total"]) / (last["count"] - one["count"])
+        own = last["per_host"][next(iter(last["per_host"]))]["clone_median"] + one["per_host"][
+            next(iter(one["per_host"]))]["boot_median"]
+        lines.append(f"- Marginal cost of one more container from {one['count']} to {last['count']}: "
+                     f"{marginal:.2f} s; its own clone ({last['count']} machines) plus its own boot (alone): "
+                     f"{own:.2f} s (target: at most that: {met(marginal <= own)}).")
+    lines += ["", context(data)]
+    return "\n".join(lines) + "\n"
+
+
+def multi_block(data: Optional[dict]) -> str:
+    if not data:
+        return "No results yet: run `python tests/bench/bench_converge.py --sizes 10 --hosts 3`.\n"
+    hosts = data["hosts"]
+    one, many = converge_rows(data, 1), converge_rows(data, hosts)
+    lines = [f"{hosts} test hosts converged together (forks) vs one of them alone, in the same run "
+             f"(collection `{data['rev']}`).", ""] + converge_table(one + many) + [""]
+    noop = data["site_noop"]
+    single, multi = noop.get("1"), noop.get(str(hosts))
+    if one and many:
+        ratio_ = many[-1]["total"] / one[-1]["total"]
+        lines.append(f"- First converge of {many[-1]['count']} machines per host: {hosts} hosts take "
+                     f"{ratio_:.2f}x of one (target at most {MULTI_TARGET:.1f}x: {met(ratio_ <= MULTI_TARGET)}).")
+    if single and multi:
+        med = lambda runs: sorted(runs)[len(runs) // 2]  # noqa: E731
+        ratio_ = med(multi) / med(single)
+        lines.append(f"- No-op `site.yml` (median of {len(multi)}): one host {med(single):.2f} s, {hosts} hosts "
+                     f"{med(multi):.2f} s: {ratio_:.2f}x (target at most {MULTI_TARGET:.1f}x: "
+                     f"{met(ratio_ <= MULTI_TARGET)}).")
+    lines += ["", context(data)]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- document
 
 def blocks(results_dir: str = RESULTS_DIR) -> Dict[str, str]:
@@ -204,7 +272,9 @@ def blocks(results_dir: str = RESULTS_DIR) -> Dict[str, str]:
     return {"image": image_block(images), "fleet": fleet_block(load("bench_fleet", results_dir)),
             "connection": connection_block(load("bench_connection", results_dir)),
             "planning": planning_block(load("bench_planning", results_dir)),
-            "site": site_block(load("bench_site", results_dir))}
+            "site": site_block(load("bench_site", results_dir)),
+            "converge": converge_block(load("bench_converge", results_dir)),
+            "multihost": multi_block(load("bench_converge-multi", results_dir))}
 
 
 def render(text: str, generated: Dict[str, str]) -> str:

@@ -19,6 +19,8 @@ BENCHMARKS = [
     ["bench_connection.py", "--count", "10", "--tasks", "20", "--repeat", "3"],
     ["bench_planning.py", "--sizes", "10,100,1000", "--repeat", "3"],
     ["bench_site.py", "--repeat", "3"],
+    ["bench_converge.py", "--sizes", "1,10,30"],
+    ["bench_converge.py", "--sizes", "10", "--hosts", "3"],
 ]
 
 

@@ -100,3 +100,32 @@ def test_site_block_compares_before_and_after_against_the_floor(tmp_path):
     assert "| `host` role alone | 17.00 s (1.00-3.00) | 2.50 s (1.00-3.00) | 0.15x | +0.50 s |" in block
     assert "2.00 s over the floor (NOT met)" in block
     assert "resolves its own name: no" in block
+
+
+def _converge_row(hosts, count, total, clone=0.5, boot=1.0):
+    per_host = {f"h{i}": {"boot_median": boot, "boot_max": boot, "clone_median": clone, "rss_per_container": 2 ** 24,
+                          "pss_median": 2 ** 25, "start": 0.1, "boots_done": 1.0} for i in range(hosts)}
+    return {"hosts": hosts, "count": count, "clone": 1.0, "write": 0.1, "start": 0.1, "wait": 0.9, "after_boot": 0.5,
+            "noop_run": 2.0, "total": total, "per_host": per_host}
+
+
+def test_converge_block_reports_the_steps_memory_and_the_marginal_target(tmp_path):
+    rows = [_converge_row(1, 1, 3.0), _converge_row(1, 11, 13.0)]
+    (tmp_path / "bench_converge.json").write_text(json.dumps(dict(CONTEXT, rev="abc", template="/t", rows=rows)))
+    block = report.blocks(str(tmp_path))["converge"]
+    assert "| 1 | 11 | 1.00 s | 0.10 s | 0.10 s | 0.90 s | +0.50 s | 2.00 s | 13.00 s | 1.18 s | 1.00 s (1.00 s) " \
+           "| 0.50 s | 16.0 MiB | 32.0 MiB |" in block
+    assert "from 1 to 11: 1.00 s; its own clone (11 machines) plus its own boot (alone): 1.50 s (target: at most " \
+           "that: met)" in block
+    rows[1]["total"] = 33.0
+    (tmp_path / "bench_converge.json").write_text(json.dumps(dict(CONTEXT, rev="abc", template="/t", rows=rows)))
+    assert "(target: at most that: NOT met)" in report.blocks(str(tmp_path))["converge"]
+
+
+def test_multihost_block_reports_both_ratios(tmp_path):
+    rows = [_converge_row(1, 10, 20.0), _converge_row(3, 10, 30.0)]
+    data = dict(CONTEXT, rev="abc", template="/t", hosts=3, rows=rows, site_noop={"1": [2.0, 2.2], "3": [2.4, 2.5]})
+    (tmp_path / "bench_converge-multi.json").write_text(json.dumps(data))
+    block = report.blocks(str(tmp_path))["multihost"]
+    assert "3 hosts take 1.50x of one (target at most 1.3x: NOT met)" in block
+    assert "one host 2.20 s, 3 hosts 2.50 s: 1.14x (target at most 1.3x: met)" in block
