@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings, rootfs, systemd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
@@ -32,12 +33,8 @@ UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "Mai
 DOWN_STATES = ("failed", "inactive")
 
 
-class MachineError(Exception):
+class MachineError(CorralError):
     """A step failed; ``details`` go into the failure result."""
-
-    def __init__(self, msg: str, **details):
-        super().__init__(msg)
-        self.details = details
 
 
 @dataclass
@@ -399,23 +396,6 @@ def image_os(root: Optional[str]) -> Optional[str]:
     return None
 
 
-def unit_doc_values(text: Optional[str]) -> Dict[str, Dict[str, object]]:
-    """Unit-file text -> {Section: {Key: value, or list when repeated}} (None/invalid -> {})."""
-    from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
-    try:
-        doc = unitfile.normalize(unitfile.parse(text or ""))
-    except unitfile.UnitFileError:
-        return {}
-    out: Dict[str, Dict[str, object]] = {}
-    for section, entries in doc:
-        values: Dict[str, object] = {}
-        for key, value in entries:
-            previous = values.get(key)
-            values[key] = value if previous is None else (previous if isinstance(previous, list) else [previous]) + [value]
-        out[section] = values
-    return out
-
-
 def describe(name: str, image: Optional[dict], running: Optional[dict], unit: Dict[str, str],
              settings_path: str, settings_text: Optional[str], dropin_path: str,
              dropin_values: Dict[str, object], os_name: Optional[str]) -> dict:
@@ -438,7 +418,7 @@ def describe(name: str, image: Optional[dict], running: Optional[dict], unit: Di
         "addresses": list(addresses),
         "main_pid": int(unit.get("MainPID", "0") or 0) if unit.get("MainPID", "0").isdigit() else 0,
         "settings_path": settings_path if settings_text is not None else None,
-        "settings": unit_doc_values(settings_text),
+        "settings": unitfile.values(settings_text, strict=False, collapse=True),
         "resources_path": dropin_path if dropin_values else None,
         "resources": dropin_values,
     }

@@ -481,9 +481,9 @@ pending_restart:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils import lock
-from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
-    FleetError, argument_spec, run_fleet,
-)
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
+from ansible_collections.corral.nspawn.plugins.module_utils.fleet import argument_spec
+from ansible_collections.corral.nspawn.plugins.module_utils.fleet_io import run_fleet
 
 
 def main() -> None:
@@ -491,11 +491,7 @@ def main() -> None:
         argument_spec=dict(argument_spec(), **lock.LOCK_SPEC),
         supports_check_mode=True,
     )
-    try:
-        result = lock.run_locked(module, lambda: run_fleet(module))
-    except FleetError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    module.exit_json(**result)
+    run_module(module, lambda m: lock.run_locked(m, lambda: run_fleet(m)))
 
 
 if __name__ == "__main__":

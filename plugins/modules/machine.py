@@ -125,26 +125,28 @@ changes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils import machine, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
 from ansible_collections.corral.nspawn.plugins.module_utils import lock, shared
 
 
 def validate(module) -> None:
+    """Every input and machined itself, before anything is read (raises MachineError)."""
     params = module.params
     error = machine_name_error(params["name"])
     if error:
-        module.fail_json(msg=f"name: {error}")
+        raise machine.MachineError(f"name: {error}")
     errors = shared.errors({k: params[k] for k in ("timeout", "settings_dir")})
     if errors:
-        module.fail_json(msg="; ".join(errors))
+        raise machine.MachineError("; ".join(errors))
     error = systemd.machined_error(module)
     if error:
-        module.fail_json(msg=error)
+        raise machine.MachineError(error)
     if params["state"] in ("running", "restarted"):
         error = machine.image_error(module, params["name"])
         if error:
-            module.fail_json(msg=error)
+            raise machine.MachineError(error)
 
 
 def run(module) -> dict:
@@ -161,7 +163,7 @@ def run(module) -> dict:
     if waited is None and params["wait"] and params["state"] == "running" and running and todo.runtime == "none":
         waited = machine.wait_one(module, name, (mode, params["timeout"]))
     if waited is not None and not waited.ok:
-        module.fail_json(msg=waited.msg, changed=todo.changed, changes=todo.changes, system_state=waited.state)
+        raise machine.MachineError(waited.msg, changed=todo.changed, changes=todo.changes, system_state=waited.state)
     if waited is not None and waited.warning:
         module.warn(waited.warning)
     after = machine.read_current(module, name) if todo.changed and not module.check_mode else current
@@ -185,12 +187,16 @@ def main():
                            **shared.spec("wait", "timeout", "settings_dir"), **lock.LOCK_SPEC),
         required_one_of=[("state", "enabled")],
         supports_check_mode=True)
+    run_module(module, body)
+
+
+def body(module) -> dict:
     validate(module)
     try:
-        module.exit_json(**lock.run_locked(module, lambda: run(module)))
+        return lock.run_locked(module, lambda: run(module))
     except CommandError as exc:
         detail = systemd.failure_report(module, module.params["name"])
-        module.fail_json(msg=f"{exc}\n{detail}", rc=exc.rc, stdout=exc.out, stderr=exc.err)
+        raise machine.MachineError(f"{exc}\n{detail}", rc=exc.rc, stdout=exc.out, stderr=exc.err) from None
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark: the fleet's planning for N machines, without a host (issue 15).
 
-Not a timed test. Runs the fleet module's whole logic (``fleet.run_fleet``: merge and validate,
+Not a timed test. Runs the fleet module's whole logic (``fleet_io.run_fleet``: merge and validate,
 address plan, render every ``.nspawn`` file and resource drop-in, read the current state, plan,
 and for the first run write the files) in this process against a temporary directory, with a
 fake ``systemctl``/``machinectl`` that answers from a table (no host, no container). The image
@@ -45,7 +45,7 @@ sys.path.insert(0, COLLECTIONS)
 sys.path.insert(0, HERE)
 
 # pylint: disable=wrong-import-position
-from ansible_collections.corral.nspawn.plugins.module_utils import fleet, systemd  # noqa: E402
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet_io, systemd  # noqa: E402
 from results import Record, summary  # noqa: E402
 
 ZONE = {"name": "apps", "address": ["10.120.0.1/16"]}
@@ -127,7 +127,7 @@ def one_size(count: int, repeat: int) -> dict:
                 module = FakeModule(host, params_for(count, base))
                 module.check_mode = label == "check"
                 started = time.perf_counter()
-                result = fleet.run_fleet(module)
+                result = fleet_io.run_fleet(module)
                 runs.append(time.perf_counter() - started)
                 expected = label != "no-op"
                 if result["changed"] is not expected or len(result["machines"]) != count:
@@ -145,9 +145,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    fleet.adapter_ensure_image = present_image
-    fleet.adapter_ensure_template = lambda ctx, item: present_image(ctx, item["name"], item)
-    fleet.read_network_files = lambda _directory: {}
+    fleet_io.ensure_image = present_image   # templates too
+    fleet_io.read_network_files = lambda _directory: {}
     record = Record("bench_planning", sys.argv[1:])
     record.data.update(repeat=args.repeat, argv_limit=systemd.argv_byte_limit(), names_cap=systemd.ARGV_NAMES_CAP,
                        rows=[])

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.corral.nspawn.plugins.module_utils import fleet, nspawn_settings
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, nspawn_settings
 from ansible_collections.corral.nspawn.plugins.plugin_utils.machines import INVENTORY_KEYS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -81,19 +81,19 @@ def check(variables: dict, tmp_path):
     templates = variables.get("corral_fleet_templates", [])
     defaults = fleet.deep_merge(variables.get("corral_fleet_defaults", {}), variables.get("corral_fleet_host_defaults", {}))
     for item in templates:
-        fleet.adapter_validate_template(ctx_of(tmp_path), item)
+        fleet.validate_template(str(tmp_path), item)
     if not machines and not variables.get("corral_fleet_defaults"):
         return []
     machines = machines or [{"name": "probe"}]  # a defaults-only recipe is checked on one machine
     # No root is made up here: a recipe without a template or image.source (its own or one it builds
     # on) fails as it would on a fresh host ("state=running needs a root").
     desired = fleet.desired_machines(machines, defaults, templates)
-    rendered = fleet.render_all(ctx_of(tmp_path), desired, templates)
+    rendered = fleet_io.render_all(ctx_of(tmp_path), desired, templates)
     return [w for d in rendered for w in d.warnings]
 
 
 def ctx_of(tmp_path):
-    return fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
+    return fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
 
 
 def _host_has(needs):

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import fleet, images
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, images
 
 from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.test_fleet import (
     FakeHost, FakeModule as FleetModule, _snapshot)
@@ -178,13 +178,13 @@ def test_prune_purge_keeps_a_hand_made_root_and_warns(tmp_path, machines):
     build(machines, "built")
     items = [_stopped("keep", template="tmpl"), _stopped("hand"), _stopped("built")]
     templates = [{"name": "tmpl", "source": "directory", "path": os.path.join(machines, "tmpl")}]
-    fleet.run_fleet(HostModule(host, _fleet(tmp_path, machines, items, templates=templates)))
+    fleet_io.run_fleet(HostModule(host, _fleet(tmp_path, machines, items, templates=templates)))
     args = _fleet(tmp_path, machines, items[:1], templates=templates, prune=True, purge=True)
     check = HostModule(host, args, check_mode=True)
-    assert fleet.run_fleet(check)["pruned"] == ["built", "hand"]
+    assert fleet_io.run_fleet(check)["pruned"] == ["built", "hand"]
     assert os.path.isdir(os.path.join(machines, "built")) and (tmp_path / "nspawn" / "hand.nspawn").exists()
     module = HostModule(host, args)
-    result = fleet.run_fleet(module)
+    result = fleet_io.run_fleet(module)
     assert result["pruned"] == ["built", "hand"] and check.warnings == module.warnings
     assert os.path.isfile(os.path.join(machines, "hand", "etc/shadow")), "a root corral did not build was purged"
     assert not os.path.exists(os.path.join(machines, "built"))
@@ -198,19 +198,19 @@ def test_prune_purge_keeps_a_hand_made_root_and_warns(tmp_path, machines):
 def test_an_empty_machine_list_with_prune_is_refused_unless_prune_all(tmp_path, machines):
     """Regression: a host that lost its group vars pruned its whole fleet."""
     host = FakeHost(str(tmp_path / "system"))
-    fleet.run_fleet(HostModule(host, _fleet(tmp_path, machines, [_stopped("a"), _stopped("b")])))
+    fleet_io.run_fleet(HostModule(host, _fleet(tmp_path, machines, [_stopped("a"), _stopped("b")])))
     before = _snapshot(tmp_path)
     with pytest.raises(fleet.FleetError, match=r"machines is empty.*\(a, b\).*prune_all=true"):
-        fleet.run_fleet(HostModule(host, _fleet(tmp_path, machines, [], prune=True)))
+        fleet_io.run_fleet(HostModule(host, _fleet(tmp_path, machines, [], prune=True)))
     assert _snapshot(tmp_path) == before
     with pytest.raises(fleet.FleetError, match="prune_all: only used with prune=true"):
-        fleet.run_fleet(HostModule(host, _fleet(tmp_path, machines, [], prune_all=True)))
-    result = fleet.run_fleet(HostModule(host, _fleet(tmp_path, machines, [], prune=True, prune_all=True)))
+        fleet_io.run_fleet(HostModule(host, _fleet(tmp_path, machines, [], prune_all=True)))
+    result = fleet_io.run_fleet(HostModule(host, _fleet(tmp_path, machines, [], prune=True, prune_all=True)))
     assert result["pruned"] == ["a", "b"] and os.path.isdir(os.path.join(machines, "tmpl"))
 
 
 def test_an_empty_list_with_nothing_to_prune_is_not_refused(tmp_path, machines):
-    result = fleet.run_fleet(HostModule(FakeHost(), _fleet(tmp_path, machines, [], prune=True)))
+    result = fleet_io.run_fleet(HostModule(FakeHost(), _fleet(tmp_path, machines, [], prune=True)))
     assert result["pruned"] == [] and not result["changed"]
 
 
@@ -226,8 +226,8 @@ def test_taking_over_a_nspawn_file_the_fleet_did_not_write_is_reported(tmp_path,
     host = FakeHost(str(tmp_path / "system"))
     for check in (True, False):
         module = HostModule(host, _fleet(tmp_path, machines, [_stopped("hand")]), check_mode=check)
-        changes = fleet.run_fleet(module)["machines"]["hand"]["changes"]
+        changes = fleet_io.run_fleet(module)["machines"]["hand"]["changes"]
         assert changes[0].startswith(f"settings: adopt {tmp_path}/nspawn/hand.nspawn, {owner}")
         assert any("adopt" in w and owner in w for w in module.warnings)
     again = HostModule(host, _fleet(tmp_path, machines, [_stopped("hand")]))
-    assert not fleet.run_fleet(again)["changed"] and not again.warnings
+    assert not fleet_io.run_fleet(again)["changed"] and not again.warnings

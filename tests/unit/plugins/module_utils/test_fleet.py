@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import fleet, machine as machine_utils
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, fleet_plan, images, machine as machine_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import resources
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, plan_file, read_text
 
@@ -73,14 +73,14 @@ def test_machine_spec_matches_machine_keys():
 # ---------------------------------------------------------------- state reading helpers
 
 def test_fleet_settings_carry_the_fleet_header(tmp_path):
-    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
-    text, warnings = fleet.adapter_render_settings(ctx, fleet.Machine("web", zone="apps", settings={"boot": True}),
+    ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
+    text, warnings = fleet_io.render_settings(ctx, fleet.Machine("web", zone="apps", settings={"boot": True}),
                                                    "machines[web]")
     assert text.startswith(fleet.FLEET_HEADER) and text.count("Managed by corral.nspawn") == 1
     assert "[Exec]\nBoot=yes\n" in text and "[Network]\nZone=apps\n" in text and warnings == []
-    assert fleet.is_fleet_managed(text)
-    assert not fleet.is_fleet_managed("# Managed by corral.nspawn. Do not edit.\n[Exec]\n")
-    assert not fleet.is_fleet_managed(None)
+    assert fleet_plan.is_fleet_managed(text)
+    assert not fleet_plan.is_fleet_managed("# Managed by corral.nspawn. Do not edit.\n[Exec]\n")
+    assert not fleet_plan.is_fleet_managed(None)
 
 
 @pytest.mark.parametrize("machine, message", [
@@ -89,16 +89,16 @@ def test_fleet_settings_carry_the_fleet_header(tmp_path):
     (fleet.Machine("a", resources={"memory_max": "lots"}), "machines[a].resources.memory_max: invalid value"),
 ])
 def test_settings_and_resources_are_validated_by_their_own_logic(tmp_path, machine, message):
-    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
+    ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
     with pytest.raises(fleet.FleetError) as info:
-        fleet.render_all(ctx, [machine], [])
+        fleet_io.render_all(ctx, [machine], [])
     assert message in str(info.value)
 
 
 def test_settings_file_next_to_the_image_is_warned_about(tmp_path):
-    ctx = fleet.Context(None, str(tmp_path), str(tmp_path / "etc"), str(tmp_path), False, "on_change")
+    ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path / "etc"), str(tmp_path), False, "on_change")
     (tmp_path / "web.nspawn").write_text("[Network]\nPrivate=no\n")
-    _text, warnings = fleet.adapter_render_settings(ctx, fleet.Machine("web"), "machines[web]")
+    _text, warnings = fleet_io.render_settings(ctx, fleet.Machine("web"), "machines[web]")
     assert "web.nspawn exists next to the image" in warnings[0]
 
 
@@ -107,8 +107,8 @@ def test_managed_machines_lists_only_fleet_files(tmp_path):
     (tmp_path / "single.nspawn").write_text("# Managed by corral.nspawn. Do not edit.\n[Exec]\n")
     (tmp_path / "hand.nspawn").write_text("[Exec]\nBoot=yes\n")
     (tmp_path / "notes.txt").write_text(fleet.FLEET_HEADER)
-    assert fleet.managed_machines(str(tmp_path)) == ["ours"]
-    assert fleet.managed_machines(str(tmp_path / "missing")) == []
+    assert fleet_io.managed_machines(str(tmp_path)) == ["ours"]
+    assert fleet_io.managed_machines(str(tmp_path / "missing")) == []
 
 
 # ---------------------------------------------------------------- per-machine plan
@@ -119,8 +119,8 @@ def _files(settings_changed=False, dropin_changed=False):
     return settings, dropin
 
 
-RUNNING = fleet.Current(root_exists=True, active="active", enabled=True)
-STOPPED = fleet.Current(root_exists=True, active="inactive", enabled=True)
+RUNNING = fleet_plan.Current(root_exists=True, active="active", enabled=True)
+STOPPED = fleet_plan.Current(root_exists=True, active="inactive", enabled=True)
 
 
 @pytest.mark.parametrize("state, current, settings_changed, policy, runtime, pending", [
@@ -137,7 +137,7 @@ STOPPED = fleet.Current(root_exists=True, active="inactive", enabled=True)
 ])
 def test_runtime_plan(state, current, settings_changed, policy, runtime, pending):
     machine = fleet.Machine("m", state=state, enabled=True)
-    plan = fleet.plan_machine(machine, current, *_files(settings_changed), None, policy)
+    plan = fleet_plan.plan_machine(machine, current, *_files(settings_changed), None, policy)
     assert (plan.runtime, plan.pending_restart) == (runtime, pending)
     assert plan.changed is bool(settings_changed or runtime != "none")
 
@@ -145,26 +145,26 @@ def test_runtime_plan(state, current, settings_changed, policy, runtime, pending
 def test_resource_change_is_applied_live_without_restart():
     machine = fleet.Machine("m")
     live = resources.plan_live({"MemoryMax": "1G"}, {"MemoryMax": "512M"}, {"MemoryMax": str(512 * 1024 ** 2)})
-    plan = fleet.plan_machine(machine, RUNNING, *_files(dropin_changed=True), None, "on_change", live=live)
+    plan = fleet_plan.plan_machine(machine, RUNNING, *_files(dropin_changed=True), None, "on_change", live=live)
     assert plan.live.assignments == ["MemoryMax=1G"] and plan.runtime == "none" and not plan.pending_restart
     assert plan.changes == ["resources: update /d"]
 
 
 def test_live_drift_without_file_change_is_repaired_and_reported():
     live = resources.plan_live({"MemoryMax": "1G"}, {"MemoryMax": "1G"}, {"MemoryMax": "infinity"})
-    plan = fleet.plan_machine(fleet.Machine("m"), RUNNING, *_files(), None, "on_change", live=live)
+    plan = fleet_plan.plan_machine(fleet.Machine("m"), RUNNING, *_files(), None, "on_change", live=live)
     assert plan.live.assignments == ["MemoryMax=1G"]
     assert plan.changes == ["resources live: MemoryMax: infinity -> 1G"]
 
 
 def test_limit_that_only_applies_at_start_needs_a_restart():
     live = resources.plan_live({"DeviceAllow": ["/dev/fuse rwm"]}, {}, {})
-    plan = fleet.plan_machine(fleet.Machine("m"), RUNNING, *_files(dropin_changed=True), None, "never", live=live)
+    plan = fleet_plan.plan_machine(fleet.Machine("m"), RUNNING, *_files(dropin_changed=True), None, "never", live=live)
     assert plan.pending_restart and plan.live is None
 
 
 def test_settings_change_that_needs_no_restart_does_not_restart():
-    plan = fleet.plan_machine(fleet.Machine("m"), RUNNING, *_files(settings_changed=True), None, "on_change",
+    plan = fleet_plan.plan_machine(fleet.Machine("m"), RUNNING, *_files(settings_changed=True), None, "on_change",
                               settings_restart=False)
     assert plan.runtime == "none" and not plan.pending_restart and plan.changed
 
@@ -173,28 +173,28 @@ def test_settings_change_that_needs_no_restart_does_not_restart():
     (True, False, True), (False, True, False), (True, True, None),
 ])
 def test_enablement(enabled, current_enabled, expected):
-    current = fleet.Current(root_exists=True, active="active", enabled=current_enabled)
-    plan = fleet.plan_machine(fleet.Machine("m", enabled=enabled), current, *_files(), None, "on_change")
+    current = fleet_plan.Current(root_exists=True, active="active", enabled=current_enabled)
+    plan = fleet_plan.plan_machine(fleet.Machine("m", enabled=enabled), current, *_files(), None, "on_change")
     assert plan.enable is expected
 
 
 def test_new_image_starts_but_prepared_image_restarts():
     created = {"changed": True, "created": True, "changes": ["image: clone of t"]}
-    plan = fleet.plan_machine(fleet.Machine("m"), fleet.Current(), *_files(), created, "on_change")
+    plan = fleet_plan.plan_machine(fleet.Machine("m"), fleet_plan.Current(), *_files(), created, "on_change")
     assert plan.runtime == "start" and plan.changes == ["image: clone of t", "enable", "start"]
     prepared = {"changed": True, "created": False, "changes": ["image: host0 address"]}
-    plan = fleet.plan_machine(fleet.Machine("m"), RUNNING, *_files(), prepared, "on_change")
+    plan = fleet_plan.plan_machine(fleet.Machine("m"), RUNNING, *_files(), prepared, "on_change")
     assert plan.runtime == "restart"
 
 
 def test_plan_prune_only_undeclared_sorted():
     expected = [{"name": "a", "purge": True}, {"name": "c", "purge": True}]
-    assert fleet.plan_prune(["c", "a", "b"], ["b"], purge=True) == expected
+    assert fleet_plan.plan_prune(["c", "a", "b"], ["b"], purge=True) == expected
 
 
 def test_machine_diff_shows_runtime_before_after():
-    plan = fleet.plan_machine(fleet.Machine("m"), STOPPED, *_files(settings_changed=True), None, "on_change")
-    diffs = fleet.machine_diff(plan, STOPPED)
+    plan = fleet_plan.plan_machine(fleet.Machine("m"), STOPPED, *_files(settings_changed=True), None, "on_change")
+    diffs = fleet_plan.machine_diff(plan, STOPPED)
     assert diffs[0]["before_header"] == "/s"
     assert diffs[-1]["before"] == "root: present\nenabled: True\nstate: stopped\n"
     assert diffs[-1]["after"] == "root: present\nenabled: True\nstate: running\n"
@@ -284,7 +284,7 @@ class FakeModule:
 
 
 @pytest.fixture
-def fake_adapters(monkeypatch, tmp_path):
+def fake_images(monkeypatch, tmp_path):
     """Stand-ins for the single-purpose modules' logic: settings/resources render plain INI."""
     def ensure_image(ctx, name, options):
         root = ctx.root(name)
@@ -292,15 +292,17 @@ def fake_adapters(monkeypatch, tmp_path):
             return {"changed": False, "created": False, "changes": []}
         if not ctx.check_mode:
             os.makedirs(root)
-        return {"changed": True, "created": True, "changes": [f"image: clone of {options['clone_from']}"]}
+        return {"changed": True, "created": True,
+                "changes": [f"image: clone of {options.get('clone_from', options.get('path'))}"]}
 
-    def ensure_template(ctx, item):
-        return ensure_image(ctx, item["name"], {"clone_from": item.get("path")})
+    def purge_built(module, machines_dir, name):
+        if not module.check_mode:
+            os.rmdir(os.path.join(machines_dir, name))
+        return {"kept": None, "path": os.path.join(machines_dir, name)}
 
     live = []
-    monkeypatch.setattr(fleet, "adapter_ensure_image", ensure_image)
-    monkeypatch.setattr(fleet, "adapter_ensure_template", ensure_template)
-    monkeypatch.setattr(fleet, "adapter_purge_image", lambda ctx, n: None if ctx.check_mode else os.rmdir(ctx.root(n)))
+    monkeypatch.setattr(fleet_io, "ensure_image", ensure_image)   # templates too
+    monkeypatch.setattr(images, "purge_built", purge_built)
     return live
 
 
@@ -325,22 +327,22 @@ def _snapshot(root):
      "directory path (default /var/lib/machines); settings_dir: '' is not allowed; give an absolute directory path "
      "(default /etc/systemd/nspawn)"),
 ])
-def test_bad_shared_options_fail_before_any_change(tmp_path, fake_adapters, extra, msg):
+def test_bad_shared_options_fail_before_any_change(tmp_path, fake_images, extra, msg):
     """issue 13: the shared options are checked as in every other module, before anything is read or written."""
     host = FakeHost(str(tmp_path / "system"))
     with pytest.raises(fleet.FleetError) as info:
-        fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], **extra)))
+        fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], **extra)))
     assert str(info.value) == msg and list(tmp_path.iterdir()) == [] and host.calls == []
 
 
-def test_check_apply_check_apply_rhythm(tmp_path, fake_adapters):
+def test_check_apply_check_apply_rhythm(tmp_path, fake_images):
     host = FakeHost(str(tmp_path / "system"))
     machines = [{"name": n} for n in ("web", "app", "db")]
     (tmp_path / "machines").mkdir()
     changed = []
     for check in (True, False, True, False):
         before = _snapshot(tmp_path)
-        result = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines), check_mode=check))
+        result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines), check_mode=check))
         changed.append(result["changed"])
         if check:
             assert _snapshot(tmp_path) == before, "check mode wrote something"
@@ -348,27 +350,27 @@ def test_check_apply_check_apply_rhythm(tmp_path, fake_adapters):
     assert all(host.active[n] for n in ("web", "app", "db")) and host.enabled == {"web", "app", "db"}
 
 
-def test_machines_are_read_enabled_and_started_in_one_call_each(tmp_path, fake_adapters):
+def test_machines_are_read_enabled_and_started_in_one_call_each(tmp_path, fake_images):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
-    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": f"m{i}"} for i in range(20)])))
+    fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": f"m{i}"} for i in range(20)])))
     verbs = [c[1] for c in host.calls]
     assert verbs.count("show") == 1 and verbs.count("enable") == 1 and verbs.count("start") == 1
     assert verbs.count("daemon-reload") == 1
     assert len(host.calls[verbs.index("start")]) == 2 + 20  # every machine in the one start call
     host.calls.clear()
-    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": f"m{i}"} for i in range(20)])))
+    result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": f"m{i}"} for i in range(20)])))
     # a no-op run is one show, plus one machinectl list for the addresses in the result
     assert not result["changed"] and [c[:2] for c in host.calls] == [["systemctl", "show"], ["machinectl", "--no-pager"]]
 
 
-def test_limit_change_touches_only_that_machine_live(tmp_path, fake_adapters):
+def test_limit_change_touches_only_that_machine_live(tmp_path, fake_images):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     machines = [{"name": "web"}, {"name": "db"}]
-    fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines)))
     machines[1]["resources"] = {"memory_max": "1G"}
-    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines)))
     assert not result["machines"]["web"]["changed"]
     assert result["machines"]["db"]["changes"] == [
         f"resources: update {tmp_path}/system/systemd-nspawn@db.service.d/50-corral-resources.conf"]
@@ -376,75 +378,75 @@ def test_limit_change_touches_only_that_machine_live(tmp_path, fake_adapters):
     assert "restart" not in [c[1] for c in host.calls] and host.memory["db"] == str(1024 ** 3)
 
 
-def test_restart_never_reports_pending_restart(tmp_path, fake_adapters):
+def test_restart_never_reports_pending_restart(tmp_path, fake_images):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
-    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}])))
-    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web", "settings": {"boot": True}}],
+    fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}])))
+    result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web", "settings": {"boot": True}}],
                                                       restart="never")))
     assert result["pending_restart"] == ["web"] and result["machines"]["web"]["pending_restart"]
     assert "restart" not in [c[1] for c in host.calls[-3:]]
 
 
-def test_prune_removes_only_undeclared_fleet_machines_and_keeps_roots(tmp_path, fake_adapters):
+def test_prune_removes_only_undeclared_fleet_machines_and_keeps_roots(tmp_path, fake_images):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
-    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "old"}])))
+    fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "old"}])))
     (tmp_path / "nspawn" / "hand.nspawn").write_text("[Exec]\nBoot=yes\n")
-    check = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True), check_mode=True))
+    check = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True), check_mode=True))
     assert check["pruned"] == ["old"] and (tmp_path / "nspawn" / "old.nspawn").exists()
-    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True)))
+    result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True)))
     assert result["pruned"] == ["old"] and result["changed"]
     assert not (tmp_path / "nspawn" / "old.nspawn").exists()
     assert not (tmp_path / "system" / "systemd-nspawn@old.service.d").exists()
     assert (tmp_path / "nspawn" / "hand.nspawn").exists() and (tmp_path / "machines" / "old").is_dir()
     assert not host.active["old"] and "old" not in host.enabled and host.active["web"]
-    again = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True)))
+    again = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True)))
     assert again["pruned"] == [] and not again["changed"]
 
 
-def test_purge_removes_the_root_too(tmp_path, fake_adapters):
+def test_purge_removes_the_root_too(tmp_path, fake_images):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
-    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "old"}])))
-    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True, purge=True)))
+    fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "old"}])))
+    fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}], prune=True, purge=True)))
     assert not (tmp_path / "machines" / "old").exists() and (tmp_path / "machines" / "web").is_dir()
 
 
-def test_bad_input_changes_nothing(tmp_path, fake_adapters):
+def test_bad_input_changes_nothing(tmp_path, fake_images):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     with pytest.raises(fleet.FleetError, match="declared twice"):
-        fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "web"}])))
+        fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "web"}])))
     assert host.calls == [] and not (tmp_path / "nspawn").exists()
 
 
-def test_running_machine_without_root_or_source_is_refused(tmp_path, fake_adapters):
+def test_running_machine_without_root_or_source_is_refused(tmp_path, fake_images):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     params = _params(tmp_path, [{"name": "bare"}], defaults={})
     with pytest.raises(fleet.FleetError, match="neither template nor image.source"):
-        fleet.run_fleet(FakeModule(host, params))
+        fleet_io.run_fleet(FakeModule(host, params))
     bare = [{"name": "bare", "state": "stopped", "enabled": False}]
-    stopped = fleet.run_fleet(FakeModule(host, _params(tmp_path, bare, defaults={})))
+    stopped = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, bare, defaults={})))
     assert stopped["machines"]["bare"]["changes"] == [f"settings: create {tmp_path}/nspawn/bare.nspawn"]
 
 
-def test_failed_start_names_every_failed_machine(tmp_path, fake_adapters, monkeypatch):
+def test_failed_start_names_every_failed_machine(tmp_path, fake_images, monkeypatch):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     monkeypatch.setattr(machine_utils, "start_many", lambda m, names, timeout, how=None: {
         n: machine_utils.WaitResult(n, n == "ok", msg=f"{n} timed out") for n in names})
     with pytest.raises(fleet.FleetError) as info:
-        fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "ok"}, {"name": "b1"}, {"name": "b2"}])))
+        fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "ok"}, {"name": "b1"}, {"name": "b2"}])))
     assert "b1: b1 timed out" in str(info.value) and "b2: b2 timed out" in str(info.value)
     assert "ok:" not in str(info.value)
 
 
-def test_diff_lists_files_and_runtime_per_machine(tmp_path, fake_adapters):
+def test_diff_lists_files_and_runtime_per_machine(tmp_path, fake_images):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
-    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}]), check_mode=True, diff=True))
+    result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}]), check_mode=True, diff=True))
     headers = [d["after_header"] for d in result["diff"]]
     assert f"{tmp_path}/nspawn/web.nspawn" in headers and "machine web" in headers
 
@@ -454,21 +456,21 @@ def test_diff_lists_files_and_runtime_per_machine(tmp_path, fake_adapters):
     ("on_change", "restart", False, True),  # the next on_change run applies it
 ])
 def test_pending_restart_survives_the_run_that_caused_it(policy, runtime, pending, changed):
-    stale = fleet.Current(root_exists=True, active="active", enabled=True, stale=True)
-    plan = fleet.plan_machine(fleet.Machine("m"), stale, *_files(), None, policy)
+    stale = fleet_plan.Current(root_exists=True, active="active", enabled=True, stale=True)
+    plan = fleet_plan.plan_machine(fleet.Machine("m"), stale, *_files(), None, policy)
     assert (plan.runtime, plan.pending_restart, plan.changed) == (runtime, pending, changed)
 
 
-def test_restart_never_is_still_reported_on_the_following_run(tmp_path, fake_adapters):
+def test_restart_never_is_still_reported_on_the_following_run(tmp_path, fake_images):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
-    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}])))
+    fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}])))
     host.since = 1  # the container started long before the settings below are written
     machines = [{"name": "web", "settings": {"boot": True}}]
-    first = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines, restart="never")))
-    second = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines, restart="never")))
+    first = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines, restart="never")))
+    second = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines, restart="never")))
     assert first["pending_restart"] == second["pending_restart"] == ["web"] and not second["changed"]
-    third = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    third = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines)))
     assert third["machines"]["web"]["changes"] == ["restart"]
 
 
@@ -483,16 +485,16 @@ def test_image_options_are_validated_by_the_image_logic_before_any_change(tmp_pa
     host = FakeHost()
     params = _params(tmp_path, [machine], defaults={}, templates=templates)
     with pytest.raises(fleet.FleetError) as info:
-        fleet.run_fleet(FakeModule(host, params))
+        fleet_io.run_fleet(FakeModule(host, params))
     assert message in str(info.value)
     assert host.calls == [] and not (tmp_path / "nspawn").exists()
 
 
-def test_summary_has_one_line_per_changed_machine(tmp_path, fake_adapters):
+def test_summary_has_one_line_per_changed_machine(tmp_path, fake_images):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
-    fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "db"}])))
-    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "db", "enabled": False}])))
+    fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "db"}])))
+    result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}, {"name": "db", "enabled": False}])))
     assert result["summary"] == ["db: disable"]
 
 
@@ -501,15 +503,14 @@ def test_secrets_are_machine_options_not_image_keys():
         fleet.desired_machines([{"name": "a", "image": {"root_password": "x"}}], {}, [])
     assert fleet.machine_spec()["root_password"]["no_log"] and fleet.defaults_spec()["root_password_hash"]["no_log"]
     machine = fleet.merge_machine({"root_password_hash": "$6$h"}, {"name": "a", "template": "t"})
-    ctx = fleet.Context(None, "/m", "/s", "/u", False, "on_change")
-    options = fleet.image_options_for(ctx, machine, [], "machines[a]")
+    options = fleet.image_options_for(machine)
     assert options["root_password_hash"] == "$6$h" and options["clone_from"] == "t"
 
 
 def test_templates_refuse_secrets(tmp_path):
-    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
+    ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
     with pytest.raises(fleet.FleetError, match="templates are never booted"):
-        fleet.adapter_validate_template(ctx, {"name": "t", "source": "directory", "path": "/x", "root_password": "y"})
+        fleet.validate_template(ctx, {"name": "t", "source": "directory", "path": "/x", "root_password": "y"})
 
 
 # ---------------------------------------------------------------- command count of a no-op run, real adapters
@@ -558,11 +559,11 @@ def test_noop_run_command_count_is_constant_with_real_adapters(tmp_path, count):
     params = _params(tmp_path, machines, templates=[{"name": "tmpl", "source": "directory", "path": str(tmp_path / "src")}],
                      defaults={"template": "tmpl"})
     first = RealAdaptersModule(host, params)
-    result = fleet.run_fleet(first)
+    result = fleet_io.run_fleet(first)
     assert result["changed"] and all(os.path.isdir(tmp_path / "machines" / f"m{i}") for i in range(count))
     assert os.path.islink(tmp_path / "machines" / "m0" / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service")
     noop = RealAdaptersModule(host, params)
-    result = fleet.run_fleet(noop)
+    result = fleet_io.run_fleet(noop)
     assert not result["changed"], result
     verbs = [" ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(c[:2])) for c in noop.commands]
     # one batched show for the machines, one is-active for the template, one machinectl list for the machines'
@@ -598,28 +599,28 @@ def test_an_unexpected_error_names_the_machine_and_step():
     def broken(*_args):
         raise KeyError("ActiveState")
     with pytest.raises(fleet.FleetError, match=r"machines\[web\]: image and plan: unexpected KeyError: 'ActiveState'"):
-        fleet.in_step("machines[web]: image and plan", broken)
+        fleet_io.in_step("machines[web]: image and plan", broken)
 
     def ours():
         raise fleet.FleetError("mine")
     with pytest.raises(fleet.FleetError, match="^mine$"):
-        fleet.in_step("x", ours)
+        fleet_io.in_step("x", ours)
 
 
-def test_a_managed_file_whose_mode_was_changed_by_hand_is_rewritten(tmp_path, fake_adapters):
+def test_a_managed_file_whose_mode_was_changed_by_hand_is_rewritten(tmp_path, fake_images):
     """Regression (drift): a chmod of the .nspawn file was never noticed (content compared only)."""
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     machines = [{"name": "web"}]
-    fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines)))
     path = tmp_path / "nspawn" / "web.nspawn"
     text = path.read_text()
     os.chmod(path, 0o600)
-    check = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines), check_mode=True))
+    check = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines), check_mode=True))
     assert check["changed"] and (path.stat().st_mode & 0o777) == 0o600
-    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines)))
     assert result["changed"] and (path.stat().st_mode & 0o777) == 0o644 and path.read_text() == text
-    assert fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))["changed"] is False
+    assert fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines)))["changed"] is False
 
 
 def test_a_mode_repair_keeps_the_mtime(tmp_path):
@@ -637,44 +638,44 @@ def test_a_mode_repair_keeps_the_mtime(tmp_path):
 def test_a_unit_systemd_has_not_reloaded_is_reloaded_before_it_starts(tmp_path):
     """Regression (issue 10, found by tests/e2e/test_faults.py): a drop-in written by a run killed before
     daemon-reload already matched, so no reload happened and the machine started with the old limits."""
-    waiting = fleet.Current(root_exists=True, active="inactive", enabled=True, unit={"NeedDaemonReload": "yes"})
-    plan = fleet.plan_machine(fleet.Machine("m"), waiting, *_files(), None, "on_change")
+    waiting = fleet_plan.Current(root_exists=True, active="inactive", enabled=True, unit={"NeedDaemonReload": "yes"})
+    plan = fleet_plan.plan_machine(fleet.Machine("m"), waiting, *_files(), None, "on_change")
     assert plan.reload_needed and plan.runtime == "start"
     assert plan.changes == ["daemon-reload: the unit's files changed on disk since systemd loaded them", "start"]
-    assert not fleet.plan_machine(fleet.Machine("m"), STOPPED, *_files(), None, "on_change").reload_needed
+    assert not fleet_plan.plan_machine(fleet.Machine("m"), STOPPED, *_files(), None, "on_change").reload_needed
     host = FakeHost()
-    ctx = fleet.Context(FakeModule(host, {}), str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
-    fleet.apply_files(ctx, [plan])
+    ctx = fleet_io.Context(FakeModule(host, {}), str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
+    fleet_io.apply_files(ctx, [plan])
     assert [c[1] for c in host.calls] == ["daemon-reload"]
 
 
 def test_need_daemon_reload_is_read_in_the_one_show_call():
     host = FakeHost()
-    fleet.read_units(FakeModule(host, {}), ["a", "b"])
+    fleet_io.read_units(FakeModule(host, {}), ["a", "b"])
     assert len(host.calls) == 1 and "NeedDaemonReload" in " ".join(host.calls[0])
 
 
 def test_need_daemon_reload_left_by_set_property_does_not_reload_every_run():
     """Regression (full-suite run): systemd 252 leaves NeedDaemonReload=yes after set-property --runtime;
     reloading for it made every run after a live limit change report a change."""
-    desired = fleet.Desired(fleet.Machine("db"), "", "/etc/systemd/system/systemd-nspawn@db.service.d/50-corral-resources.conf",
+    desired = fleet_plan.Desired(fleet.Machine("db"), "", "/etc/systemd/system/systemd-nspawn@db.service.d/50-corral-resources.conf",
                             "[Service]\nMemoryMax=768M\n", None, resources={"MemoryMax": "768M"})
     loaded = {"NeedDaemonReload": "yes", "DropInPaths": desired.dropin_path, "MemoryMax": str(768 * 1024 ** 2)}
-    assert fleet.load_stale(desired, fleet.Current(unit=loaded)) is False
+    assert fleet_plan.load_stale(desired, fleet_plan.Current(unit=loaded)) is False
     # a killed run: the drop-in on disk says 768M, systemd still runs with 512M, or never loaded the file
-    assert fleet.load_stale(desired, fleet.Current(unit=dict(loaded, MemoryMax=str(512 * 1024 ** 2)))) is True
-    assert fleet.load_stale(desired, fleet.Current(unit=dict(loaded, DropInPaths=""))) is True
-    assert fleet.load_stale(desired, fleet.Current(unit=dict(loaded, NeedDaemonReload="no", DropInPaths=""))) is False
+    assert fleet_plan.load_stale(desired, fleet_plan.Current(unit=dict(loaded, MemoryMax=str(512 * 1024 ** 2)))) is True
+    assert fleet_plan.load_stale(desired, fleet_plan.Current(unit=dict(loaded, DropInPaths=""))) is True
+    assert fleet_plan.load_stale(desired, fleet_plan.Current(unit=dict(loaded, NeedDaemonReload="no", DropInPaths=""))) is False
 
 
-def test_a_machine_that_runs_a_command_is_waited_for_as_an_active_unit(tmp_path, fake_adapters):
+def test_a_machine_that_runs_a_command_is_waited_for_as_an_active_unit(tmp_path, fake_images):
     """Regression (issue 19, 1): boot: false + process_two ran the command as PID 2, then the fleet waited
     120 s for a systemd that does not exist in that container and failed the run."""
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     job = {"name": "job", "settings": {"boot": False, "process_two": True,
                                        "parameters": "/usr/bin/python3 -m http.server 80"}}
-    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, [job, {"name": "web"}])))
+    result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [job, {"name": "web"}])))
     asked = [c[2] for c in host.calls if c[1] == "--machine"]
     assert "job" not in asked and "web" in asked, host.calls
     assert result["machines"]["job"]["state"] == "running"
@@ -689,7 +690,7 @@ def test_a_machine_that_runs_a_command_is_waited_for_as_an_active_unit(tmp_path,
     ({"name": "a", "settings": {"boot": False}}, ("unit", 10)),
     ({"name": "a", "settings": {"process_two": True}, "timeout": 5}, ("unit", 5)),
 ])
-def test_wait_and_timeout_per_machine(tmp_path, fake_adapters, monkeypatch, machine, expected):
+def test_wait_and_timeout_per_machine(tmp_path, fake_images, monkeypatch, machine, expected):
     seen, host = {}, FakeHost(str(tmp_path / "system"))
 
     def start(_module, names, _timeout, how=None):
@@ -699,18 +700,18 @@ def test_wait_and_timeout_per_machine(tmp_path, fake_adapters, monkeypatch, mach
 
     monkeypatch.setattr(machine_utils, "start_many", start)
     (tmp_path / "machines").mkdir()
-    fleet.run_fleet(FakeModule(host, _params(tmp_path, [machine])))
+    fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [machine])))
     assert seen["a"] == expected
 
 
-def test_a_started_machine_without_a_lease_is_warned_about(tmp_path, fake_adapters, monkeypatch):
+def test_a_started_machine_without_a_lease_is_warned_about(tmp_path, fake_images, monkeypatch):
     """The fleet gives a started DHCP machine DHCP_WAIT seconds to show its lease, then warns."""
-    monkeypatch.setattr(fleet, "DHCP_WAIT", 0.3)
+    monkeypatch.setattr(fleet_io, "DHCP_WAIT", 0.3)
     host = FakeHost(str(tmp_path / "system"))
     host.leases = False
     (tmp_path / "machines").mkdir()
     module = FakeModule(host, _params(tmp_path, [{"name": "a"}]))
-    result = fleet.run_fleet(module)
+    result = fleet_io.run_fleet(module)
     warnings = module.warnings + result.get("warnings", [])
     assert any(w.startswith("machines[a]: no IPv4") and "0 s after the start" in w for w in warnings), (warnings, result)
     assert result["machines"]["a"]["addresses"] == []
@@ -727,35 +728,35 @@ def test_bad_wait_and_timeout_are_refused(machine, message):
 
 def test_device_allow_naming_a_directory_is_warned_about(tmp_path):
     """Issue 19, 6: DeviceAllow=/dev/dri is skipped by systemd; the device class char-drm works."""
-    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), True, "on_change")
+    ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), True, "on_change")
     (tmp_path / "gpu").mkdir()
     dri = fleet.Machine("gpu", resources={"device_allow": ["/dev/dri rw"]}, state="stopped")
-    warnings = fleet.render_machine(ctx, dri, []).warnings
+    warnings = fleet_io.render_machine(ctx, dri, []).warnings
     assert any("machines[gpu].resources.device_allow: '/dev/dri rw' names a directory" in w
                and "'char-drm rw'" in w for w in warnings), warnings
     fixed = fleet.Machine("gpu", resources={"device_allow": ["char-drm rw"]}, state="stopped")
-    assert not [w for w in fleet.render_machine(ctx, fixed, []).warnings if "device_allow" in w]
+    assert not [w for w in fleet_io.render_machine(ctx, fixed, []).warnings if "device_allow" in w]
 
 
 def test_a_missing_bind_source_fails_the_fleet_before_any_change(tmp_path):
-    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), True, "on_change")
+    ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), True, "on_change")
     machine = fleet.Machine("b", settings={"bind": [f"{tmp_path}/nope:/src:idmap"]}, state="stopped")
     with pytest.raises(fleet.FleetError, match=re.escape(f"machines[b].settings: bind: '{tmp_path}/nope:/src:idmap': "
                                                          f"the source {tmp_path}/nope does not exist on the host")):
-        fleet.render_machine(ctx, machine, [])
+        fleet_io.render_machine(ctx, machine, [])
 
 
-def test_a_disabled_machines_target_is_enabled_again(tmp_path, fake_adapters):
+def test_a_disabled_machines_target_is_enabled_again(tmp_path, fake_images):
     """Regression (issue 16, drift): the machine module repairs a disabled machines.target (no machine
     starts at boot without it); the fleet never read it and reported an enabled fleet as converged."""
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
     machines = [{"name": "web"}, {"name": "db", "enabled": False}]
-    fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines)))
     host.target_enabled = False
-    check = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines), check_mode=True))
+    check = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines), check_mode=True))
     assert check["changed"] and check["machines"]["web"]["changes"] == ["enable"] and not host.target_enabled
     assert not check["machines"]["db"]["changed"]
-    result = fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))
+    result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines)))
     assert result["changed"] and host.target_enabled and host.enabled == {"web"}
-    assert fleet.run_fleet(FakeModule(host, _params(tmp_path, machines)))["changed"] is False
+    assert fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines)))["changed"] is False

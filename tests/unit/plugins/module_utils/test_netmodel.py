@@ -4,7 +4,7 @@
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import fleet, images_setup, netmodel
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, fleet_plan, images_setup, netmodel
 from ansible_collections.corral.nspawn.plugins.module_utils.images import validate, normalize
 
 ZONE = {"name": "web", "address": ["10.77.1.1/24", "fd00:77:1::1/64"], "dhcp_pool_offset": 100}
@@ -61,17 +61,17 @@ def test_attachment_errors(item, message):
     ("none", {}, "VirtualEthernet=no"),
 ])
 def test_network_modes_render_settings(network, settings, expected, tmp_path):
-    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
-    text, _w = fleet.adapter_render_settings(ctx, fleet.merge_machine({}, {"name": "m", "network": network,
+    ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
+    text, _w = fleet_io.render_settings(ctx, fleet.merge_machine({}, {"name": "m", "network": network,
                                                                            "settings": settings}), "m")
     assert expected in text
 
 
 def test_network_mode_contradicting_settings_is_refused(tmp_path):
-    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
+    ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
     machine = fleet.merge_machine({}, {"name": "m", "network": "host", "settings": {"private_network": True}})
     with pytest.raises(fleet.FleetError, match="network='host' means private_network=false"):
-        fleet.adapter_render_settings(ctx, machine, "machines[m]")
+        fleet_io.render_settings(ctx, machine, "machines[m]")
 
 
 # ---------------------------------------------------------------- links inside the container
@@ -90,17 +90,15 @@ def test_container_links(kind, settings, links):
     assert netmodel.container_links(kind, settings) == links
 
 
-def test_links_are_computed_for_prepared_roots_only(tmp_path):
-    ctx = fleet.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
-    templates = [{"name": "t"}]
+def test_links_are_computed_for_prepared_roots_only():
     cloned = fleet.merge_machine({}, {"name": "m", "template": "t", "zone": "web", "settings": {"macvlan": ["eth0"]}})
-    assert fleet.image_options_for(ctx, cloned, templates, "m")["network_links"] == ["host0", "mv-eth0"]
+    assert fleet.image_options_for(cloned)["network_links"] == ["host0", "mv-eth0"]
     opted_out = fleet.merge_machine({}, {"name": "m", "template": "t", "image": {"network_links": []}})
-    assert fleet.image_options_for(ctx, opted_out, templates, "m")["network_links"] == []
+    assert fleet.image_options_for(opted_out)["network_links"] == []
     adopted = fleet.merge_machine({}, {"name": "m", "zone": "web"})
-    assert fleet.image_options_for(ctx, adopted, templates, "m") is None
+    assert fleet.image_options_for(adopted) is None
     command = fleet.merge_machine({}, {"name": "m", "template": "t", "settings": {"boot": False}})
-    assert "network_links" not in fleet.image_options_for(ctx, command, templates, "m")
+    assert "network_links" not in fleet.image_options_for(command)
 
 
 # ---------------------------------------------------------------- in-container files (issue 11 item 2, issue 19 item 5)
@@ -241,10 +239,10 @@ def test_fleet_check_addresses_raises_all_errors_before_any_change(tmp_path):
     machines = fleet.desired_machines([{"name": "a", "zone": "web", "address": "10.77.1.1/24"},
                                        {"name": "b", "zone": "web", "address": "10.99.0.10/24"}], {}, [])
     with pytest.raises(fleet.FleetError) as caught:
-        fleet.check_addresses({"network_zones": [ZONE]}, machines, str(tmp_path))
+        fleet_io.check_addresses({"network_zones": [ZONE]}, machines, str(tmp_path))
     assert len(caught.value.details["errors"]) == 2
 
 
 def test_split_addresses():
-    assert fleet.split_addresses("10.77.1.220\nfd00:77:1:0:b8::1\nfe80::1\n127.0.0.1") == {
+    assert fleet_plan.split_addresses("10.77.1.220\nfd00:77:1:0:b8::1\nfe80::1\n127.0.0.1") == {
         "addresses": ["10.77.1.220", "fd00:77:1:0:b8::1"], "ipv4": ["10.77.1.220"], "ipv6": ["fd00:77:1:0:b8::1"]}

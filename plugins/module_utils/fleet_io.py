@@ -1,0 +1,416 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet's I/O: read everything batched, apply the plan in phase order (``run_fleet``).
+
+Phases of one run (check mode stops after planning; nothing below ``apply`` runs in it):
+
+1. input: merge and validate every machine and template (``fleet``), the host's address plan,
+   render settings and limits (``render_all``): any problem fails the run before any change;
+2. templates, then each machine's image step (the image logic builds, clones and prepares roots);
+3. read: files with their modes, one ``systemctl show`` for every unit and machines.target;
+4. plan: ``fleet_plan.plan_desired`` per machine (pure);
+5. apply: files, one daemon-reload, live limits, then ``machine.apply`` (enable/disable, stop,
+   restart, start: one systemctl call each, concurrent waits); prune; the machines' addresses.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, read_text, remove_empty_dir
+from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
+    FLEET_HEADER, FleetError, Machine, desired_machines, image_options_for, image_params, machine_attachment,
+    restart_policy, validate_image, validate_template,
+)
+from ansible_collections.corral.nspawn.plugins.module_utils.fleet_plan import (
+    Current, Desired, MachinePlan, dhcp_waits, fleet_diff, fleet_result, is_fleet_managed, plan_desired, plan_prune,
+    split_addresses, template_sources, wait_specs,
+)
+from ansible_collections.corral.nspawn.plugins.module_utils import cgroup, images
+from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
+from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, networkd, nspawn_settings
+from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
+from ansible_collections.corral.nspawn.plugins.module_utils import shared, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+
+DHCP_WAIT = 20.0   # seconds a started DHCP machine is given to show its lease in the result
+
+
+@dataclass
+class Context:
+    """One run: the module, the host's directories, check mode and the fleet's restart policy."""
+
+    module: object
+    machines_dir: str
+    settings_dir: str
+    units_dir: str
+    check_mode: bool
+    policy: str
+    predict_from: Dict[str, str] = field(default_factory=dict)   # template -> the directory it is copied from
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.machines_dir, self.settings_dir, self.units_dir)
+
+    def root(self, name: str) -> str:
+        return self.layout.root(name)
+
+    def settings_path(self, name: str) -> str:
+        return self.layout.settings_path(name)
+
+
+# ---------------------------------------------------------------- input: render every machine before any change
+
+def render_all(ctx: Context, machines: List[Machine], templates: List[dict]) -> List[Desired]:
+    """Validate and render every machine (each by its own logic); no I/O but reads."""
+    desired, errors = [], []
+    for machine in machines:
+        try:
+            desired.append(render_machine(ctx, machine, templates))
+        except FleetError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise FleetError("invalid fleet: " + "; ".join(errors), errors=errors)
+    return desired
+
+
+def render_machine(ctx: Context, machine: Machine, templates: List[dict]) -> Desired:
+    """One machine's settings text, limits and drop-in, image options (validated by their own logic)."""
+    label = f"machines[{machine.name}]"
+    settings_text, warnings = render_settings(ctx, machine, label)
+    try:
+        limits = resources_utils.normalize(machine.resources, f"{label}.resources.")
+    except resources_utils.ResourceError as exc:
+        raise FleetError(str(exc)) from None
+    warnings = warnings + resources_utils.device_warnings(limits, label=f"{label}.resources.")
+    image_options = image_options_for(machine)
+    if image_options is not None:
+        validate_image(ctx.machines_dir, machine.name, image_options, f"{label}.image")
+    has_source = bool((image_options or {}).get("source"))
+    if not has_source and machine.state == "running" and not os.path.isdir(ctx.root(machine.name)):
+        raise FleetError(f"{label}: state=running needs a root, but {ctx.root(machine.name)} does not exist "
+                         "and neither template nor image.source is given")
+    return Desired(machine, settings_text, resources_utils.dropin_path(machine.name, ctx.units_dir),
+                   resources_utils.render_dropin(limits), image_options, limits, warnings,
+                   settings_path=ctx.settings_path(machine.name))
+
+
+def render_settings(ctx: Context, machine: Machine, label: str):
+    """The .nspawn text (fleet header) and warnings from the settings logic; zone/bridge are shorthands."""
+    params = dict(machine.settings)
+    for key in ("zone", "bridge"):
+        value = getattr(machine, key)
+        if value is not None:
+            if params.get(key) not in (None, value):
+                raise FleetError(f"{label}: {key}={value!r} and settings.{key}={params[key]!r} disagree")
+            params[key] = value
+    for key, value in netmodel.network_settings(machine.network).items():
+        if key in params and netmodel.as_bool(params[key]) != value:
+            raise FleetError(f"{label}: network={machine.network!r} means {key}={str(value).lower()}, but "
+                             f"settings.{key}={params[key]!r}; drop one of them")
+        params[key] = value
+    try:
+        text, warnings = nspawn_settings.build_settings(params, header=FLEET_HEADER)
+    except nspawn_settings.SettingsError as exc:
+        raise FleetError(f"{label}.settings: {exc}") from None
+    missing = nspawn_settings.bind_source_errors(params)
+    if missing:
+        raise FleetError(f"{label}.settings: " + "; ".join(missing))
+    untrusted = nspawn_settings.untrusted_warning(machine.name, ctx.settings_path(machine.name), ctx.machines_dir)
+    return text, [f"{label}: {w}" for w in warnings + ([untrusted] if untrusted else [])]
+
+
+def check_addresses(params: dict, machines: List[Machine], network_dir: str = networkd.NETWORK_DIR) \
+        -> Tuple[List[str], Dict[str, netmodel.Net]]:
+    """The address plan of the whole host, before any change (check mode too); (warnings, the host's networks).
+
+    The subnets come from the network role's variables (``network_zones``, ``network_bridges``) and
+    from the zones and bridges corral manages on the host (their ``50-corral-*.network`` files).
+    """
+    zones = [z for z in params.get("network_zones") or [] if isinstance(z, dict)]
+    nets = netmodel.known_networks(zones, params.get("network_bridges") or [],
+                                   netmodel.host_networks(read_network_files(network_dir)))
+    wanted = [netmodel.Wanted(m.name, machine_attachment(m)["kind"], machine_attachment(m)["name"],
+                              [(k, getattr(m, k)) for k in ("address", "address6") if getattr(m, k)])
+              for m in machines]
+    plan = netmodel.plan_addresses(wanted, nets, params.get("port_forwards"), [str(z.get("name")) for z in zones])
+    if plan.errors:
+        raise FleetError("invalid addresses: " + "; ".join(plan.errors), errors=plan.errors)
+    return plan.warnings, nets
+
+
+def read_network_files(directory: str) -> Dict[str, str]:
+    """``{path: text}`` of corral's zone/bridge ``.network`` files on the host (read only)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return {}
+    files = {}
+    for name in names:
+        if name.startswith(networkd.FILE_PREFIX) and name.endswith(".network"):
+            text = read_text(os.path.join(directory, name))
+            if text is not None:
+                files[os.path.join(directory, name)] = text
+    return files
+
+
+def check_prune_all(items: List[dict], prune_flag: bool, prune_all: bool, victims: List[str]) -> None:
+    """An empty machine list prunes the whole fleet: only when the operator said so (prune_all)."""
+    if prune_all and not prune_flag:
+        raise FleetError("prune_all: only used with prune=true (it allows pruning with an empty machines list)")
+    if prune_flag and not items and victims and not prune_all:
+        raise FleetError(f"prune: machines is empty, so prune=true would remove every fleet machine of this host "
+                         f"({', '.join(victims)}); a host that lost its variables looks exactly like this. "
+                         "Set prune_all=true (role: corral_fleet_prune_all) to prune them all; nothing was changed")
+
+
+# ---------------------------------------------------------------- templates and images (the image logic acts)
+
+def ensure_image(ctx: Context, name: str, options: dict) -> dict:
+    """Build/clone the root when missing and run its post-setup (the image logic, honours check mode)."""
+    try:
+        return images.ensure_image(ctx.module, image_params(ctx.machines_dir, name, options))
+    except (images.ImageError, images.SetupError, CommandError) as exc:
+        raise FleetError(f"image {name}: {exc}") from None
+
+
+def ensure_templates(ctx: Context, templates: List[dict]) -> Dict[str, dict]:
+    for item in templates:
+        validate_template(ctx.machines_dir, item)
+    done = {t["name"]: ensure_image(ctx, t["name"], {k: v for k, v in t.items() if k != "name" and v is not None})
+            for t in templates}
+    ctx.predict_from = template_sources(ctx.machines_dir, templates)
+    return done
+
+
+def image_step(ctx: Context, desired: Desired, current: Current) -> Optional[dict]:
+    """The machine's root through the image logic (None: the fleet does not manage this root)."""
+    machine = desired.machine
+    if desired.image_options is None:
+        return None
+    # A running root is written only when this run restarts the machine for the change anyway.
+    options = dict(desired.image_options)
+    options.setdefault("setup_running", "defer" if restart_policy(machine, ctx.policy) == "never" else "apply")
+    options["_running"] = current.running   # known from the batched show: no command per machine
+    if ctx.check_mode and machine.template and not os.path.isdir(ctx.root(machine.template)):
+        # the template is built earlier in this run: check mode predicts from what it will be a copy of
+        options.update(_source_planned=True, _predict_from=ctx.predict_from.get(machine.template))
+    options["_network_auto"] = "network_links" not in machine.image   # computed: a missing networkd warns
+    return ensure_image(ctx, machine.name, options)
+
+
+def plan_machine_step(ctx: Context, desired: Desired, current: Current) -> MachinePlan:
+    return plan_desired(desired, current, image_step(ctx, desired, current), ctx.policy)
+
+
+# ---------------------------------------------------------------- read (batched)
+
+def read_units(module, names: List[str]) -> machine_utils.RuntimeState:
+    """State, enablement and live limits of every machine's unit and machines.target in ONE systemctl call."""
+    return machine_utils.read(module, names, ["NeedDaemonReload", "DropInPaths"] + resources_utils.show_properties())
+
+
+def file_mode(path: str) -> Optional[int]:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return None
+
+
+def current_of(ctx: Context, desired: Desired, state: machine_utils.RuntimeState) -> Current:
+    name = desired.machine.name
+    unit, runtime = state.units.get(name, {}), state.current(name)
+    return Current(
+        root_exists=os.path.isdir(ctx.root(name)),
+        settings_text=read_text(ctx.settings_path(name)),
+        dropin_text=read_text(desired.dropin_path),
+        settings_mode=file_mode(ctx.settings_path(name)),
+        dropin_mode=file_mode(desired.dropin_path),
+        active=unit.get("ActiveState", "inactive"),
+        enabled=runtime.enabled,
+        target_enabled=runtime.target_enabled,
+        unit=unit,
+        stale=machine_utils.pending_restart(runtime, machine_utils.settings_mtimes(name, (ctx.settings_dir,))),
+    )
+
+
+def managed_machines(settings_dir: str) -> List[str]:
+    """Names of machines whose .nspawn file carries the fleet header."""
+    try:
+        entries = sorted(os.listdir(settings_dir))
+    except FileNotFoundError:
+        return []
+    names = []
+    for entry in entries:
+        if entry.endswith(".nspawn") and is_fleet_managed(read_head(os.path.join(settings_dir, entry))):
+            names.append(entry[:-len(".nspawn")])
+    return names
+
+
+def read_head(path: str, size: int = 512) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(size)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+# ---------------------------------------------------------------- apply (never in check mode)
+
+def apply_files(ctx: Context, plans: List[MachinePlan]) -> None:
+    """Write changed settings files and drop-ins; one daemon-reload for all drop-ins."""
+    for plan in plans:
+        for result in plan.files:
+            if result.changed:
+                write_file(ctx.module, result.path, getattr(result, "content", None))
+    if any(plan.resources_changed or plan.reload_needed for plan in plans):
+        systemd.daemon_reload(ctx.module)
+
+
+def write_file(module, path: str, content: Optional[str]) -> None:
+    ensure_file(module, path, content, 0o644)
+    if content is None:
+        remove_empty_dir(os.path.dirname(path))
+
+
+def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: int) -> List[str]:
+    """Live limits, then the machine logic's enable/disable, stop, restart and start (batched); returns warnings."""
+    for plan in plans:
+        if plan.live and plan.runtime not in ("stop", "restart"):
+            try:   # set-property --runtime (resets of removed limits included), verified with systemctl show
+                cgroup.apply_live(ctx.module, plan.name, plan.live)
+            except cgroup.LimitsError as exc:
+                raise FleetError(str(exc), **exc.details) from None
+    outcomes = machine_utils.apply(ctx.module, [p.runtime_plan for p in plans if p.runtime_plan],
+                                   wait_specs(plans, wait, timeout))
+    return check_outcomes(outcomes)
+
+
+def check_outcomes(outcomes: Dict[str, machine_utils.WaitResult]) -> List[str]:
+    """One error listing every machine that did not come up; warnings (degraded) otherwise."""
+    failed = {n: o.as_dict() for n, o in outcomes.items() if not o.ok}
+    if failed:
+        raise FleetError("machines did not come up: " + "; ".join(f"{n}: {o.get('msg')}" for n, o in failed.items()),
+                         machines_failed=failed)
+    return [o.warning for o in outcomes.values() if o.warning]
+
+
+def prune_names(ctx: Context, declared: List[str], templates: List[str], purge: bool) -> List[str]:
+    return [v["name"] for v in plan_prune(managed_machines(ctx.settings_dir), declared + templates, purge)]
+
+
+def prune(ctx: Context, names: List[str], units: machine_utils.RuntimeState) -> None:
+    """Stop, disable and remove the files of fleet-managed machines no longer declared (never in check mode)."""
+    if not names:
+        return
+    systemd.stop(ctx.module, [n for n in names if units.units.get(n, {}).get("ActiveState", "inactive") != "inactive"])
+    systemd.disable(ctx.module, names)
+    for name in names:
+        for path in (ctx.settings_path(name), resources_utils.dropin_path(name, ctx.units_dir)):
+            write_file(ctx.module, path, None)
+    systemd.daemon_reload(ctx.module)
+
+
+def purge(ctx: Context, names: List[str]) -> List[str]:
+    """Delete a pruned machine's root only if corral built it (the image logic, honours check mode);
+    any other root is kept and named in a warning."""
+    warnings = []
+    for name in names:
+        try:
+            outcome = images.purge_built(ctx.module, ctx.machines_dir, name)
+        except (images.ImageError, CommandError, OSError) as exc:
+            raise FleetError(f"purge {name}: {exc}") from None
+        if outcome["kept"]:
+            warnings.append(f"purge {name}: root kept: {outcome['path']} ({outcome['kept']}); its settings and "
+                            "drop-in were removed. Delete it with corral.nspawn.image state=absent if you mean it")
+    return warnings
+
+
+def observed_addresses(ctx: Context, plans, desired, currents, wait: bool, nets: Dict[str, netmodel.Net],
+                       lease_timeout: Optional[float] = None) -> Tuple[Dict[str, dict], List[str]]:
+    """Per machine: its attachment and the addresses machined sees after the run; warnings for missing leases."""
+    lease_timeout = DHCP_WAIT if lease_timeout is None else lease_timeout
+    seen = {d.machine.name: {"attachment": machine_attachment(d.machine), "addresses": [], "ipv4": [], "ipv6": []}
+            for d in desired}
+    running = [p.name for p, c in zip(plans, currents)
+               if p.runtime in ("start", "restart") or (c.running and p.runtime != "stop")]
+    if not running:
+        return seen, []
+    pending = {} if ctx.check_mode else dhcp_waits(plans, desired, wait, nets)
+    deadline = time.monotonic() + lease_timeout
+    while True:
+        try:
+            listed = {m.get("machine"): m.get("addresses") for m in systemd.list_machines(ctx.module)}
+        except (CommandError, systemd.SystemdError):
+            return seen, []   # machined unreachable: the result says nothing rather than something wrong
+        for name in running:
+            seen[name].update(split_addresses(listed.get(name)))
+        missing = {n: [v for v in sorted(versions) if not seen[n][f"ipv{v}"]] for n, versions in pending.items()}
+        missing = {n: v for n, v in missing.items() if v}
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    return seen, [f"machines[{n}]: no {' or '.join(f'IPv{v}' for v in v_list)} address {lease_timeout:.0f} s after "
+                  f"the start (DHCP / router advertisements of its {seen[n]['attachment']['kind']})"
+                  for n, v_list in missing.items()]
+
+
+def in_step(what: str, function, *args):
+    """``function(*args)``; an unexpected (non-corral) exception becomes a FleetError naming the machine and step."""
+    try:
+        return function(*args)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        if type(exc).__module__.startswith("ansible_collections.corral.nspawn."):
+            raise
+        raise FleetError(f"{what}: unexpected {type(exc).__name__}: {exc}") from exc
+
+
+# ---------------------------------------------------------------- the run
+
+def prepare(ctx: Context, params: dict) -> Tuple[List[Desired], List[str], Dict[str, netmodel.Net]]:
+    """Phase 1: merge, validate and render everything; any problem fails here, before any change."""
+    errors = shared.errors({k: params[k] for k in ("timeout",) + shared.DIRS})
+    if errors:
+        raise FleetError("invalid fleet: " + "; ".join(errors), errors=errors)
+    machines = desired_machines(params["machines"], params["defaults"], params["templates"],
+                                params.get("host_defaults"))
+    address_warnings, nets = check_addresses(params, machines)
+    if params["prune"] or params.get("prune_all"):
+        victims = set(managed_machines(ctx.settings_dir)) - {t["name"] for t in params["templates"]}
+        check_prune_all(params["machines"], params["prune"], bool(params.get("prune_all")), sorted(victims))
+    return render_all(ctx, machines, params["templates"]), address_warnings, nets
+
+
+def run_fleet(module) -> dict:
+    """The module's whole job; returns the result dict for exit_json."""
+    params = module.params
+    ctx = Context(module, params["machines_dir"], params["settings_dir"], params["units_dir"],
+                  module.check_mode, params["restart"])
+    desired, warnings, nets = prepare(ctx, params)
+    templates = ensure_templates(ctx, params["templates"])
+    declared = [d.machine.name for d in desired]
+    pruned = prune_names(ctx, declared, list(templates), params["purge"]) if params["prune"] else []
+    units = read_units(module, declared + [n for n in pruned if n not in declared])
+    currents = [current_of(ctx, d, units) for d in desired]
+    plans = [in_step(f"machines[{d.machine.name}]: image and plan", plan_machine_step, ctx, d, c)
+             for d, c in zip(desired, currents)]
+    warnings += [w for d in desired for w in d.warnings] + [w for p in plans for w in p.warnings]
+    if not module.check_mode:
+        apply_files(ctx, plans)
+        warnings += apply_runtime(ctx, plans, params["wait"], params["timeout"])
+        prune(ctx, pruned, units)
+    warnings += purge(ctx, pruned) if params["purge"] else []
+    seen, seen_warnings = observed_addresses(ctx, plans, desired, currents, params["wait"], nets)
+    for warning in warnings + seen_warnings:
+        module.warn(warning)
+    result = fleet_result(plans, desired, currents, templates, pruned)
+    for name, entry in result["machines"].items():
+        entry.update(seen.get(name, {}))
+    if module._diff:
+        result["diff"] = fleet_diff(plans, currents, templates, pruned)
+    return result

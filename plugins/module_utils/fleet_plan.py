@@ -1,0 +1,320 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) corral.nspawn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet's plan: what must happen to every machine, from what fleet_io read (pure: no I/O).
+
+``plan_machine`` combines the resources' own decisions (settings and drop-in files, live limits,
+the image step's outcome) and hands the runtime to the machine logic (``machine.plan``: enable,
+start/stop/restart under the restart policy), so the fleet and the machine module decide alike.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER, FileResult, file_diff, plan_file
+from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, Machine, machine_attachment, restart_policy
+from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
+from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
+from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, nspawn_settings, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
+
+FILE_MODE = 0o644
+
+
+@dataclass
+class Current:
+    """What is on the host for one machine now."""
+
+    root_exists: bool = False
+    settings_text: Optional[str] = None
+    dropin_text: Optional[str] = None
+    settings_mode: Optional[int] = None   # permission bits of the settings file (None: absent)
+    dropin_mode: Optional[int] = None
+    active: str = "inactive"  # systemd ActiveState of systemd-nspawn@NAME.service
+    enabled: bool = False
+    target_enabled: bool = True  # machines.target (read in the same show): disabled, no machine starts at boot
+    unit: dict = field(default_factory=dict)  # every property read by the batched systemctl show
+    stale: bool = False  # running since before its current settings file was written (a pending restart)
+
+    @property
+    def running(self) -> bool:
+        return systemd.is_running({"ActiveState": self.active})
+
+
+@dataclass
+class Desired:
+    """Rendered target of one machine: computed for all machines before the first change."""
+
+    machine: Machine
+    settings_text: str
+    dropin_path: str
+    dropin_text: Optional[str]
+    image_options: Optional[dict]
+    resources: dict = field(default_factory=dict)  # normalised limits {Key: value}
+    warnings: List[str] = field(default_factory=list)
+    settings_path: str = ""
+
+
+@dataclass
+class MachinePlan:
+    """What must happen to one machine; decided identically in check mode and for real."""
+
+    name: str
+    image: Optional[dict] = None          # the image step's outcome: changed, created, changes, diff
+    files: List[FileResult] = field(default_factory=list)
+    settings_changed: bool = False
+    resources_changed: bool = False
+    reload_needed: bool = False           # systemd has not loaded the unit's files on disk (a run died before reload)
+    restart_needed: bool = False          # a change needs a restart of a running machine
+    enable: Optional[bool] = None         # True enable, False disable, None leave
+    runtime: str = "none"                 # none | start | stop | restart
+    pending_restart: bool = False
+    live: Optional[object] = None  # the resources logic's LivePlan for the running unit (no restart)
+    runtime_plan: Optional[machine_utils.Plan] = None   # the machine logic's plan (enable, start/stop/restart)
+    wait: Optional[str] = None            # how to wait after a start: system | unit | none (None: the fleet's)
+    timeout: Optional[int] = None         # seconds (None: the fleet's timeout)
+    changes: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+@dataclass
+class FileWrite(FileResult):
+    """A file's planned change and the content apply writes (None removes it)."""
+
+    content: Optional[str] = None
+
+
+def plan_file_mode(path: str, before: Optional[str], after: Optional[str], mode_now: Optional[int],
+                   mode: int = FILE_MODE) -> FileWrite:
+    """Content first; a file whose content is right but whose mode was changed by hand is drift too
+    (apply then changes only the mode, so the mtime stays)."""
+    result = plan_file(path, before, after)
+    if result.changed or after is None or mode_now in (None, mode):
+        return FileWrite(result.path, result.changed, result.diff, result.action, after)
+    diff = file_diff(path, after, after)
+    diff.update(before_header=f"{path} (mode {mode_now:04o})", after_header=f"{path} (mode {mode:04o})")
+    return FileWrite(path, True, diff, "update", after)
+
+
+def is_fleet_managed(text: Optional[str]) -> bool:
+    return text is not None and any(FLEET_MARKER in line for line in text.splitlines()[:3])
+
+
+def adoption(path: str, text: Optional[str]) -> Optional[str]:
+    """Words for taking over a .nspawn file the fleet did not write (None when it is ours or absent)."""
+    if text is None or is_fleet_managed(text):
+        return None
+    owner = "written by corral.nspawn.settings" if any(MANAGED_MARKER in line for line in text.splitlines()[:3]) \
+        else "hand-written (no corral.nspawn marker)"
+    return f"adopt {path}, {owner}: its content is replaced and the machine becomes fleet-managed (prune may remove it)"
+
+
+def plan_machine(machine: Machine, current: Current, settings: FileResult, dropin: FileResult,
+                 image: Optional[dict], policy: str, settings_restart: bool = True, live=None,
+                 load_stale: Optional[bool] = None) -> MachinePlan:
+    """Decide every action for one machine from its desired and current state.
+
+    ``settings_restart`` says whether the settings change needs a restart (the
+    settings logic knows). ``live`` is the resources logic's plan for the running
+    unit (assignments to push now, keys that only apply at the next start).
+    """
+    plan = MachinePlan(machine.name, image=image, files=[settings, dropin])
+    if image and image.get("changed"):
+        plan.changes.extend(image.get("changes") or ["image: prepared"])
+        plan.restart_needed = bool(image.get("restart_required", not image.get("created")))
+    if image and image.get("deferred"):
+        plan.restart_needed = True  # first-boot changes wait for the machine to stop (setup_running=defer)
+    adopted = adoption(settings.path, current.settings_text)
+    if settings.changed:
+        plan.settings_changed = True
+        plan.changes.append(f"settings: {adopted}" if adopted else f"settings: {settings.action} {settings.path}")
+        if adopted:
+            plan.warnings.append(f"machines[{machine.name}]: settings: {adopted}")
+        plan.restart_needed = plan.restart_needed or settings_restart
+    elif current.stale:
+        plan.restart_needed = True  # an earlier run changed the settings and did not restart
+    if dropin.changed:
+        plan.resources_changed = True
+        plan.changes.append(f"resources: {dropin.action} {dropin.path}")
+    elif load_stale if load_stale is not None else current.unit.get("NeedDaemonReload") == "yes":
+        # e.g. a run killed between writing the drop-in and daemon-reload: a start would use the old limits
+        plan.reload_needed = True
+        plan.changes.append("daemon-reload: the unit's files changed on disk since systemd loaded them")
+    if live is not None and current.running and machine.state != "stopped":
+        plan.live = live if live.assignments else None
+        plan.changes.extend(f"resources live: {change}" for change in live.changes if not dropin.changed)
+        plan.restart_needed = plan.restart_needed or bool(live.pending and dropin.changed)
+    runtime = machine_utils.plan(machine.name, machine.state, machine.enabled, machine_utils.Current(
+        machine.name, current.active, enabled=current.enabled, target_enabled=current.target_enabled),
+        plan.restart_needed, policy, terse=True)
+    plan.enable, plan.runtime, plan.pending_restart = runtime.enable, runtime.runtime, runtime.pending_restart
+    plan.runtime_plan = runtime
+    plan.changes.extend(runtime.changes)
+    return plan
+
+
+def plan_desired(desired: Desired, current: Current, image: Optional[dict], default_policy: str) -> MachinePlan:
+    """Every action for one machine from its rendered target, what was read, and the image step's outcome."""
+    machine = desired.machine
+    settings = plan_file_mode(desired.settings_path, current.settings_text, desired.settings_text, current.settings_mode)
+    dropin = plan_file_mode(desired.dropin_path, current.dropin_text, desired.dropin_text, current.dropin_mode)
+    live = resources_utils.plan_live(desired.resources, resources_utils.parse_dropin(current.dropin_text),
+                                     current.unit) if current.running else None
+    plan = plan_machine(machine, current, settings, dropin, image, restart_policy(machine, default_policy),
+                        nspawn_settings.restart_required(current.settings_text, desired.settings_text), live,
+                        load_stale(desired, current))
+    plan.wait, plan.timeout = wait_mode(machine), machine.timeout
+    return plan
+
+
+def load_stale(desired: Desired, current: Current) -> bool:
+    """systemd runs the unit with other limits than our drop-in on disk says (resources.load_stale)."""
+    return resources_utils.load_stale(desired.resources if desired.dropin_text is not None else {},
+                                      desired.dropin_path, current.unit)
+
+
+def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dict]:
+    """Fleet-managed machines no longer declared -> what removing each means."""
+    return [{"name": name, "purge": purge} for name in sorted(set(managed) - set(declared))]
+
+
+def wait_mode(machine: Machine) -> Optional[str]:
+    """A machine that runs a command instead of booting is waited for as an active unit, not a systemd."""
+    if machine.wait is False:
+        return "none"
+    if not nspawn_settings.boots(machine.settings if isinstance(machine.settings, dict) else {}):
+        return "unit"
+    return "system" if machine.wait else None
+
+
+def wait_specs(plans: List[MachinePlan], wait: bool, timeout: int) -> Dict[str, Tuple[str, float]]:
+    """Per machine: how to wait after a start and for how long (machine values over the fleet's)."""
+    return {p.name: (p.wait or ("system" if wait else "none"), p.timeout or timeout) for p in plans}
+
+
+def machine_result(plan: MachinePlan, machine: Machine, current: Current) -> dict:
+    started = plan.runtime in ("start", "restart") or (current.running and plan.runtime == "none")
+    return {
+        "changed": plan.changed,
+        "changes": plan.changes,
+        "pending_restart": plan.pending_restart,
+        "state": "running" if started else "stopped",
+        "enabled": machine.enabled,
+    }
+
+
+def machine_diff(plan: MachinePlan, current: Current) -> List[dict]:
+    """Whole-file diffs of the machine's files plus a before/after of its root and runtime state."""
+    diffs = [r.diff for r in plan.files if r.changed and r.diff]
+    image = plan.image or {}
+    diffs.extend(image.get("diff") or [])
+    if not (image.get("changed") or plan.enable is not None or plan.runtime != "none"):
+        return diffs
+    header = f"machine {plan.name}"
+    running = "running" if current.running else "stopped"
+    before = [f"root: {'present' if current.root_exists else 'absent'}", f"enabled: {current.enabled}",
+              f"state: {running}"]
+    after_state = {"start": "running", "restart": "running (restarted)", "stop": "stopped"}.get(plan.runtime, running)
+    enabled = current.enabled if plan.enable is None else plan.enable
+    root_after = ("created" if image.get("created") else "present") + \
+        (f" ({'; '.join(image['changes'])})" if image.get("changed") else "")
+    after = [f"root: {root_after if image else before[0][6:]}",
+             f"enabled: {enabled}", f"state: {after_state}"]
+    diffs.append({"before_header": header, "after_header": header,
+                  "before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n"})
+    return diffs
+
+
+def fleet_result(plans, desired, currents, templates: Dict[str, dict], pruned: List[str]) -> dict:
+    changed_templates = {n: t for n, t in templates.items() if t.get("changed")}
+    return {
+        "changed": any(p.changed for p in plans) or bool(pruned) or bool(changed_templates),
+        "machines": {p.name: machine_result(p, d.machine, c) for p, d, c in zip(plans, desired, currents)},
+        "templates": {n: {"changed": t.get("changed", False), "changes": t.get("changes", [])}
+                      for n, t in templates.items()},
+        "pruned": pruned,
+        "pending_restart": [p.name for p in plans if p.pending_restart],
+        "summary": [f"template {n}: {'; '.join(t.get('changes', []))}" for n, t in changed_templates.items()]
+        + [f"{p.name}: {'; '.join(p.changes)}" for p in plans if p.changed]
+        + [f"{n}: pruned" for n in pruned],
+    }
+
+
+def fleet_diff(plans, currents, templates: Dict[str, dict], pruned: List[str]) -> List[dict]:
+    diffs = [d for t in templates.values() for d in (t.get("diff") or [])]
+    diffs += [d for p, c in zip(plans, currents) for d in machine_diff(p, c)]
+    return diffs + [{"before_header": f"machine {n}", "after_header": f"machine {n} (pruned)",
+                     "before": "declared: false\n", "after": "absent\n"} for n in pruned]
+
+
+def split_addresses(text) -> Dict[str, List[str]]:
+    """machined's address list -> {addresses, ipv4, ipv6} without loopback and link-local ones."""
+    values = text.split() if isinstance(text, str) else list(text or [])
+    out: Dict[str, List[str]] = {"addresses": [], "ipv4": [], "ipv6": []}
+    for value in values:
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            continue
+        if address.is_link_local or address.is_loopback:
+            continue
+        out["addresses"].append(str(address))
+        out[f"ipv{address.version}"].append(str(address))
+    return out
+
+
+def expected_leases(machine: Machine, nets: Dict[str, netmodel.Net]) -> set:
+    """IP versions a machine without static addresses gets on host0 from its network (as far as corral knows).
+
+    IPv4 from a DHCP server. No IPv6: corral's zones and bridges advertise no prefix (an [IPv6Prefix]
+    section on a bridge without carrier made networkd 252 spin at full CPU and stop answering on D-Bus),
+    so IPv6 addresses of machines are static (address6).
+    """
+    found = machine_attachment(machine)
+    if found["kind"] == "veth":
+        return {4}   # the host's networkd serves ve-* links (its stock 80-container-ve.network)
+    link = zone_ifname(found["name"]) if found["kind"] == "zone" else found["name"]
+    net = nets.get(link) if found["kind"] in ("zone", "bridge") else None
+    if net is None:
+        return {4} if found["kind"] == "zone" else set()   # an unmanaged zone: systemd's stock vz file
+    return {4} if net.dhcp else set()
+
+
+def dhcp_waits(plans, desired, wait: bool, nets: Dict[str, netmodel.Net]) -> Dict[str, set]:
+    """Machines started now that get their addresses from the network: name -> IP versions to wait for."""
+    waits = {}
+    for plan, item in zip(plans, desired):
+        machine = item.machine
+        own = getattr(machine, "wait", None)   # a machine's own wait, where the fleet has one
+        waited = own if own is not None else wait
+        configured = (item.image_options or {}).get("network_links") or []   # by the fleet or the user
+        if plan.runtime in ("start", "restart") and waited and not (machine.address or machine.address6) \
+                and "host0" in configured:
+            versions = expected_leases(machine, nets)
+            if versions:
+                waits[plan.name] = versions
+    return waits
+
+
+def template_sources(machines_dir: str, templates: List[dict]) -> Dict[str, str]:
+    """Template -> the directory its root is a copy of (directory and clone sources; chains followed)."""
+    by_name = {t["name"]: t for t in templates}
+    out: Dict[str, str] = {}
+    for name in by_name:
+        item, seen = by_name[name], {name}
+        while item.get("source") == "clone" and item.get("clone_from") in by_name and item["clone_from"] not in seen:
+            seen.add(item["clone_from"])
+            item = by_name[item["clone_from"]]
+        if item.get("source") == "directory" and item.get("path"):
+            out[name] = item["path"]
+        elif item.get("source") == "clone" and item.get("clone_from"):
+            out[name] = os.path.join(machines_dir, item["clone_from"])
+    return out
