@@ -124,30 +124,29 @@ machines:
       resources: {MemoryMax: 256M}
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils import lock, machine, resources, shared, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError, run_module
 from ansible_collections.corral.nspawn.plugins.module_utils.files import read_text
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
 
 UNIT_PROPS = ["ActiveState", "UnitFileState", "MainPID"] + resources.show_properties()
 
 
-def gather(module, wanted, settings_dir: str, units_dir: str = resources.UNITS_DIR) -> list:
+def gather(module, wanted, layout: Layout) -> list:
     running = {m["machine"]: m for m in systemd.list_machines(module) if m.get("class") == "container"}
     images = {i["name"]: i for i in systemd.list_images(module) if i.get("name") != ".host"}
     names = sorted((set(running) | set(images)) if wanted is None else set(wanted))
-    units = systemd.show(module, [systemd.unit_name(n) for n in names], UNIT_PROPS)
+    units = systemd.show(module, [layout.unit(n) for n in names], UNIT_PROPS)
     machines = []
     for name in names:
         image = images.get(name)
         if image is not None:
             image = dict(image, path=(systemd.image_info(module, name) or {}).get("Path"))
-        unit = units.get(systemd.unit_name(name), {})
-        settings_path = os.path.join(settings_dir, f"{name}.nspawn")
-        dropin = resources.dropin_path(name, units_dir)
+        unit = units.get(layout.unit(name), {})
+        settings_path = layout.settings_path(name)
+        dropin = resources.dropin_path(name, layout.units_dir)
         entry = machine.describe(name, image, running.get(name), unit, settings_path, read_text(settings_path),
                                  dropin, resources.parse_dropin(read_text(dropin)), machine.image_os(
                                      (image or {}).get("path")))
@@ -156,23 +155,24 @@ def gather(module, wanted, settings_dir: str, units_dir: str = resources.UNITS_D
     return machines
 
 
+def describe(module) -> dict:
+    """Validate, then read everything under a shared hold of the host lock (nothing changes)."""
+    params = module.params
+    error = "; ".join(shared.errors({k: params[k] for k in ("settings_dir", "units_dir")}))
+    if error:
+        raise CorralError(error)
+    with lock.module_lock(module, shared=True):
+        error = systemd.machined_error(module)
+        if error:
+            raise CorralError(error)
+        return dict(changed=False, machines=gather(module, params["name"], Layout.from_params(params)))
+
+
 def main():
     module = AnsibleModule(argument_spec=dict(name=dict(type="list", elements="str"),
                                               **shared.spec("settings_dir", "units_dir"), **lock.LOCK_SPEC),
                            supports_check_mode=True)
-    params = module.params
-    error = "; ".join(shared.errors({k: params[k] for k in ("settings_dir", "units_dir")}))
-    if error:
-        module.fail_json(msg=error)
-    with lock.module_lock(module, shared=True):
-        error = systemd.machined_error(module)
-        if error:
-            module.fail_json(msg=error)
-        try:
-            machines = gather(module, params["name"], params["settings_dir"], params["units_dir"])
-        except (CommandError, systemd.SystemdError) as exc:
-            module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, machines=machines)
+    run_module(module, describe)
 
 
 if __name__ == "__main__":
