@@ -66,3 +66,10 @@ def test_user_guide_variables_reference_is_current():
     res = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "gen_role_vars.py"), "--check"],
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_host_role_second_prepare_call_has_the_same_options():
+    """install.yml's host_prepare call (after the package install) repeats main.yml's options exactly."""
+    first = next(t for t in load("roles", "host", "tasks", "main.yml") if "corral.nspawn.host_prepare" in t)
+    second = next(t for t in load("roles", "host", "tasks", "install.yml") if "corral.nspawn.host_prepare" in t)
+    assert first["corral.nspawn.host_prepare"] == second["corral.nspawn.host_prepare"]
