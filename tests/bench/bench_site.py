@@ -11,7 +11,7 @@ cloned from one template (the example's web, app and db plus two more). Then tim
   * ``host``, ``network``, ``fleet``: each role alone, as site.yml applies it;
   * ``site``: the whole playbooks/site.yml;
 
-for two collections in the same run, alternating, REPEAT times each (median): ``after`` and
+for two collections in the same run, alternating (each goes first in every other round), REPEAT times each (median): ``after`` and
 ``before``, the trees of git revisions AFTER (default HEAD) and BEFORE, each extracted with
 ``git archive`` with its own site.yml (so edits in the working tree during a run change nothing).
 Results: tests/bench/results/bench_site.json.
@@ -97,11 +97,14 @@ def collection_of(rev: str, directory: str) -> str:
     return directory
 
 
-def timed(playbook: str, inv: str, collections: str, host: str, expect_noop: bool) -> float:
+def timed(playbook: str, inv: str, collections: str, host: str, expect_noop: bool, tasks: bool = False):
+    """Wall time of one run; with ``tasks``, (wall time, [[task name, seconds]...]) from the task_timer callback."""
     argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inv, playbook]
+    extra = {"ANSIBLE_CALLBACK_PLUGINS": os.path.join(HERE, "callback_plugins"),
+             "ANSIBLE_CALLBACKS_ENABLED": "task_timer"} if tasks else {}
     started = time.monotonic()
     res = subprocess.run(argv, capture_output=True, text=True, timeout=1800, cwd=ROOT, stdin=subprocess.DEVNULL,
-                         env=harness.ansible_env(ANSIBLE_COLLECTIONS_PATH=collections), check=False)
+                         env=harness.ansible_env(ANSIBLE_COLLECTIONS_PATH=collections, **extra), check=False)
     elapsed = time.monotonic() - started
     recap = harness.parse_recap(res.stdout).get(host)
     name = os.path.basename(playbook)
@@ -109,6 +112,11 @@ def timed(playbook: str, inv: str, collections: str, host: str, expect_noop: boo
         raise BenchError(f"{name} failed (rc={res.returncode}, recap {recap}):\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
     if expect_noop and recap.get("changed") != 0:
         raise BenchError(f"{name}: no-op run reported changed={recap.get('changed')}:\n{res.stdout[-4000:]}")
+    if tasks:
+        line = next((l for l in res.stdout.splitlines() if l.startswith("TASK_TIMES ")), None)
+        if line is None:
+            raise BenchError(f"{name}: the task_timer callback printed nothing")
+        return elapsed, json.loads(line[len("TASK_TIMES "):])
     return elapsed
 
 
@@ -136,11 +144,18 @@ def main(argv=None) -> int:
         inv = write_inventory(host, os.path.join(work, "inventory.json"))
         timed(books["after"]["site"], inv, variants["after"], args.host, expect_noop=False)   # converge, not timed
         runs = {v: {p: [] for p in PLAYS} for v in variants}
-        for _run in range(args.repeat):
+        for run in range(args.repeat):
             for play in PLAYS:
-                for variant in ("before", "after"):
+                # ABBA: a run can leave the host busy for the next one (the same code measured as before
+                # and after differed by 2 s in the order before, after), so each side goes first in turn
+                for variant in ("before", "after") if run % 2 == 0 else ("after", "before"):
                     runs[variant][play].append(timed(books[variant][play], inv, variants[variant], args.host, True))
                     print(f"{variant:6s} {play:8s} {runs[variant][play][-1]:.2f} s", flush=True)
+        # where a no-op site.yml spends its time: one more run per side with the task_timer callback
+        record.data["tasks"] = {}
+        for variant in ("before", "after"):
+            wall, rows = timed(books[variant]["site"], inv, variants[variant], args.host, True, tasks=True)
+            record.data["tasks"][variant] = {"wall": round(wall, 3), "tasks": rows}
         record.data["rows"] = [{"play": p, "before": summary(runs["before"][p]), "after": summary(runs["after"][p])}
                                for p in PLAYS]
         record.data["host_resolves_own_name"] = host.ssh("getent hosts $(hostname)", check=False).returncode == 0

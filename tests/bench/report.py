@@ -191,11 +191,33 @@ def site_block(data: Optional[dict]) -> str:
         lines.append(f"| {SITE_LABELS.get(play, play)} | {cell(row['before'])} | {cell(row['after'])} | "
                      f"{row['after']['median'] / row['before']['median']:.2f}x | {over} |")
     site = rows["site"]["after"]["median"]
+    if data.get("tasks"):
+        lines += ["", "Where one more no-op `site.yml` run of each side spent its time on the controller (from a "
+                  "task's start to the next one's; the run's start-up and connection are outside the tasks):", ""]
+        lines += task_table(data["tasks"])
     lines += ["", f"- Target: a no-op `site.yml` costs at most the floor plus {SITE_MARGIN:.1f} s: "
               f"{site - floor:.2f} s over the floor ({met(site - floor <= SITE_MARGIN)}).",
               f"- The test host resolves its own name: {'yes' if data.get('host_resolves_own_name') else 'no'}; "
               f"{data.get('host_systemd', '')}.", "", context(data)]
     return "\n".join(lines) + "\n"
+
+
+def task_table(tasks: dict) -> List[str]:
+    """Per task: before and after seconds (names of both sides in order, summed when a name repeats)."""
+    sums: Dict[str, Dict[str, float]] = {}
+    for side in ("before", "after"):
+        for name, seconds in tasks.get(side, {}).get("tasks", []):
+            sums.setdefault(name, {}).setdefault(side, 0.0)
+            sums[name][side] += seconds
+    lines = ["| task | before | after |", "|---|---:|---:|"]
+    for name, sides in sums.items():
+        cells = [f"{sides[s]:.2f} s" if s in sides else "-" for s in ("before", "after")]
+        lines.append(f"| {name.replace('|', '/')} | {cells[0]} | {cells[1]} |")
+    totals = [sum(t for _n, t in tasks.get(s, {}).get("tasks", [])) for s in ("before", "after")]
+    walls = [tasks.get(s, {}).get("wall") for s in ("before", "after")]
+    lines.append(f"| all tasks (the whole run) | {totals[0]:.2f} s ({walls[0]:.2f} s) | {totals[1]:.2f} s "
+                 f"({walls[1]:.2f} s) |")
+    return lines
 
 
 # ---------------------------------------------------------------- first converge at scale

@@ -129,3 +129,16 @@ def test_multihost_block_reports_both_ratios(tmp_path):
     block = report.blocks(str(tmp_path))["multihost"]
     assert "3 hosts take 1.50x of one (target at most 1.3x: NOT met)" in block
     assert "one host 2.20 s, 3 hosts 2.50 s: 1.14x (target at most 1.3x: met)" in block
+
+
+def test_site_block_shows_the_task_breakdown_of_both_sides(tmp_path):
+    rows = [{"play": p, "before": SUMMARY, "after": SUMMARY} for p in ("floor", "host", "site")]
+    tasks = {"before": {"wall": 5.0, "tasks": [["a", 1.0], ["b", 0.5], ["b", 0.25]]},
+             "after": {"wall": 4.0, "tasks": [["a", 0.75], ["c | d", 0.5]]}}
+    data = dict(CONTEXT, machines=5, repeat=3, before="b1", after="a1", rows=rows, tasks=tasks)
+    (tmp_path / "bench_site.json").write_text(json.dumps(data))
+    block = report.blocks(str(tmp_path))["site"]
+    assert "| a | 1.00 s | 0.75 s |" in block
+    assert "| b | 0.75 s | - |" in block
+    assert "| c / d | - | 0.50 s |" in block
+    assert "| all tasks (the whole run) | 1.75 s (5.00 s) | 1.25 s (4.00 s) |" in block
