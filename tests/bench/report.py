@@ -264,6 +264,10 @@ def converge_block(data: Optional[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _median(runs: List[float]) -> float:
+    return sorted(runs)[len(runs) // 2]
+
+
 def multi_block(data: Optional[dict]) -> str:
     if not data:
         return "No results yet: run `python tests/bench/bench_converge.py --sizes 10 --hosts 3`.\n"
@@ -278,10 +282,10 @@ def multi_block(data: Optional[dict]) -> str:
         lines.append(f"- First converge of {many[-1]['count']} machines per host: {hosts} hosts take "
                      f"{ratio_:.2f}x of one (target at most {MULTI_TARGET:.1f}x: {met(ratio_ <= MULTI_TARGET)}).")
     if single and multi:
-        med = lambda runs: sorted(runs)[len(runs) // 2]  # noqa: E731
-        ratio_ = med(multi) / med(single)
-        lines.append(f"- No-op `site.yml` (median of {len(multi)}): one host {med(single):.2f} s, {hosts} hosts "
-                     f"{med(multi):.2f} s: {ratio_:.2f}x (target at most {MULTI_TARGET:.1f}x: "
+        single, multi = _median(single), _median(multi)
+        ratio_ = multi / single
+        lines.append(f"- No-op `site.yml` (median of {len(noop[str(hosts)])}): one host {single:.2f} s, {hosts} hosts "
+                     f"{multi:.2f} s: {ratio_:.2f}x (target at most {MULTI_TARGET:.1f}x: "
                      f"{met(ratio_ <= MULTI_TARGET)}).")
     lines += ["", context(data)]
     return "\n".join(lines) + "\n"
