@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from ansible_collections.corral.nspawn.tests.unit import fakes
 from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, fleet_plan, images, machine as machine_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import resources
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, plan_file, read_text
@@ -268,19 +269,16 @@ class FakeHost:
         return 0, "", ""
 
 
-class FakeModule:
+class FakeModule(fakes.FakeModule):
+    """The shared fake module; systemctl and machinectl are answered by the FakeHost."""
+
     def __init__(self, host, params, check_mode=False, diff=False):
-        self.host, self.params, self.check_mode, self._diff = host, params, check_mode, diff
-        self.warnings = []
+        super().__init__(params, check_mode, diff)
+        self.host = host
 
     def run_command(self, argv, **kw):
+        super().run_command(argv, **kw)   # records the call, checks it is an argv list without expansion
         return self.host.run_command(argv, **kw)
-
-    def atomic_move(self, src, dest, unsafe_writes=False):
-        os.replace(src, dest)
-
-    def warn(self, msg):
-        self.warnings.append(msg)
 
 
 @pytest.fixture
