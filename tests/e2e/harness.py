@@ -606,6 +606,10 @@ class TestHost:
             raise HarnessError(f"[{self.name}] {cmd!r} failed (rc={res.returncode}):\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
         return res
 
+    def in_machine(self, machine: str, cmd: str, **kwargs) -> subprocess.CompletedProcess:
+        """``cmd`` in container ``machine`` on this host (see the module-level in_machine)."""
+        return in_machine(self, machine, cmd, **kwargs)
+
     def uplink(self, cmd: str, check: bool = False, timeout: int = 60) -> subprocess.CompletedProcess:
         """Run ``cmd`` inside the simulated internet namespace of this host."""
         return self.ssh(f"ip netns exec uplink sh -c {shlex_quote(cmd)}", check=check, timeout=timeout)
@@ -777,6 +781,34 @@ class TestHost:
 def shlex_quote(text: str) -> str:
     import shlex
     return shlex.quote(text)
+
+
+def wait_until(predicate: Callable, timeout: float = 30.0, what: Optional[str] = None, interval: float = 0.3):
+    """Poll ``predicate`` (never a fixed sleep) until it returns something true; return that value.
+
+    At the deadline: with ``what``, fail naming what did not happen; without, return the last
+    (false) value so the caller's ``assert wait_until(...), why`` says why."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            if what is not None:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            return value
+        time.sleep(interval)
+
+
+def in_machine(host: "TestHost", machine: str, cmd: str, check: bool = False, timeout: int = 60,
+               shell: bool = False) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in running container ``machine`` through its systemd, output piped back.
+
+    ``cmd`` is split by the test host's shell into the argv run in the container; ``shell``: ``cmd``
+    is one shell line run by /bin/sh in the container (redirections and ``&&`` happen in there)."""
+    argv = f"/bin/sh -c {shlex_quote(cmd)}" if shell else cmd
+    return host.ssh(f"systemd-run --machine={machine} --quiet --wait --pipe --collect -- {argv}", check=check,
+                    timeout=timeout)
 
 
 def ensure_dir(path: str) -> str:

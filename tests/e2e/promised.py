@@ -8,13 +8,14 @@ check-mode run is bracketed by the harness's fingerprint of what the modules man
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
-import time
 import warnings
 
 import harness
+from harness import wait_until
 
 
 def ok(result: dict, what: str = "module run") -> dict:
@@ -73,22 +74,8 @@ def prepare(host) -> None:
         wait_until(lambda: host.ssh(NETWORKD_ON_BUS, check=False).returncode == 0, 20, "networkd on D-Bus")
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.3):
-    """Poll a state (never a fixed sleep) and fail naming what did not happen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def inside(host, machine: str, cmd: str, timeout: int = 60):
-    """Run ``cmd`` (a shell line) in a running machine, output piped back."""
-    return host.ssh(f"systemd-run -M {machine} --quiet --wait --pipe --collect -- /bin/sh -c {harness.shlex_quote(cmd)}",
-                    check=False, timeout=timeout)
+# The promised tests' commands are shell lines run by /bin/sh in the container.
+inside = functools.partial(harness.in_machine, shell=True)
 
 
 # ---------------------------------------------------------------- an image with an SSH server

@@ -13,11 +13,11 @@ normal run must converge and the run after it must change nothing:
 """
 
 import concurrent.futures
-import time
 
 import pytest
 
 import harness
+from harness import wait_until
 
 MACHINES_DIR = "/var/lib/machines"
 STAGING = f"{MACHINES_DIR}/.corral/staging"
@@ -66,16 +66,6 @@ def staging_entries(host):
     return host.ssh(f"ls -A {STAGING} 2>/dev/null", check=False).stdout.split()
 
 
-def wait_for(what, probe, timeout=120, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def in_background(host, module, args):
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     future = pool.submit(host.module, module, args)
@@ -98,7 +88,7 @@ def test_kill_9_during_a_clone_of_several_machines(host):
     """The module is killed while a clone is in staging; the next run completes every machine."""
     run = in_background(host, "fleet", clones())
     # the second clone in staging: at least one machine done or under way, others not started
-    wait_for("the second clone in staging", lambda: [e for e in staging_entries(host) if e in CLONES[1:]])
+    wait_until(lambda: [e for e in staging_entries(host) if e in CLONES[1:]], 120, "the second clone in staging", 0.1)
     pid = module_pid(host)
     assert pid, "no module process holds the lock while a clone is in staging"
     host.ssh(f"kill -9 {pid}")
@@ -216,9 +206,8 @@ def test_host_reboot_during_a_fleet_start(host):
     docs/reliability.md). The console is now drained into console.log, and the shutdown is in it."""
     host.run("fleet", clones(state="stopped"))
     run = in_background(host, "fleet", clones(state="running", names=STARTED))
-    wait_for("start jobs of the fleet machines",
-             lambda: "systemd-nspawn@fk" in host.ssh("systemctl list-jobs --no-legend", check=False).stdout
-             or unit_prop(host, "fk3", "ActiveState") == "activating", interval=0.05)
+    wait_until(lambda: "systemd-nspawn@fk" in host.ssh("systemctl list-jobs --no-legend", check=False).stdout
+               or unit_prop(host, "fk3", "ActiveState") == "activating", 120, "start jobs of the fleet machines", 0.05)
     host.reboot(timeout=240)
     try:
         interrupted = run.result(timeout=300)

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import harness
+from harness import in_machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SITE = os.path.join(ROOT, "playbooks", "site.yml")
@@ -71,10 +72,6 @@ def check_site(hosts, inventory, extra_vars=None):
 def show(host, machine, *props):
     out = host.ssh(f"systemctl show -p {','.join(props)} systemd-nspawn@{machine}.service").stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def in_machine(host, machine, cmd, timeout=60):
-    return host.ssh(f"systemd-run -M {machine} -P --wait --quiet {cmd}", check=False, timeout=timeout)
 
 
 def test_converge_deploys_every_container_running_enabled_with_limits(fleet_hosts, inventory):

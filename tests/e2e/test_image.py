@@ -26,6 +26,7 @@ import time
 import pytest
 
 import harness
+from harness import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULE = os.path.join(ROOT, "plugins", "modules", "image.py")
@@ -93,16 +94,6 @@ def machines_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def test_debootstrap_killed_midway_then_rerun_gives_complete_root(machines_dir):
     debs = os.path.join(harness.CACHE_DIR, "debs")
     os.makedirs(debs, exist_ok=True)
@@ -119,7 +110,7 @@ def test_debootstrap_killed_midway_then_rerun_gives_complete_root(machines_dir):
     # Apply, killed with SIGKILL once debootstrap has mounted proc inside the staging root.
     proc = _module_process(args)
     try:
-        _wait_for(lambda: mounts_below(staging + "/") or proc.poll() is not None, 180, "debootstrap to mount proc")
+        wait_until(lambda: mounts_below(staging + "/") or proc.poll() is not None, 180, "debootstrap to mount proc", 0.2)
         assert proc.poll() is None, f"module ended before it could be killed: {proc.communicate()}"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

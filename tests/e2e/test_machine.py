@@ -8,10 +8,13 @@ journal tail in the error, and a bad-input table.
 """
 
 import calendar
+import functools
 import shlex
 import time
 
 import pytest
+
+from harness import in_machine
 
 NAME = "m1"
 UNIT = f"systemd-nspawn@{NAME}.service"
@@ -25,9 +28,8 @@ Bind=/srv/m1-share:/mnt/share
 """
 
 
-def inside(host, name, cmd, check=True):
-    """Run a command inside container ``name`` (through the container's systemd)."""
-    return host.ssh(f"systemd-run --machine={name} --quiet --wait --pipe --collect -- {cmd}", check=check)
+# These tests' commands must succeed in the container.
+inside = functools.partial(in_machine, check=True)
 
 
 def unit_props(host, *props):

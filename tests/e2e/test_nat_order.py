@@ -60,15 +60,6 @@ def has_guard(host) -> bool:
     return "chain localnet" in text and "ip daddr 127.0.0.0/8 drop" in text
 
 
-def wait_until(fn, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not fn():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.3)
-    return True
-
-
 def test_refused_ruleset_leaves_files_unit_and_sysctls_unchanged(host):
     assert not host.existing(RULESET, UNIT_FILE, SYSCTL_FILE), "needs a host where nat was never applied"
     before = host_state(host)

@@ -16,11 +16,11 @@ running), so each one also runs alone, e.g.
 
 import json
 import shlex
-import time
 
 import pytest
 
 import harness
+from harness import in_machine as inside, wait_until
 
 ZONE = {"name": "web", "address": ["10.88.10.1/24", "fd00:88:10::1/64"]}
 BRIDGE = {"name": "corralbr0", "address": ["10.20.0.1/24"], "dhcp_server": True}
@@ -52,19 +52,6 @@ FETCH = "python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sys
 LISTEN = ("import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
           "s.bind(('203.0.113.2', 9000))\ns.listen(16)\nwhile True:\n"
           "    c, a = s.accept()\n    print(a[0], flush=True)\n    c.close()\n")
-
-
-def wait_until(fn, timeout=60, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
-def inside(host, name, cmd, check=False):
-    return host.ssh(f"systemd-run --machine={name} --quiet --wait --pipe --collect -- {cmd}", check=check)
 
 
 def pings(host, name, address):

@@ -19,11 +19,11 @@ The converge run is a module fixture; every test reads from it and runs alone to
 import ipaddress
 import json
 import os
-import time
 
 import pytest
 
 import harness
+from harness import in_machine as inside, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SITE = os.path.join(ROOT, "playbooks", "site.yml")
@@ -57,19 +57,6 @@ def host_vars(name):
 GROUP_VARS = {"corral_host_bootstrap_packages": [], "corral_network_zones": [ZONE],
               "corral_network_nat_uplinks": ["uplink0"], "corral_network_port_forwards": FORWARDS,
               "corral_fleet_templates": [TEMPLATE], "corral_fleet_defaults": DEFAULTS}
-
-
-def wait_until(fn, timeout=30, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
-def inside(host, machine, cmd, check=False):
-    return host.ssh(f"systemd-run -M {machine} --quiet --wait --pipe --collect -- {cmd}", check=check)
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ import json
 import os
 import re
 import shlex
-import time
 
 import pytest
 
 import harness
+from harness import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SITE = os.path.join(ROOT, "playbooks", "site.yml")
@@ -79,15 +79,6 @@ def active(host, machine):
     return host.ssh(f"systemctl is-active systemd-nspawn@{machine}.service", check=False).stdout.strip()
 
 
-def wait_until(check, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.3)
-    return True
-
-
 def task_output(stdout, name):
     """The output block of task ``name`` (between its TASK header and the next one)."""
     blocks = [b for b in stdout.split("\nTASK [") if b.startswith(name + "]")]
@@ -116,7 +107,7 @@ def test_converge_a_zone_and_a_bridge_with_a_machine_each(host, inventory):
              f"printf '[NetDev]\\nName=prbr8\\nKind=bridge\\n' > {HAND_NETDEV} && "
              f"printf '[Match]\\nName=prbr8\\n\\n[Network]\\nAddress=10.77.8.1/24\\n"
              f"ConfigureWithoutCarrier=yes\\n' > {HAND_NETWORK} && networkctl reload")
-    assert wait_until(lambda: link_exists(host, "prbr8"))
+    assert wait_until(lambda: link_exists(host, "prbr8"), 20)
 
 
 def test_check_diff_shows_the_prune_and_changes_nothing(host, inventory):

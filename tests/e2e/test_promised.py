@@ -22,7 +22,8 @@ import os
 import pytest
 
 import harness
-from promised import build_ssh_image, inside, ok, prepare, rhythm, wait_until
+from harness import wait_until
+from promised import build_ssh_image, inside, ok, prepare, rhythm
 
 BRIDGE = {"name": "prmbr0", "address": ["10.97.0.1/24"], "ports": ["prmp0"]}
 SSH_ADDRESS = "10.97.0.10"

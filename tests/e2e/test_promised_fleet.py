@@ -16,7 +16,8 @@ import copy
 
 import pytest
 
-from promised import check_run, inside, ok, prepare, rhythm, wait_until
+from harness import wait_until
+from promised import check_run, inside, ok, prepare, rhythm
 
 TEMPLATES = [{"name": "prmtmpl", "source": "directory", "path": "/srv/corral/images/debian12"}]
 MACHINES = [

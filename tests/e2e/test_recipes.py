@@ -30,7 +30,8 @@ import yaml
 
 import harness
 import recipes as guide
-from promised import fingerprint, inside, prepare, wait_until
+from harness import wait_until
+from promised import fingerprint, inside, prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SITE = os.path.join(ROOT, "playbooks", "site.yml")

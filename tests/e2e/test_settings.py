@@ -8,10 +8,13 @@ option and leave no file; warnings for untrusted files; and proof that systemd-n
 the written file (bind mount, environment, hostname visible inside a booted container).
 """
 
+import functools
 import json
 import shlex
 
 import pytest
+
+from harness import in_machine
 
 HOST = "set-a"
 PATH = "/etc/systemd/nspawn/s1.nspawn"
@@ -127,8 +130,8 @@ def test_untrusted_file_next_to_image_warns(host):
     assert "FutureKey=on" in host.ssh("cat /etc/systemd/nspawn/s4.nspawn").stdout
 
 
-def inside(host, name, cmd, check=True):
-    return host.ssh(f"systemd-run --machine={name} --quiet --wait --pipe --collect -- {cmd}", check=check)
+# These tests' commands must succeed in the container.
+inside = functools.partial(in_machine, check=True)
 
 
 def test_systemd_nspawn_honours_the_file(host):

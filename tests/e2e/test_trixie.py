@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 import harness
+from harness import in_machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SITE = os.path.join(ROOT, "playbooks", "site.yml")
@@ -91,10 +92,6 @@ def changed(run) -> dict:
 def show(host, machine, *props):
     out = host.ssh(f"systemctl show -p {','.join(props)} systemd-nspawn@{machine}.service").stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def in_machine(host, machine, cmd, timeout=60):
-    return host.ssh(f"systemd-run -M {machine} -P --wait --quiet {cmd}", check=False, timeout=timeout)
 
 
 def wait_running(host, machine, seconds=90):
