@@ -27,6 +27,7 @@ GUIDES = {
     "reliability.md": "reliability",
     "execution-environments.md": "execution_environments",
     "testing.md": "testing",
+    "architecture.md": "architecture",
 }
 GENERATED = re.compile(r"<!-- BEGIN generated variables reference.*?<!-- END generated variables reference -->",
                        re.S)

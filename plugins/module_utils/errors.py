@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """One error type for the collection and the one place that turns errors into ``fail_json``.
 
 Every exception the collection raises on purpose is a CorralError: ``msg`` is the sentence the user

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """The common result of every resource's ``plan(items, state)`` (read -> plan -> apply).
 
 ``plan`` is pure: it takes what ``read`` found and decides everything; ``apply`` does exactly what the

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """Options several modules share, named and defaulted the same in every module (issue 13).
 
 One spec per option, one doc sub-fragment per option (plugins/doc_fragments/shared.py), one check.
