@@ -20,7 +20,8 @@ import secrets
 import shutil
 import string
 import tempfile
-from typing import List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Iterator, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils import images_setup as setup, passwd, rootfs
 from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import SetupError
@@ -189,17 +190,12 @@ def apply(module, fs: rootfs.RootFS, todo: setup.SetupPlan) -> None:
         _APPLY[action[0]](module, fs, *action[1:])
 
 
-def ensure_post_setup(module, root: str, params: dict, fresh: bool = False,
-                      diffs: Optional[list] = None, dry: Optional[bool] = None) -> Tuple[bool, List[str]]:
-    """read -> plan -> apply (unless ``dry``, default: check mode) for one root; (changed, changes in words).
-
-    Raises SetupError (a root that holds something refused included); nothing outside the root is touched.
-    """
+@contextmanager
+def confined(root: str) -> Iterator[rootfs.RootFS]:
+    """The root opened through rootfs; what it refuses (or a root changing under us) is a SetupError."""
     try:
         with rootfs.RootFS(root) as fs:
-            todo = setup.plan(params, read(module, fs, params, fresh), fresh)
-            if not (module.check_mode if dry is None else dry):
-                apply(module, fs, todo)
+            yield fs
     except rootfs.RootError as exc:
         raise SetupError(str(exc)) from None
     except OSError as exc:
@@ -207,6 +203,21 @@ def ensure_post_setup(module, root: str, params: dict, fresh: bool = False,
         where = f" ({exc.filename})" if exc.filename else ""
         raise SetupError(f"preparing the root {root}: {exc.strerror or exc}{where}; nothing outside the root was "
                          "touched (container roots are untrusted)") from None
+
+
+def prepare(module, root: str, params: dict, fresh: bool = False, dry: bool = False) -> setup.SetupPlan:
+    """read -> plan -> apply (unless ``dry``) for one root; the plan says what was (or would be) done."""
+    with confined(root) as fs:
+        todo = setup.plan(params, read(module, fs, params, fresh), fresh)
+        if not dry:
+            apply(module, fs, todo)
+    return todo
+
+
+def ensure_post_setup(module, root: str, params: dict, fresh: bool = False,
+                      diffs: Optional[list] = None, dry: Optional[bool] = None) -> Tuple[bool, List[str]]:
+    """prepare() with check mode as the default ``dry``; warns, adds the diffs; (changed, changes in words)."""
+    todo = prepare(module, root, params, fresh, module.check_mode if dry is None else dry)
     warn = getattr(module, "warn", None)
     for warning in todo.warnings if warn else []:
         warn(warning)

@@ -350,25 +350,24 @@ timings:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import images
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
-from ansible_collections.corral.nspawn.plugins.module_utils import lock
+from ansible_collections.corral.nspawn.plugins.module_utils import images, images_io, lock
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
+
+
+def run(module) -> dict:
+    """The image under the host lock; the diff only in diff mode (errors become fail_json in run_module)."""
+    result = lock.run_locked(module, lambda: images_io.ensure_image(module, module.params))
+    diff = result.pop("diff")
+    if module._diff and diff:
+        result["diff"] = diff
+    return result
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(images.IMAGE_OPTION_SPEC, **lock.LOCK_SPEC),
                            mutually_exclusive=images.IMAGE_MUTUALLY_EXCLUSIVE,
                            supports_check_mode=True)
-    try:
-        result = lock.run_locked(module, lambda: images.ensure_image(module, module.params))
-    except (images.ImageError, images.SetupError) as exc:
-        module.fail_json(msg=str(exc))
-    except CommandError as exc:
-        module.fail_json(msg=str(exc), rc=exc.rc, stdout=exc.out[-4000:], stderr=exc.err[-4000:])
-    diff = result.pop("diff")
-    if module._diff and diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    run_module(module, run)
 
 
 if __name__ == "__main__":

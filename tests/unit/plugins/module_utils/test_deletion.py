@@ -16,6 +16,8 @@ import subprocess
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, images
+from ansible_collections.corral.nspawn.plugins.module_utils import images_backends_io as backends_io
+from ansible_collections.corral.nspawn.plugins.module_utils import images_io, images_tree_io as tree
 
 from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.test_fleet import (
     FakeHost, FakeModule as FleetModule, _snapshot)
@@ -39,7 +41,7 @@ def machines(tmp_path):
 
 
 def build(machines, name):
-    result = images.ensure_image(ImageModule(), params(machines, name=name, source="clone", clone_from="tmpl"))
+    result = images_io.ensure_image(ImageModule(), params(machines, name=name, source="clone", clone_from="tmpl"))
     assert result["created"]
     return os.path.join(machines, name)
 
@@ -56,11 +58,11 @@ def hand_made(machines, name):
 def test_only_the_root_corral_built_is_purged(machines):
     built, hand = build(machines, "built"), hand_made(machines, "hand")
     for name, root in (("hand", hand), ("built", built)):
-        assert images.purge_built(ImageModule(check_mode=True), machines, name)["removed"] is (name == "built")
+        assert images_io.purge_built(ImageModule(check_mode=True), machines, name)["removed"] is (name == "built")
         assert os.path.isdir(root), "check mode removed a root"
-    kept = images.purge_built(ImageModule(), machines, "hand")
+    kept = images_io.purge_built(ImageModule(), machines, "hand")
     assert not kept["removed"] and "no corral.nspawn build record" in kept["kept"] and os.path.isdir(hand)
-    assert images.purge_built(ImageModule(), machines, "built")["removed"] and not os.path.exists(built)
+    assert images_io.purge_built(ImageModule(), machines, "built")["removed"] and not os.path.exists(built)
     assert not os.path.exists(images.Paths(machines, "built").record), "the record outlived its root"
 
 
@@ -70,35 +72,35 @@ def test_a_forged_in_root_record_does_not_make_a_root_ours(machines):
     hand = hand_made(machines, "hand")
     shutil.copy(os.path.join(built, images.RECORD), os.path.join(hand, images.RECORD))  # forged / copied
     shutil.copy(images.Paths(machines, "built").record, images.Paths(machines, "hand").record)
-    kept = images.purge_built(ImageModule(), machines, "hand")
+    kept = images_io.purge_built(ImageModule(), machines, "hand")
     assert not kept["removed"] and "not the root corral.nspawn built" in kept["kept"] and os.path.isdir(hand)
 
 
 def test_a_root_replaced_by_hand_is_kept_even_on_a_reused_inode(machines):
     built = build(machines, "web")
-    record = images.read_host_record(images.Paths(machines, "web"))
+    record = images_io.read_host_record(images.Paths(machines, "web"))
     shutil.rmtree(built)
     hand_made(machines, "web")
     # the file system may hand out the same inode again (forced here): the build id inside the root differs
     st = os.lstat(built)
     record.update(dev=st.st_dev, ino=st.st_ino)
-    ok, why = images.verify_built(images.Paths(machines, "web"), "directory", record)
+    ok, why = images_io.verify_built(images.Paths(machines, "web"), "directory", record)
     assert not ok and "build id" in why
 
 
 def test_a_container_removing_its_build_id_only_keeps_its_root(machines):
     built = build(machines, "web")
     os.remove(os.path.join(built, images.RECORD))
-    assert images.purge_built(ImageModule(), machines, "web")["kept"] and os.path.isdir(built)
+    assert images_io.purge_built(ImageModule(), machines, "web")["kept"] and os.path.isdir(built)
 
 
 def test_state_absent_removes_the_named_root_even_unrecorded(machines):
     """Documented: image state=absent is an explicit request for exactly that root; its record goes too."""
     hand = hand_made(machines, "hand")
-    assert images.ensure_image(ImageModule(), params(machines, name="hand", state="absent"))["removed"]
+    assert images_io.ensure_image(ImageModule(), params(machines, name="hand", state="absent"))["removed"]
     assert not os.path.exists(hand)
     built = build(machines, "built")
-    images.ensure_image(ImageModule(), params(machines, name="built", state="absent"))
+    images_io.ensure_image(ImageModule(), params(machines, name="built", state="absent"))
     assert not os.path.exists(built) and not os.path.exists(images.Paths(machines, "built").record)
 
 
@@ -110,7 +112,7 @@ def test_a_live_machine_named_like_the_old_staging_name_survives_a_build(machine
     other = hand_made(machines, "corral-staging-web1")
     worker = subprocess.Popen(["sleep", "300"], cwd=other)
     try:
-        result = images.ensure_image(ImageModule(), params(machines, source="clone", clone_from="tmpl"))
+        result = images_io.ensure_image(ImageModule(), params(machines, source="clone", clone_from="tmpl"))
         assert result["created"] and not any("leftovers" in c for c in result["changes"])
         assert worker.poll() is None, "the other machine's process was killed"
         assert os.path.isfile(os.path.join(other, "etc/shadow")), "the other machine's root was removed"
@@ -131,10 +133,10 @@ def test_an_unmarked_dir_at_the_staging_path_is_never_discarded(machines):
     paths = images.Paths(machines, "web1")
     os.makedirs(os.path.join(paths.staging, "root", "etc"))
     with pytest.raises(images.ImageError, match="no build marker"):
-        images.ensure_image(ImageModule(), params(machines, source="clone", clone_from="tmpl"))
+        images_io.ensure_image(ImageModule(), params(machines, source="clone", clone_from="tmpl"))
     assert os.path.isdir(os.path.join(paths.staging, "root", "etc"))
     with pytest.raises(images.ImageError, match="no corral.nspawn build marker"):
-        images.discard(ImageModule(), paths.staging)
+        tree.discard(ImageModule(), paths.staging)
     assert os.path.isdir(paths.staging)
 
 
@@ -142,7 +144,7 @@ def test_legacy_staging_dirs_are_reported_not_removed(machines):
     legacy = os.path.join(machines, ".corral-staging-web1")
     os.makedirs(os.path.join(legacy, "root"))
     module = ImageModule()
-    result = images.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
+    result = images_io.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
     assert result["created"] and os.path.isdir(legacy)
     assert any(".corral-staging-web1" in w and "not removed" in w for w in module.warnings)
 
@@ -150,10 +152,10 @@ def test_legacy_staging_dirs_are_reported_not_removed(machines):
 def test_import_leftover_of_our_own_build_is_removed(machines, monkeypatch):
     monkeypatch.setattr(images, "IMPORTD_DIR", machines)
     paths = images.Paths(machines, "web1")
-    name = images.new_import_name()
-    images.make_marked_dir(paths, paths.staging, name)
+    name = backends_io.new_import_name()
+    tree.make_marked_dir(paths, paths.staging, name)
     hand_made(machines, name)  # what an interrupted importd import left
-    result = images.ensure_image(ImageModule(), params(machines, source="clone", clone_from="tmpl"))
+    result = images_io.ensure_image(ImageModule(), params(machines, source="clone", clone_from="tmpl"))
     assert result["created"] and not os.path.exists(os.path.join(machines, name))
 
 

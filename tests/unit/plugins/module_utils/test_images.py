@@ -9,7 +9,10 @@ import subprocess
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import images, images_setup as setup
+from ansible_collections.corral.nspawn.plugins.module_utils import images_backends_io as backends_io
+from ansible_collections.corral.nspawn.plugins.module_utils import images_io, images_tree_io as tree
 from ansible_collections.corral.nspawn.plugins.module_utils import images_setup_io as setup_io
+from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
 
 
@@ -128,37 +131,37 @@ def test_valid_options_pass(kw):
 
 def test_plan_create_needs_source():
     with pytest.raises(images.ImageError, match="source: required to create"):
-        images.plan(params("/m"), images.Paths("/m", "web1"), images.Current())
+        images.plan_item(params("/m"), images.Paths("/m", "web1"), images.Current())
 
 
 def test_plan_existing_root_is_never_rebuilt_without_force():
     record = {"source": "debootstrap", "suite": "bookworm"}
     cur = images.Current(exists=True, kind="directory", record=dict(record, variant=None, components=None))
     desired = params("/m", source="debootstrap", suite="trixie")
-    todo = images.plan(desired, images.Paths("/m", "web1"), cur)
+    todo = images.plan_item(desired, images.Paths("/m", "web1"), cur)
     assert todo.action == "none" and "suite: 'bookworm' -> 'trixie'" in todo.warnings[0]
-    forced = images.plan(dict(desired, force=True), images.Paths("/m", "web1"), cur)
+    forced = images.plan_item(dict(desired, force=True), images.Paths("/m", "web1"), cur)
     assert forced.action == "rebuild" and "force" in forced.changes[0]
 
 
 def test_plan_rebuild_refused_while_running():
     cur = images.Current(exists=True, kind="directory", running=True)
     with pytest.raises(images.ImageError, match="running"):
-        images.plan(params("/m", source="clone", clone_from="t", force=True), images.Paths("/m", "web1"), cur)
+        images.plan_item(params("/m", source="clone", clone_from="t", force=True), images.Paths("/m", "web1"), cur)
 
 
 def test_plan_absent_refuses_running_unless_force():
     cur = images.Current(exists=True, kind="directory", running=True)
     with pytest.raises(images.ImageError, match="is running; stop it first or set force=true"):
-        images.plan(params("/m", state="absent"), images.Paths("/m", "web1"), cur)
-    todo = images.plan(params("/m", state="absent", force=True), images.Paths("/m", "web1"), cur)
+        images.plan_item(params("/m", state="absent"), images.Paths("/m", "web1"), cur)
+    todo = images.plan_item(params("/m", state="absent", force=True), images.Paths("/m", "web1"), cur)
     assert todo.stop and todo.action == "remove"
 
 
 def test_plan_leftovers_are_cleaned_in_every_state():
     cur = images.Current(leftovers=["/m/.corral-staging-web1"])
     for state in ("present", "absent"):
-        todo = images.plan(params("/m", state=state, source="clone", clone_from="t"), images.Paths("/m", "web1"), cur)
+        todo = images.plan_item(params("/m", state=state, source="clone", clone_from="t"), images.Paths("/m", "web1"), cur)
         assert todo.cleanup == ["/m/.corral-staging-web1"] and "leftovers" in todo.changes[0]
 
 
@@ -169,15 +172,30 @@ def test_plan_symlink_out_of_machines_dir_is_refused_for_present(tmp_path):
     paths = images.Paths(str(tmp_path / "m"), "web1")
     cur = images.Current(exists=True, kind="symlink", target=str(tmp_path / "outside"))
     with pytest.raises(images.ImageError, match="outside machines_dir"):
-        images.plan(params(paths.machines_dir, hostname="x"), paths, cur)
-    todo = images.plan(params(paths.machines_dir, state="absent"), paths, cur)
+        images.plan_item(params(paths.machines_dir, hostname="x"), paths, cur)
+    todo = images.plan_item(params(paths.machines_dir, state="absent"), paths, cur)
     assert "its target" in todo.changes[-1]
+
+
+def test_read_plan_apply_for_n_images_plan_never_builds(machines):
+    """Issue 16: the fleet planned by building; read and plan change nothing (a real run too), apply builds."""
+    module, layout = FakeModule(), Layout(machines_dir=machines)
+    items = [params(machines, name=name, source="clone", clone_from="tmpl", hostname=name) for name in ("c1", "c2")]
+    todo = images.plan(items, images_io.read(module, layout, items))
+    assert sorted(os.listdir(machines)) == ["tmpl"] and module.calls == []
+    assert [item.action for item in todo.items.values()] == ["create", "create"] and todo.changed
+    assert any("hostname" in words for words in todo.items["c1"].setup_words)
+    outcomes = images_io.apply(module, layout, todo)
+    assert set(outcomes) == {"c1", "c2"} and all(os.path.isdir(os.path.join(machines, n)) for n in ("c1", "c2"))
+    assert images.result(todo.items["c2"], outcomes["c2"])["changes"] == images.result(todo.items["c2"])["changes"]
+    again = images.plan(items, images_io.read(module, layout, items))
+    assert not again.changed and [item.action for item in again.items.values()] == ["none", "none"]
 
 
 def test_import_name_is_a_valid_machine_name_for_long_names():
     from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
-    name = images.new_import_name()
-    assert machine_name_error(name) is None and name != images.new_import_name()  # random per build
+    name = backends_io.new_import_name()
+    assert machine_name_error(name) is None and name != backends_io.new_import_name()  # random per build
 
 
 # ---------------------------------------------------------------- mounts, processes, fs types (pure parts)
@@ -193,12 +211,12 @@ MOUNTINFO = """22 1 8:1 / / rw - ext4 /dev/vda rw
 def test_mounts_under_deepest_first_and_fs_type():
     mounts = images.parse_mountinfo(MOUNTINFO)
     assert ("/srv/with space", "tmpfs") in mounts
-    assert images.mounts_under("/var/lib/machines/.corral-staging-web1", mounts) == [
+    assert tree.mounts_under("/var/lib/machines/.corral-staging-web1", mounts) == [
         "/var/lib/machines/.corral-staging-web1/root/proc/sys/fs/binfmt_misc",
         "/var/lib/machines/.corral-staging-web1/root/proc"]
-    assert images.mounts_under("/var/lib/machines/web1", mounts) == []
-    assert images.fs_type("/var/lib/machines/web1", mounts) == "btrfs"
-    assert images.fs_type("/var/lib/machinesX", mounts) == "ext4"
+    assert tree.mounts_under("/var/lib/machines/web1", mounts) == []
+    assert tree.fs_type("/var/lib/machines/web1", mounts) == "btrfs"
+    assert tree.fs_type("/var/lib/machinesX", mounts) == "ext4"
 
 
 @pytest.mark.parametrize("argv, root, cwd, uses", [
@@ -216,7 +234,7 @@ def test_path_uses(argv, root, cwd, uses):
 
 def test_clone_builds_in_staging_then_renames_and_prepares(machines):
     module = FakeModule()
-    result = images.ensure_image(module, params(machines, source="clone", clone_from="tmpl", hostname="web1"))
+    result = images_io.ensure_image(module, params(machines, source="clone", clone_from="tmpl", hostname="web1"))
     root = os.path.join(machines, "web1")
     assert result["created"] and result["changed"] and not result["restart_required"]
     assert sorted(os.listdir(machines)) == [".corral", "tmpl", "web1"]
@@ -232,18 +250,18 @@ def test_clone_builds_in_staging_then_renames_and_prepares(machines):
     key = open(os.path.join(root, "etc/ssh/ssh_host_ed25519_key.pub")).read()
     assert key != open(os.path.join(tmpl, "etc/ssh/ssh_host_ed25519_key.pub")).read()
     assert any("cp" in c and "--reflink=auto" in c for c in module.calls)
-    record = images.read_host_record(images.Paths(machines, "web1"))
+    record = images_io.read_host_record(images.Paths(machines, "web1"))
     assert record["source"] == {"source": "clone", "clone_from": "tmpl"}
-    assert images.read_record(root) == {"build_id": record["build_id"]}  # only the id is inside the root
-    again = images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl", hostname="web1"))
+    assert images_io.read_record(root) == {"build_id": record["build_id"]}  # only the id is inside the root
+    again = images_io.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl", hostname="web1"))
     assert again["changed"] is False and again["changes"] == []
 
 
 def test_hardlinks_survive_the_copy(machines):
-    images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl", reset_machine_id=False))
+    images_io.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl", reset_machine_id=False))
     root = os.path.join(machines, "web1")
     os.link(os.path.join(machines, "tmpl/etc/securetty"), os.path.join(machines, "tmpl/etc/securetty.hl"))
-    images.ensure_image(FakeModule(), params(machines, name="web2", source="clone", clone_from="tmpl"))
+    images_io.ensure_image(FakeModule(), params(machines, name="web2", source="clone", clone_from="tmpl"))
     web2 = os.path.join(machines, "web2")
     assert os.stat(os.path.join(web2, "etc/securetty")).st_ino == os.stat(os.path.join(web2, "etc/securetty.hl")).st_ino
     assert os.path.isdir(root)
@@ -252,7 +270,7 @@ def test_hardlinks_survive_the_copy(machines):
 def test_check_mode_changes_nothing_and_predicts(machines):
     before = sorted(os.listdir(machines))
     module = FakeModule(check_mode=True)
-    result = images.ensure_image(module, params(machines, source="clone", clone_from="tmpl", hostname="web1",
+    result = images_io.ensure_image(module, params(machines, source="clone", clone_from="tmpl", hostname="web1",
                                                 address="10.0.0.5/24"))
     assert result["changed"] and result["created"]
     assert sorted(os.listdir(machines)) == before and module.calls == []
@@ -263,30 +281,30 @@ def test_check_mode_changes_nothing_and_predicts(machines):
 
 def test_check_mode_clone_of_a_template_not_yet_created_warns(machines):
     module = FakeModule(check_mode=True)
-    result = images.ensure_image(module, params(machines, source="clone", clone_from="later"))
+    result = images_io.ensure_image(module, params(machines, source="clone", clone_from="later"))
     assert result["changed"] and "not an existing directory (yet)" in module.warnings[0]
     with pytest.raises(images.ImageError, match="clone_from: .* is not an existing directory"):
-        images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="later"))
+        images_io.ensure_image(FakeModule(), params(machines, source="clone", clone_from="later"))
     assert sorted(set(os.listdir(machines)) - {".corral"}) == ["tmpl"]
 
 
 def test_failed_build_leaves_no_root_and_no_staging(machines):
     module = FakeModule(answers={"cp": (1, "", "cp: disk full")})
     with pytest.raises(CommandError, match="disk full"):
-        images.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
+        images_io.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
     assert sorted(set(os.listdir(machines)) - {".corral"}) == ["tmpl"]
 
 
 def test_interrupted_build_leftovers_are_removed_then_rebuilt(machines):
     """Regression for kill -9 mid-build: a staging dir (and an old-root leftover) are cleaned, never used."""
     paths = images.Paths(machines, "web1")
-    images.make_marked_dir(paths, paths.staging)
-    images.make_marked_dir(paths, paths.old)
+    tree.make_marked_dir(paths, paths.staging)
+    tree.make_marked_dir(paths, paths.old)
     staging = os.path.join(paths.staging, "root", "etc")
     os.makedirs(staging)
-    check = images.ensure_image(FakeModule(check_mode=True), params(machines, source="clone", clone_from="tmpl"))
+    check = images_io.ensure_image(FakeModule(check_mode=True), params(machines, source="clone", clone_from="tmpl"))
     assert sum("leftovers" in c for c in check["changes"]) == 2 and os.path.isdir(staging)
-    result = images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl"))
+    result = images_io.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl"))
     assert result["created"] and sorted(os.listdir(machines)) == [".corral", "tmpl", "web1"]
     assert sorted(os.listdir(paths.state_dir)) == ["old", "records", "staging"] and not os.listdir(
         os.path.dirname(paths.staging)) and not os.listdir(os.path.dirname(paths.old))
@@ -299,20 +317,20 @@ def test_missing_tool_fails_before_any_change(machines):
                                 ("zypper", {"packages": ["x"]}, "zypper")):
         module = FakeModule(missing={tool})
         with pytest.raises(images.ImageError, match=f"source={source} needs the '{tool}' command"):
-            images.ensure_image(module, params(machines, source=source, **extra))
+            images_io.ensure_image(module, params(machines, source=source, **extra))
         assert module.calls == [] and sorted(set(os.listdir(machines)) - {".corral"}) == ["tmpl"]
 
 
 def test_bootstrap_runs_the_built_command_in_staging(machines):
     module = FakeModule(answers={"debootstrap": (0, "", "")})  # scripted: never runs the real tool
     module.get_bin_path = lambda name, *a, **k: f"/usr/sbin/{name}" if name == "debootstrap" else shutil.which(name)
-    result = images.ensure_image(module, params(machines, source="debootstrap", suite="bookworm", hostname="x"))
+    result = images_io.ensure_image(module, params(machines, source="debootstrap", suite="bookworm", hostname="x"))
     argv = next(c for c in module.calls if "/usr/sbin/debootstrap" in c)
     if shutil.which("setpriv"):  # the builder dies with the module (kill -9 of the module stops it)
         assert argv[:4] == [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"]
     assert argv[-2:] == ["bookworm", os.path.join(machines, ".corral", "staging", "web1", "root")]
     assert result["created"] and sorted(os.listdir(machines)) == [".corral", "tmpl", "web1"]
-    assert images.read_host_record(images.Paths(machines, "web1"))["source"]["suite"] == "bookworm"
+    assert images_io.read_host_record(images.Paths(machines, "web1"))["source"]["suite"] == "bookworm"
 
 
 def test_tar_import_with_checksum(machines, tmp_path):
@@ -321,9 +339,9 @@ def test_tar_import_with_checksum(machines, tmp_path):
     import hashlib
     digest = hashlib.sha256(open(archive, "rb").read()).hexdigest()
     with pytest.raises(images.ImageError, match="checksum: .* expected sha256:00"):
-        images.ensure_image(FakeModule(), params(machines, source="tar", path=archive, checksum="sha256:" + "0" * 64))
+        images_io.ensure_image(FakeModule(), params(machines, source="tar", path=archive, checksum="sha256:" + "0" * 64))
     assert sorted(set(os.listdir(machines)) - {".corral"}) == ["tmpl"]
-    result = images.ensure_image(FakeModule(), params(machines, source="tar", path=archive,
+    result = images_io.ensure_image(FakeModule(), params(machines, source="tar", path=archive,
                                                       checksum=f"sha256:{digest}", hostname="web1"))
     assert result["created"] and open(os.path.join(machines, "web1/etc/hostname")).read() == "web1\n"
 
@@ -331,27 +349,27 @@ def test_tar_import_with_checksum(machines, tmp_path):
 def test_tar_import_from_file_url(machines, tmp_path):
     archive = str(tmp_path / "root.tar")
     subprocess.run(["tar", "-C", os.path.join(machines, "tmpl"), "-cf", archive, "."], check=True)
-    result = images.ensure_image(FakeModule(), params(machines, source="tar", url=f"file://{archive}"))
+    result = images_io.ensure_image(FakeModule(), params(machines, source="tar", url=f"file://{archive}"))
     assert result["created"] and os.path.isfile(os.path.join(machines, "web1", "etc/shadow"))
 
 
 def test_importer_choice(machines):
     p = params(machines, source="tar", path="/x.tar")
-    assert images.choose_importer(FakeModule(), p, images.Paths(machines, "web1")) == "tar"
+    assert backends_io.choose_importer(FakeModule(), p, images.Paths(machines, "web1")) == "tar"
     with pytest.raises(images.ImageError, match="imports only into /var/lib/machines"):
-        images.choose_importer(FakeModule(), dict(p, importer="machinectl"), images.Paths(machines, "web1"))
+        backends_io.choose_importer(FakeModule(), dict(p, importer="machinectl"), images.Paths(machines, "web1"))
     with pytest.raises(images.ImageError, match="source=raw needs systemd-importd"):
-        images.choose_importer(FakeModule(), dict(p, source="raw"), images.Paths(machines, "web1"))
+        backends_io.choose_importer(FakeModule(), dict(p, source="raw"), images.Paths(machines, "web1"))
 
 
 def test_force_rebuild_swaps_in_a_new_root(machines):
-    images.ensure_image(FakeModule(), params(machines, source="directory", path=os.path.join(machines, "tmpl")))
+    images_io.ensure_image(FakeModule(), params(machines, source="directory", path=os.path.join(machines, "tmpl")))
     marker = os.path.join(machines, "web1", "etc", "local-change")
     open(marker, "w").close()
     warned = FakeModule()
-    same = images.ensure_image(warned, params(machines, source="clone", clone_from="tmpl"))
+    same = images_io.ensure_image(warned, params(machines, source="clone", clone_from="tmpl"))
     assert same["changed"] is False and "force=true rebuilds it" in warned.warnings[0]
-    result = images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl", force=True))
+    result = images_io.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl", force=True))
     assert result["rebuilt"] and not os.path.exists(marker)
     assert sorted(os.listdir(machines)) == [".corral", "tmpl", "web1"]
 
@@ -359,12 +377,12 @@ def test_force_rebuild_swaps_in_a_new_root(machines):
 # ---------------------------------------------------------------- absent
 
 def test_absent_removes_root_and_nothing_else(machines):
-    images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl"))
-    check = images.ensure_image(FakeModule(check_mode=True), params(machines, state="absent"))
+    images_io.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl"))
+    check = images_io.ensure_image(FakeModule(check_mode=True), params(machines, state="absent"))
     assert check["changed"] and os.path.isdir(os.path.join(machines, "web1"))
-    result = images.ensure_image(FakeModule(), params(machines, state="absent"))
+    result = images_io.ensure_image(FakeModule(), params(machines, state="absent"))
     assert result["removed"] and sorted(set(os.listdir(machines)) - {".corral"}) == ["tmpl"]
-    assert images.ensure_image(FakeModule(), params(machines, state="absent"))["changed"] is False
+    assert images_io.ensure_image(FakeModule(), params(machines, state="absent"))["changed"] is False
 
 
 def test_absent_symlink_removes_only_the_link(machines, tmp_path):
@@ -372,7 +390,7 @@ def test_absent_symlink_removes_only_the_link(machines, tmp_path):
     outside.mkdir()
     (outside / "precious").write_text("keep")
     os.symlink(str(outside), os.path.join(machines, "web1"))
-    result = images.ensure_image(FakeModule(), params(machines, state="absent"))
+    result = images_io.ensure_image(FakeModule(), params(machines, state="absent"))
     assert result["removed"] and (outside / "precious").read_text() == "keep"
     assert not os.path.lexists(os.path.join(machines, "web1"))
 
@@ -381,9 +399,9 @@ def test_absent_never_follows_symlinks_inside_the_root(machines, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "precious").write_text("keep")
-    images.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl"))
+    images_io.ensure_image(FakeModule(), params(machines, source="clone", clone_from="tmpl"))
     os.symlink(str(outside), os.path.join(machines, "web1", "escape"))
-    images.ensure_image(FakeModule(), params(machines, state="absent"))
+    images_io.ensure_image(FakeModule(), params(machines, state="absent"))
     assert (outside / "precious").read_text() == "keep"
 
 
@@ -519,19 +537,19 @@ def test_password_matches_roundtrip():
 
 
 def test_method_is_reported(machines, tmp_path):
-    result = images.ensure_image(FakeModule(check_mode=True), params(machines, source="clone", clone_from="tmpl"))
+    result = images_io.ensure_image(FakeModule(check_mode=True), params(machines, source="clone", clone_from="tmpl"))
     assert result["method"] == "cp --reflink=auto"
     archive = str(tmp_path / "r.tar")
     subprocess.run(["tar", "-C", os.path.join(machines, "tmpl"), "-cf", archive, "."], check=True)
-    assert images.ensure_image(FakeModule(), params(machines, source="tar", path=archive))["method"] == "tar extract"
-    assert images.ensure_image(FakeModule(), params(machines, source="tar", path=archive))["method"] == ""
+    assert images_io.ensure_image(FakeModule(), params(machines, source="tar", path=archive))["method"] == "tar extract"
+    assert images_io.ensure_image(FakeModule(), params(machines, source="tar", path=archive))["method"] == ""
 
 
 def test_failed_snapshot_falls_back_to_copy(machines, monkeypatch):
     """Regression: a template on another btrfs file system cannot be snapshotted; copy it instead."""
-    monkeypatch.setattr(images, "copy_method", lambda src, mdir: "snapshot")
+    monkeypatch.setattr(backends_io, "copy_method", lambda src, mdir: "snapshot")
     module = FakeModule(answers={"snapshot": (1, "", "ERROR: Invalid cross-device link")})
-    result = images.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
+    result = images_io.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
     assert result["created"] and os.path.isfile(os.path.join(machines, "web1", "etc/shadow"))
     assert [c for c in module.calls if "snapshot" in c] and [c for c in module.calls if "--reflink=auto" in c]
 
@@ -539,13 +557,13 @@ def test_failed_snapshot_falls_back_to_copy(machines, monkeypatch):
 def test_discard_stops_processes_left_working_in_staging(tmp_path):
     """Regression for kill -9 of the module: orphaned builder processes in staging are stopped first."""
     paths = images.Paths(str(tmp_path), "web1")
-    images.make_marked_dir(paths, paths.staging)
+    tree.make_marked_dir(paths, paths.staging)
     staging = tmp_path / ".corral" / "staging" / "web1"
     (staging / "root").mkdir(parents=True)
     orphan = subprocess.Popen(["sleep", "300"], cwd=str(staging / "root"))
     try:
-        assert orphan.pid in images.processes_using(str(staging))
-        images.discard(FakeModule(), str(staging))
+        assert orphan.pid in tree.processes_using(str(staging))
+        tree.discard(FakeModule(), str(staging))
         assert orphan.wait(timeout=10) == -9 and not staging.exists()
     finally:
         if orphan.poll() is None:
@@ -557,7 +575,7 @@ def test_clone_from_a_running_machine_is_refused_before_any_change(machines):
     module = FakeModule(answers={"is-active": (0, "active\n", "")})
     module.missing.discard("systemctl")
     with pytest.raises(images.ImageError, match="clone_from: tmpl is running"):
-        images.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
+        images_io.ensure_image(module, params(machines, source="clone", clone_from="tmpl"))
     assert sorted(os.listdir(machines)) == ["tmpl"]
 
 

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import images, images_setup, images_setup_io, machine, rootfs
+from ansible_collections.corral.nspawn.plugins.module_utils import images_io
 
 RESOLVERS = [pytest.param(True, id="openat2"), pytest.param(False, id="walk")]
 RENAME_EXCHANGE = 2
@@ -195,12 +196,12 @@ def test_machine_info_os_never_follows_links_onto_the_host(world, use_openat2):
 def test_build_record_read_through_the_root(world, use_openat2):
     root, host = world
     os.symlink(os.path.join(host, "shadow"), os.path.join(root, images.RECORD))
-    assert images.read_record(root) is None
+    assert images_io.read_record(root) is None
     os.unlink(os.path.join(root, images.RECORD))
     os.mkfifo(os.path.join(root, images.RECORD))
     _alarm(10)
     try:
-        assert images.read_record(root) is None
+        assert images_io.read_record(root) is None
     finally:
         signal.alarm(0)
 
