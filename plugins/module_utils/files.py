@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Tuple
 
 MANAGED_MARKER = "Managed by corral.nspawn"
 
@@ -25,7 +25,7 @@ class FileResult:
     path: str
     changed: bool
     diff: dict = field(default_factory=dict)
-    action: str = "none"  # none | create | update | remove
+    action: str = "none"  # none | create | update | chmod | remove
 
 
 def read_text(path: str) -> Optional[str]:
@@ -65,11 +65,25 @@ def plan_file(path: str, before: Optional[str], after: Optional[str]) -> FileRes
     return FileResult(path, True, file_diff(path, before, after), action)
 
 
-def _stat_differs(path: str, mode: int) -> bool:
+def read_file(path: str) -> Tuple[Optional[str], Optional[int]]:
+    """(text, permission bits) of a file; (None, None) when it does not exist."""
+    text = read_text(path)
     try:
-        return (os.stat(path).st_mode & 0o7777) != mode
+        return text, (os.stat(path).st_mode & 0o7777 if text is not None else None)
     except FileNotFoundError:
-        return True
+        return None, None
+
+
+def plan_file_mode(path: str, before: Optional[str], mode: Optional[int], after: Optional[str],
+                   want: int = 0o644) -> FileResult:
+    """plan_file, and the right text with another mode is drift too: action "chmod", which keeps the
+    mtime (the fleet reads it as "settings changed since the machine started")."""
+    result = plan_file(path, before, after)
+    if result.changed or after is None or mode == want:
+        return result
+    diff = file_diff(path, before, after)
+    diff.update(before_header=f"{path} (mode {mode or 0:04o})", after_header=f"{path} (mode {want:04o})")
+    return FileResult(path, True, diff, "chmod")
 
 
 def atomic_write(module, path: str, content: str, mode: int = 0o644) -> None:
@@ -102,20 +116,22 @@ def remove_empty_dir(path: str) -> bool:
     return True
 
 
+def write_result(module, result: FileResult, mode: int = 0o644) -> None:
+    """Do one planned change (never in check mode): atomic write, chmod only, or remove; "none": nothing."""
+    if result.action == "chmod":
+        os.chmod(result.path, mode)
+    elif result.action == "remove":
+        try:
+            os.unlink(result.path)
+        except FileNotFoundError:
+            pass
+    elif result.changed:
+        atomic_write(module, result.path, result.diff["after"], mode)
+
+
 def ensure_file(module, path: str, content: Optional[str], mode: int = 0o644) -> FileResult:
-    """Make ``path`` hold ``content`` (None removes it). Honours check mode."""
-    result = plan_file(path, read_text(path), content)
-    if content is not None and not result.changed and _stat_differs(path, mode):
-        result = FileResult(path, True, {"before": {"mode": "other"}, "after": {"mode": oct(mode)}}, "update")
-        if not module.check_mode:
-            # the content is right: only the mode, so the mtime (read as "settings changed since the
-            # machine started" by the fleet) stays as it was
-            os.chmod(path, mode)
-        return result
-    if not result.changed or module.check_mode:
-        return result
-    if content is None:
-        os.unlink(path)
-    else:
-        atomic_write(module, path, content, mode)
+    """Make ``path`` hold ``content`` with ``mode`` (None removes it): read, plan, and write outside check mode."""
+    result = plan_file_mode(path, *read_file(path), content, mode)
+    if not module.check_mode:
+        write_result(module, result, mode)
     return result

@@ -69,7 +69,8 @@ def test_ensure_file_fixes_only_the_mode_and_keeps_the_mtime(tmp_path):
     os.chmod(path, 0o600)
     os.utime(path, ns=(1, 1))
     result = files.ensure_file(Module(), str(path), "x\n", 0o644)
-    assert result.changed and result.diff == {"before": {"mode": "other"}, "after": {"mode": "0o644"}}
+    assert result.changed and result.action == "chmod"
+    assert (result.diff["before_header"], result.diff["after_header"]) == (f"{path} (mode 0600)", f"{path} (mode 0644)")
     assert os.stat(path).st_mode & 0o7777 == 0o644 and os.stat(path).st_mtime_ns == 1
 
 
@@ -89,3 +90,30 @@ def test_remove_empty_dir_removes_only_an_empty_directory(tmp_path):
     assert not files.remove_empty_dir(str(full)) and (full / "other.conf").exists()
     assert not files.remove_empty_dir(str(tmp_path / "gone"))
     assert not files.remove_empty_dir(str(full / "other.conf")) and (full / "other.conf").exists()
+
+
+def test_read_file_gives_text_and_mode(tmp_path):
+    path = tmp_path / "f"
+    path.write_text("x\n")
+    os.chmod(path, 0o640)
+    assert files.read_file(str(path)) == ("x\n", 0o640)
+    assert files.read_file(str(tmp_path / "nope")) == (None, None)
+
+
+@pytest.mark.parametrize("before, mode, after, action", [
+    ("x", 0o644, "x", "none"), ("x", 0o600, "x", "chmod"), ("x", 0o600, "y", "update"), (None, None, "y", "create"),
+    ("x", 0o600, None, "remove")])
+def test_plan_file_mode_treats_a_wrong_mode_as_drift(before, mode, after, action):
+    assert files.plan_file_mode("/etc/f", before, mode, after).action == action
+
+
+def test_write_result_does_each_action(tmp_path):
+    path = tmp_path / "f"
+    files.write_result(Module(), files.plan_file_mode(str(path), None, None, "x\n"), 0o640)
+    assert path.read_text() == "x\n" and os.stat(path).st_mode & 0o7777 == 0o640
+    os.utime(path, ns=(1, 1))
+    files.write_result(Module(), files.plan_file_mode(str(path), "x\n", 0o640, "x\n"), 0o644)
+    assert os.stat(path).st_mode & 0o7777 == 0o644 and os.stat(path).st_mtime_ns == 1
+    files.write_result(Module(), files.plan_file_mode(str(path), "x\n", 0o644, None))
+    files.write_result(Module(), files.plan_file_mode(str(path), "x\n", 0o644, None))   # already gone: fine
+    assert not path.exists()
