@@ -52,8 +52,12 @@ def copy_method(src: str, machines_dir: str) -> str:
     return "copy"
 
 
-def check_tools(module, params: dict, paths: Paths, warnings: List[str]) -> None:
-    """Fail before any change when the host lacks what the source needs."""
+def check_tools(module, params: dict, paths: Paths, warnings: List[str], building: bool = False) -> None:
+    """Fail before any change when the host lacks what the source needs.
+
+    A clone's template may be planned in the same run (``_source_planned``: the fleet builds it first),
+    so it must exist only when the clone is built (``building``).
+    """
     source = params["source"]
     if source in backends.TOOLS and not module.get_bin_path(backends.TOOLS[source]):
         raise ImageError(f"source={source} needs the {backends.TOOLS[source]!r} command on the host, which is not "
@@ -72,11 +76,11 @@ def check_tools(module, params: dict, paths: Paths, warnings: List[str]) -> None
         src = copy_source(params, paths)
         if not os.path.isdir(src):
             message = f"{'clone_from' if source == 'clone' else 'path'}: {src} is not an existing directory"
-            if module.check_mode and source == "clone":
-                if not params.get("_source_planned"):   # the fleet builds it earlier in the same run: no warning
-                    warnings.append(message + " (yet); a real run fails unless an earlier task creates it")
-            else:
+            planned = params.get("_source_planned")
+            if building or source != "clone" or not (module.check_mode or planned):
                 raise ImageError(message)
+            if not planned:
+                warnings.append(message + " (yet); a real run fails unless an earlier task creates it")
 
 
 def build_method(module, params: dict, paths: Paths) -> str:

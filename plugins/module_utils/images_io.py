@@ -256,7 +256,7 @@ def apply_one(module, todo: ItemPlan) -> dict:
     if todo.action == "remove":
         remove_image(module, todo.paths, todo.current)
     elif todo.action in ("create", "rebuild"):
-        backends_io.check_tools(module, todo.params, todo.paths, [])   # a template built earlier in this run exists now
+        backends_io.check_tools(module, todo.params, todo.paths, [], building=True)   # a template built first exists now
         outcome["setup_words"], outcome["warnings"] = build(module, todo.params, todo.paths, todo, timings)
     elif todo.setup is not None:
         begin = time.monotonic()

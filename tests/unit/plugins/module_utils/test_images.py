@@ -192,6 +192,20 @@ def test_read_plan_apply_for_n_images_plan_never_builds(machines):
     assert not again.changed and [item.action for item in again.items.values()] == ["none", "none"]
 
 
+def test_a_clone_of_a_template_planned_in_the_same_run_is_built_after_it(machines):
+    """The fleet reads and plans every image before it builds any: a planned template need not exist at read."""
+    module, layout = FakeModule(), Layout(machines_dir=machines)
+    template = params(machines, name="t2", source="clone", clone_from="tmpl")
+    clone = params(machines, name="c1", source="clone", clone_from="t2", _source_planned=True)
+    todo = images.plan([template, clone], images_io.read(module, layout, [template, clone]))
+    assert [item.action for item in todo.items.values()] == ["create", "create"]
+    alone = images.plan([clone], images_io.read(module, layout, [clone]))
+    with pytest.raises(images.ImageError, match="clone_from: .*t2 is not an existing directory"):
+        images_io.apply(module, layout, alone)   # built without its template: refused before any copy
+    images_io.apply(module, layout, todo)
+    assert os.path.isfile(os.path.join(machines, "c1", "etc/shadow"))
+
+
 def test_import_name_is_a_valid_machine_name_for_long_names():
     from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
     name = backends_io.new_import_name()
