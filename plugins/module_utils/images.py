@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """Container root filesystems, the pure half: options, validation, the plan and the result.
 
 The image resource follows the one contract (docs/architecture.md); the I/O is in ``images_io``

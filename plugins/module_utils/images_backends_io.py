@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """Image I/O of the sources: which tools and importer the host has, fetching and checking an archive,
 and making a root in the staging dir (bootstrap, import, copy) with the commands images_backends renders.
 """

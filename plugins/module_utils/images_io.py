@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """Container root filesystems, the I/O half: read what is on disk, apply a plan, the one-item run.
 
     read(module, layout, items) -> List[images.ImageState]     batched, nothing changes, check mode OK

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """Image I/O on the host around the roots: our staging/backup dirs (build markers), whether a machine
 runs, processes and mounts left in a dir, file system types, and removing a tree without following links.
 """
