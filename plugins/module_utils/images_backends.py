@@ -152,16 +152,6 @@ def remove_subvolume(path: str) -> List[str]:
     return ["btrfs", "subvolume", "delete", path]
 
 
-def tool_for(params: dict, importer: Optional[str] = None, copy_method: Optional[str] = None) -> Optional[str]:
-    """The one host command the source needs, or None when it needs none."""
-    source = params["source"]
-    if source in TOOLS:
-        return TOOLS[source]
-    if source in IMPORT_SOURCES:
-        return importer if importer in ("importctl", "machinectl") else "tar"
-    return "btrfs" if copy_method == "snapshot" else "cp"
-
-
 def source_record(params: dict) -> dict:
     """The options that define how a root is made (recorded in the root, compared for drift)."""
     source = params["source"]

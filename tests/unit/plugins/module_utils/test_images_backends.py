@@ -82,18 +82,6 @@ def test_copy_command_lines(method, expected):
     assert b.copy_commands(method, "/m/tmpl", T) == expected
 
 
-@pytest.mark.parametrize("params, importer, method, tool", [
-    (p(source="debootstrap", suite="bookworm"), None, None, "debootstrap"),
-    (p(source="mkosi", mkosi_directory="/x"), None, None, "mkosi"),
-    (p(source="tar", path="/x"), "machinectl", None, "machinectl"),
-    (p(source="tar", path="/x"), "tar", None, "tar"),
-    (p(source="clone", clone_from="t"), None, "snapshot", "btrfs"),
-    (p(source="clone", clone_from="t"), None, "copy", "cp"),
-])
-def test_tool_for(params, importer, method, tool):
-    assert b.tool_for(params, importer, method) == tool
-
-
 def test_every_source_has_a_record_and_builder_or_importer():
     for source in b.SOURCES:
         assert source in b.SOURCE_KEYS
