@@ -126,7 +126,7 @@ def read_current(module, paths: Paths, running: Optional[bool] = None) -> Curren
 
 
 def predicted_setup(module, params: dict, paths: Paths) -> Tuple[List[str], List[str]]:
-    """Check mode: the preparation a new root will get, in the words the real run will use.
+    """(words, warnings) of the preparation a new root will get, as the build will report them.
 
     A copy (clone, directory) starts as its source, so preparing the source in a dry run gives
     exactly the real run's actions. ``_source_planned``: the source does not exist yet (a template the

@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
-from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER, FileResult, plan_file
+from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER, plan_file_mode
 from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 
 HOST0_NETWORK = "etc/systemd/network/10-corral-host0.network"
@@ -209,10 +209,8 @@ def enabled_state(masked: bool, links: Optional[List[Tuple[str, str]]], current:
 def _file(state: RootState, rel: str, content: str, mode: int, label: str, out: SetupPlan) -> None:
     """Write-if-different (content, then mode) for one file inside the root."""
     found = state.get("file", rel)
-    path = os.path.join(state.root, rel)
-    result = plan_file(path, found[0] if found else None, content)
-    if not result.changed and found and (found[1].st_mode & 0o7777) != mode:
-        result = FileResult(path, True, {"before": {"mode": "other"}, "after": {"mode": oct(mode)}}, "update")
+    text, have = (found[0], found[1].st_mode & 0o7777) if found else (None, None)
+    result = plan_file_mode(os.path.join(state.root, rel), text, have, content, mode)
     if result.changed:
         out.add(f"{label}: {result.action} {rel}", (("write", rel, content, mode, None),), result.diff)
 

@@ -479,6 +479,18 @@ def test_setup_plan_is_pure_and_from_one_step_table():
     assert setup.wants_post_setup({"hostname": "web"}) and not setup.wants_post_setup({"enable_networkd": False})
 
 
+def test_post_setup_mode_drift_is_a_chmod_with_the_mode_in_the_diff(machines):
+    """The root-confined files use the host files' plan (files.plan_file_mode): a wrong mode alone is drift."""
+    root = os.path.join(machines, "tmpl")
+    os.chmod(os.path.join(root, "etc/hostname"), 0o600)
+    diffs = []
+    assert setup_io.ensure_post_setup(FakeModule(), root, {"hostname": "template"}, diffs=diffs) == (
+        True, ["hostname: chmod etc/hostname"])
+    assert diffs[0]["after_header"].endswith("etc/hostname (mode 0644)")
+    assert os.stat(os.path.join(root, "etc/hostname")).st_mode & 0o777 == 0o644
+    assert setup_io.ensure_post_setup(FakeModule(), root, {"hostname": "template"}) == (False, [])
+
+
 def test_post_setup_password_hash_given(machines):
     root = os.path.join(machines, "tmpl")
     opts = {"root_password_hash": "$6$abc$def"}
