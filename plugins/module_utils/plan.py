@@ -35,10 +35,3 @@ class Plan:
         self.warnings.extend(other.warnings)
         self.actions.extend(other.actions)
         return self
-
-    def result(self, diff_mode: bool = False, **extra) -> dict:
-        """changed, changes, the diff in diff mode (one dict, or the list) and ``extra``; warnings: the caller warns."""
-        out = dict(changed=self.changed, changes=list(self.changes), **extra)
-        if diff_mode and self.diffs:
-            out["diff"] = self.diffs if len(self.diffs) > 1 else self.diffs[0]
-        return out

@@ -30,14 +30,6 @@ def test_merge_keeps_order_and_returns_self():
     assert (merged.changes, merged.diffs, merged.warnings, merged.actions) == (["a", "b"], [{"before": "1"}], ["w"], [1])
 
 
-def test_result_shows_diff_only_in_diff_mode():
-    plan = Plan(changes=["a"], diffs=[{"before": "x", "after": "y"}])
-    assert plan.result(path="/p") == {"changed": True, "changes": ["a"], "path": "/p"}
-    assert plan.result(diff_mode=True)["diff"] == {"before": "x", "after": "y"}
-    two = Plan(diffs=[{"before": "1"}, {"before": "2"}])
-    assert two.result(diff_mode=True) == {"changed": False, "changes": [], "diff": [{"before": "1"}, {"before": "2"}]}
-
-
 def test_a_resource_subclasses_it_for_its_actions():
     @dataclass
     class FilePlan(Plan):
