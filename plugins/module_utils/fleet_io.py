@@ -31,7 +31,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.fleet_plan import (
     split_addresses, template_sources, wait_specs,
 )
 from ansible_collections.corral.nspawn.plugins.module_utils import cgroup, images
-from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
+from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils, machine_io
 from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, networkd, nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import shared, systemd
@@ -66,12 +66,12 @@ class Context:
 
 # ---------------------------------------------------------------- input: render every machine before any change
 
-def render_all(ctx: Context, machines: List[Machine], templates: List[dict]) -> List[Desired]:
+def render_all(ctx: Context, machines: List[Machine]) -> List[Desired]:
     """Validate and render every machine (each by its own logic); no I/O but reads."""
     desired, errors = [], []
     for machine in machines:
         try:
-            desired.append(render_machine(ctx, machine, templates))
+            desired.append(render_machine(ctx, machine))
         except FleetError as exc:
             errors.append(str(exc))
     if errors:
@@ -79,7 +79,7 @@ def render_all(ctx: Context, machines: List[Machine], templates: List[dict]) -> 
     return desired
 
 
-def render_machine(ctx: Context, machine: Machine, templates: List[dict]) -> Desired:
+def render_machine(ctx: Context, machine: Machine) -> Desired:
     """One machine's settings text, limits and drop-in, image options (validated by their own logic)."""
     label = f"machines[{machine.name}]"
     settings_text, warnings = render_settings(ctx, machine, label)
@@ -212,7 +212,7 @@ def plan_machine_step(ctx: Context, desired: Desired, current: Current) -> Machi
 
 def read_units(module, names: List[str]) -> machine_utils.RuntimeState:
     """State, enablement and live limits of every machine's unit and machines.target in ONE systemctl call."""
-    return machine_utils.read(module, names, ["NeedDaemonReload", "DropInPaths"] + resources_utils.show_properties())
+    return machine_io.read(module, names, ["NeedDaemonReload", "DropInPaths"] + resources_utils.show_properties())
 
 
 def file_mode(path: str) -> Optional[int]:
@@ -235,7 +235,7 @@ def current_of(ctx: Context, desired: Desired, state: machine_utils.RuntimeState
         enabled=runtime.enabled,
         target_enabled=runtime.target_enabled,
         unit=unit,
-        stale=machine_utils.pending_restart(runtime, machine_utils.settings_mtimes(name, (ctx.settings_dir,))),
+        stale=machine_utils.pending_restart(runtime, machine_io.settings_mtimes(name, (ctx.settings_dir,))),
     )
 
 
@@ -286,7 +286,7 @@ def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: i
                 cgroup.apply_live(ctx.module, plan.name, plan.live)
             except cgroup.LimitsError as exc:
                 raise FleetError(str(exc), **exc.details) from None
-    outcomes = machine_utils.apply(ctx.module, [p.runtime_plan for p in plans if p.runtime_plan],
+    outcomes = machine_io.apply(ctx.module, [p.runtime_plan for p in plans if p.runtime_plan],
                                    wait_specs(plans, wait, timeout))
     return check_outcomes(outcomes)
 
@@ -383,7 +383,7 @@ def prepare(ctx: Context, params: dict) -> Tuple[List[Desired], List[str], Dict[
     if params["prune"] or params.get("prune_all"):
         victims = set(managed_machines(ctx.settings_dir)) - {t["name"] for t in params["templates"]}
         check_prune_all(params["machines"], params["prune"], bool(params.get("prune_all")), sorted(victims))
-    return render_all(ctx, machines, params["templates"]), address_warnings, nets
+    return render_all(ctx, machines), address_warnings, nets
 
 
 def run_fleet(module) -> dict:

@@ -1,28 +1,29 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Runtime and boot state of nspawn containers: read -> plan (pure) -> apply.
+"""Runtime and boot state of nspawn containers, the pure part: parse what systemd says, plan (machine_io reads
+and applies).
 
-``plan`` decides from the desired ``state``/``enabled`` and the unit's current
-state; ``apply`` acts (skipped in check mode); ``wait_running`` polls the
-container's own systemd; ``start_many`` starts several containers with one
-systemctl call and waits for all of them concurrently (used by the fleet).
+The resource contract (the machine module calls it with one item, the fleet with N):
+
+- ``machine_io.read(module, names, properties=()) -> RuntimeState``: ONE ``systemctl show`` for every
+  machine's unit and machines.target (``properties``: more of the same call, e.g. the fleet's limits).
+- ``plan(name, state, enabled, current, restart_needed=False, policy="on_change", terse=False) -> Plan``:
+  enable/disable and start/stop/restart (``pending_restart`` when the policy leaves a needed restart).
+- ``machine_io.apply(module, plans, how) -> {name: WaitResult}``: enable, disable, stop, restart and start,
+  one systemctl call each, then the waits ``how`` says per name (system | unit | none, seconds).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings, rootfs, systemd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import rootfs, systemd, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
-from ansible_collections.corral.nspawn.plugins.module_utils.files import read_text
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
 STATES = ("running", "stopped", "restarted")
 SETTINGS_DIRS = ("/etc/systemd/nspawn", "/run/systemd/nspawn")
@@ -51,7 +52,7 @@ class Current:
 
     @property
     def running(self) -> bool:
-        return self.active in systemd.RUNNING_STATES
+        return systemd.is_running({"ActiveState": self.active})
 
 
 _US_UTC = re.compile(r"^\w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}) UTC$")
@@ -96,20 +97,6 @@ class RuntimeState:
 
     def current(self, name: str) -> Current:
         return current_from_show(name, self.units.get(name, {}), self.target)
-
-
-def read(module, names: Sequence[str], properties: Sequence[str] = ()) -> RuntimeState:
-    """Every machine's unit AND machines.target in one batched show (``properties`` added: the fleet's)."""
-    if not names:
-        return RuntimeState()
-    units = [systemd.unit_name(n) for n in names]
-    wanted = list(UNIT_PROPERTIES) + [p for p in properties if p not in UNIT_PROPERTIES]
-    shown = systemd.show(module, units + [systemd.MACHINES_TARGET], wanted)
-    return RuntimeState({n: shown.get(u, {}) for n, u in zip(names, units)}, shown.get(systemd.MACHINES_TARGET, {}))
-
-
-def read_current(module, name: str) -> Current:
-    return read(module, [name]).current(name)
 
 
 # ---------------------------------------------------------------- plan (pure)
@@ -178,38 +165,7 @@ def settings_dirs(settings_dir: str = SETTINGS_DIRS[0]) -> Tuple[str, ...]:
     return (settings_dir,) + SETTINGS_DIRS[1:]
 
 
-def settings_mtimes(name: str, dirs: Sequence[str] = SETTINGS_DIRS) -> List[float]:
-    """Modification times of the trusted .nspawn files of ``name`` (read at container start)."""
-    mtimes = []
-    for directory in dirs:
-        try:
-            mtimes.append(os.stat(os.path.join(directory, f"{name}.nspawn")).st_mtime)
-        except OSError:
-            continue
-    return mtimes
-
-
-def wait_mode(name: str, dirs: Sequence[str] = SETTINGS_DIRS) -> str:
-    """How to wait for ``name``: "system" (its own systemd) or "unit" (a container that runs a command).
-
-    Read from the first trusted .nspawn file systemd uses for it: ``Boot=no`` or ``ProcessTwo=yes``
-    run ``Parameters=`` instead of an init, so there is no systemd inside to ask.
-    """
-    for directory in dirs:
-        text = read_text(os.path.join(directory, f"{name}.nspawn"))
-        if text is None:
-            continue
-        try:
-            doc = unitfile.parse(text)
-        except unitfile.UnitFileError:
-            return "system"  # systemd refuses such a file too; the start reports it
-        boot, two = unitfile.get(doc, "Exec", "Boot"), unitfile.get(doc, "Exec", "ProcessTwo")
-        return "system" if nspawn_settings.boots({"boot": boot[-1] if boot else True,
-                                                  "process_two": two[-1] if two else False}) else "unit"
-    return "system"
-
-
-# ---------------------------------------------------------------- wait
+# ---------------------------------------------------------------- wait outcome
 
 @dataclass
 class WaitResult:
@@ -228,141 +184,9 @@ class WaitResult:
         return data
 
 
-def failed_units(module, name: str) -> List[str]:
-    """Failed units inside the container (explains 'degraded')."""
-    _rc, out, _err = run(module, ["systemctl", "--machine", name, "list-units", "--failed",
-                                  "--no-legend", "--plain", "--no-pager"], check=False)
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
-
-
-def wait_running(module, name: str, timeout: float, poll: float = 1.0) -> WaitResult:
-    """Poll until the container's systemd reports running/degraded, its unit dies, or timeout."""
-    started = time.monotonic()
-    state = ""
-    while True:
-        state = systemd.system_state(module, name)
-        elapsed = time.monotonic() - started
-        if state == "running":
-            return WaitResult(name, True, state, elapsed)
-        if state == "degraded":
-            failed = ", ".join(failed_units(module, name)) or "unknown"
-            return WaitResult(name, True, state, elapsed,
-                              warning=f"machine {name}: its systemd reports degraded (failed units: {failed})")
-        unit = systemd.show_unit(module, systemd.unit_name(name), ("ActiveState",))
-        if unit.get("ActiveState") in DOWN_STATES:
-            return WaitResult(name, False, state, elapsed, msg=(
-                f"machine {name}: the container stopped while booting "
-                f"(unit {unit.get('ActiveState')})\n{systemd.failure_report(module, name)}"))
-        if elapsed >= timeout:
-            return WaitResult(name, False, state, elapsed, msg=(
-                f"machine {name}: its systemd did not report running within {timeout:g} s "
-                f"(last state {state or 'unreachable'!r})\n{systemd.failure_report(module, name)}"))
-        time.sleep(poll)
-
-
-def wait_active(module, name: str, timeout: float, poll: float = 1.0) -> WaitResult:
-    """For a container that does not boot (``Boot=no``, ``ProcessTwo=yes``): its unit is active.
-
-    There is no systemd inside to ask; nspawn reports the unit ready once the command runs.
-    """
-    started = time.monotonic()
-    while True:
-        state = systemd.show_unit(module, systemd.unit_name(name), ("ActiveState",)).get("ActiveState", "")
-        elapsed = time.monotonic() - started
-        if state == "active":
-            return WaitResult(name, True, "active (no boot: its command runs)", elapsed)
-        if state in DOWN_STATES:
-            return WaitResult(name, False, state, elapsed, msg=(
-                f"machine {name}: the container's command exited (unit {state})\n{systemd.failure_report(module, name)}"))
-        if elapsed >= timeout:
-            return WaitResult(name, False, state, elapsed, msg=(
-                f"machine {name}: its unit did not become active within {timeout:g} s (last state {state!r})\n"
-                f"{systemd.failure_report(module, name)}"))
-        time.sleep(poll)
-
-
 # How to wait for one container: "system" (its systemd reports running), "unit" (the unit is active: a
 # container that runs a command instead of booting), "none"; and the seconds to wait.
 WaitSpec = Tuple[str, float]
-
-
-def wait_one(module, name: str, spec: WaitSpec, poll: float = 1.0) -> WaitResult:
-    mode, timeout = spec
-    if mode == "none":
-        return WaitResult(name, True)
-    if mode == "unit":
-        return wait_active(module, name, timeout, poll)
-    return wait_running(module, name, timeout, poll)
-
-
-def wait_many(module, names: Sequence[str], timeout: float, poll: float = 1.0,
-              how: Optional[Dict[str, WaitSpec]] = None) -> Dict[str, WaitResult]:
-    """Wait for several containers concurrently (each one is mostly sleeping); ``how`` per name overrides."""
-    if not names:
-        return {}
-    how = how or {}
-    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
-        results = pool.map(lambda n: wait_one(module, n, how.get(n, ("system", timeout)), poll), names)
-        return dict(zip(names, results))
-
-
-# ---------------------------------------------------------------- apply
-
-def _start_failure(module, name: str, error: CommandError) -> WaitResult:
-    return WaitResult(name, False, "", 0.0, msg=(
-        f"machine {name}: start failed: {(error.err or error.out).strip()}\n{systemd.failure_report(module, name)}"))
-
-
-def run_jobs(module, verb: str, names: Sequence[str], how: Dict[str, WaitSpec],
-             poll: float = 1.0) -> Dict[str, WaitResult]:
-    """``systemctl start|restart`` of every name in ONE call, then the waits ``how`` says, concurrently.
-
-    A container whose job failed gets ok=False and its unit status and journal tail (one failed
-    unit fails the whole call: a show tells which ones)."""
-    names = list(names)
-    if not names:
-        return {}
-    if verb == "start":
-        systemd.reset_failed(module, names)
-    failed: Dict[str, WaitResult] = {}
-    try:
-        getattr(systemd, verb)(module, names)
-    except CommandError as error:
-        units = systemd.show(module, [systemd.unit_name(n) for n in names], ("ActiveState",))
-        failed = {n: _start_failure(module, n, error) for n in names
-                  if units.get(systemd.unit_name(n), {}).get("ActiveState") not in systemd.RUNNING_STATES}
-    rest = [n for n in names if n not in failed]
-    results = wait_many(module, rest, 0, poll, how) if rest else {}
-    results.update(failed)
-    return {n: results[n] for n in names}
-
-
-def start_many(module, names: Sequence[str], timeout: float, wait: bool = True,
-               poll: float = 1.0, how: Optional[Dict[str, WaitSpec]] = None) -> Dict[str, WaitResult]:
-    """Start containers with ONE systemctl call, then wait for all of them concurrently (see run_jobs)."""
-    how = how if how is not None else {n: ("system" if wait else "none", timeout) for n in names}
-    return run_jobs(module, "start", names, how, poll)
-
-
-def apply(module, plans: Sequence[Plan], how: Dict[str, WaitSpec]) -> Dict[str, WaitResult]:
-    """Carry out the plans of one or many containers (never in check mode): enable and disable, stop,
-    restart and start, each ONE systemctl call; returns the outcome of every start and restart,
-    waited for as ``how`` says per name (see wait_one; a name missing there is not waited for)."""
-    systemd.enable(module, [p.name for p in plans if p.enable is True])
-    systemd.disable(module, [p.name for p in plans if p.enable is False])
-    systemd.stop(module, [p.name for p in plans if p.runtime == "stop"])
-    how = {p.name: how.get(p.name, ("none", 0)) for p in plans}
-    results = run_jobs(module, "restart", [p.name for p in plans if p.runtime == "restart"], how)
-    results.update(start_many(module, [p.name for p in plans if p.runtime == "start"], 0, how=how))
-    return results
-
-
-def image_error(module, name: str) -> Optional[str]:
-    """None when machined finds an image for ``name``, else a message listing where it looked."""
-    if systemd.image_info(module, name) is not None:
-        return None
-    return (f"no such image: machine {name!r} has no root directory or disk image in "
-            f"{', '.join(IMAGE_DIRS)} (create it first, e.g. with corral.nspawn.image)")
 
 
 # ---------------------------------------------------------------- read-only description (machine_info)
@@ -406,7 +230,7 @@ def describe(name: str, image: Optional[dict], running: Optional[dict], unit: Di
     usage = (image or {}).get("usage")
     return {
         "name": name,
-        "state": "running" if running or unit.get("ActiveState") in systemd.RUNNING_STATES else "stopped",
+        "state": "running" if running or systemd.is_running(unit) else "stopped",
         "active_state": unit.get("ActiveState", "inactive"),
         "enabled": systemd.is_enabled(unit.get("UnitFileState", "")),
         "image": image is not None,

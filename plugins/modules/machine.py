@@ -124,7 +124,7 @@ changes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import machine, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import machine, machine_io, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
@@ -144,35 +144,35 @@ def validate(module) -> None:
     if error:
         raise machine.MachineError(error)
     if params["state"] in ("running", "restarted"):
-        error = machine.image_error(module, params["name"])
+        error = machine_io.image_error(module, params["name"])
         if error:
             raise machine.MachineError(error)
 
 
 def run(module) -> dict:
     params, name = module.params, module.params["name"]
-    current = machine.read_current(module, name)
+    current = machine_io.read_current(module, name)
     todo = machine.plan(name, params["state"], params["enabled"], current)
     running = current.running if todo.runtime == "none" else todo.runtime != "stop"
     waited = None
     dirs = machine.settings_dirs(params["settings_dir"])
-    mode = machine.wait_mode(name, dirs)  # a container that runs a command has no systemd to wait for
+    mode = machine_io.wait_mode(name, dirs)  # a container that runs a command has no systemd to wait for
     if not module.check_mode:
         how = {name: (mode if params["wait"] else "none", params["timeout"])}
-        waited = machine.apply(module, [todo], how).get(name)
+        waited = machine_io.apply(module, [todo], how).get(name)
     if waited is None and params["wait"] and params["state"] == "running" and running and todo.runtime == "none":
-        waited = machine.wait_one(module, name, (mode, params["timeout"]))
+        waited = machine_io.wait_one(module, name, (mode, params["timeout"]))
     if waited is not None and not waited.ok:
         raise machine.MachineError(waited.msg, changed=todo.changed, changes=todo.changes, system_state=waited.state)
     if waited is not None and waited.warning:
         module.warn(waited.warning)
-    after = machine.read_current(module, name) if todo.changed and not module.check_mode else current
+    after = machine_io.read_current(module, name) if todo.changed and not module.check_mode else current
     enabled = current.enabled if todo.enable is None else todo.enable
     result = dict(changed=todo.changed, state="running" if running else "stopped", active_state=current.active,
                   enabled=enabled, system_state=waited.state if waited else "", changes=todo.changes,
                   main_pid=after.main_pid if after is not current or todo.runtime == "none" else 0,
                   pending_restart=todo.runtime not in ("start", "restart") and machine.pending_restart(
-                      after, machine.settings_mtimes(name, dirs)))
+                      after, machine_io.settings_mtimes(name, dirs)))
     if module._diff and todo.changed:
         result["diff"] = {"before": {"state": "running" if current.running else "stopped", "enabled": current.enabled},
                           "after": {"state": result["state"], "enabled": enabled}}

@@ -88,7 +88,7 @@ def check(variables: dict, tmp_path):
     # No root is made up here: a recipe without a template or image.source (its own or one it builds
     # on) fails as it would on a fresh host ("state=running needs a root").
     desired = fleet.desired_machines(machines, defaults, templates)
-    rendered = fleet_io.render_all(ctx_of(tmp_path), desired, templates)
+    rendered = fleet_io.render_all(ctx_of(tmp_path), desired)
     return [w for d in rendered for w in d.warnings]
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ansible_collections.corral.nspawn.tests.unit import fakes
-from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, fleet_plan, images, machine as machine_utils
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, fleet_plan, images, machine as machine_utils, machine_io
 from ansible_collections.corral.nspawn.plugins.module_utils import resources
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, plan_file, read_text
 
@@ -92,7 +92,7 @@ def test_fleet_settings_carry_the_fleet_header(tmp_path):
 def test_settings_and_resources_are_validated_by_their_own_logic(tmp_path, machine, message):
     ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
     with pytest.raises(fleet.FleetError) as info:
-        fleet_io.render_all(ctx, [machine], [])
+        fleet_io.render_all(ctx, [machine])
     assert message in str(info.value)
 
 
@@ -433,7 +433,7 @@ def test_running_machine_without_root_or_source_is_refused(tmp_path, fake_images
 def test_failed_start_names_every_failed_machine(tmp_path, fake_images, monkeypatch):
     host = FakeHost(str(tmp_path / "system"))
     (tmp_path / "machines").mkdir()
-    monkeypatch.setattr(machine_utils, "start_many", lambda m, names, timeout, how=None: {
+    monkeypatch.setattr(machine_io, "start_many", lambda m, names, timeout, how=None: {
         n: machine_utils.WaitResult(n, n == "ok", msg=f"{n} timed out") for n in names})
     with pytest.raises(fleet.FleetError) as info:
         fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "ok"}, {"name": "b1"}, {"name": "b2"}])))
@@ -696,7 +696,7 @@ def test_wait_and_timeout_per_machine(tmp_path, fake_images, monkeypatch, machin
         host.active.update(dict.fromkeys(names, True))
         return {n: machine_utils.WaitResult(n, True) for n in names}
 
-    monkeypatch.setattr(machine_utils, "start_many", start)
+    monkeypatch.setattr(machine_io, "start_many", start)
     (tmp_path / "machines").mkdir()
     fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [machine])))
     assert seen["a"] == expected
@@ -729,11 +729,11 @@ def test_device_allow_naming_a_directory_is_warned_about(tmp_path):
     ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), True, "on_change")
     (tmp_path / "gpu").mkdir()
     dri = fleet.Machine("gpu", resources={"device_allow": ["/dev/dri rw"]}, state="stopped")
-    warnings = fleet_io.render_machine(ctx, dri, []).warnings
+    warnings = fleet_io.render_machine(ctx, dri).warnings
     assert any("machines[gpu].resources.device_allow: '/dev/dri rw' names a directory" in w
                and "'char-drm rw'" in w for w in warnings), warnings
     fixed = fleet.Machine("gpu", resources={"device_allow": ["char-drm rw"]}, state="stopped")
-    assert not [w for w in fleet_io.render_machine(ctx, fixed, []).warnings if "device_allow" in w]
+    assert not [w for w in fleet_io.render_machine(ctx, fixed).warnings if "device_allow" in w]
 
 
 def test_a_missing_bind_source_fails_the_fleet_before_any_change(tmp_path):
@@ -741,7 +741,7 @@ def test_a_missing_bind_source_fails_the_fleet_before_any_change(tmp_path):
     machine = fleet.Machine("b", settings={"bind": [f"{tmp_path}/nope:/src:idmap"]}, state="stopped")
     with pytest.raises(fleet.FleetError, match=re.escape(f"machines[b].settings: bind: '{tmp_path}/nope:/src:idmap': "
                                                          f"the source {tmp_path}/nope does not exist on the host")):
-        fleet_io.render_machine(ctx, machine, [])
+        fleet_io.render_machine(ctx, machine)
 
 
 def test_a_disabled_machines_target_is_enabled_again(tmp_path, fake_images):

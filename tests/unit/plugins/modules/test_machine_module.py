@@ -12,7 +12,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible_collections.corral.nspawn.tests.unit.module_main import run_main, stop_at_exit
 
-from ansible_collections.corral.nspawn.plugins.module_utils import machine as utils, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import machine as utils, machine_io, systemd
 from ansible_collections.corral.nspawn.plugins.modules import machine as module
 
 
@@ -24,15 +24,15 @@ def host(monkeypatch):
     stop_at_exit(monkeypatch)
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: None)
     monkeypatch.setattr(systemd, "machined_error", lambda m: None)
-    monkeypatch.setattr(utils, "image_error", lambda m, name: None)
-    monkeypatch.setattr(utils, "read_current", lambda m, name: utils.Current(name, "active", "running", True,
+    monkeypatch.setattr(machine_io, "image_error", lambda m, name: None)
+    monkeypatch.setattr(machine_io, "read_current", lambda m, name: utils.Current(name, "active", "running", True,
                                                                              main_pid=42, since=1000.0))
 
     def wait_one(m, name, spec, poll=1.0):
         seen["waits"].append(spec)
         return utils.WaitResult(name, True, "running")
 
-    monkeypatch.setattr(utils, "wait_one", wait_one)
+    monkeypatch.setattr(machine_io, "wait_one", wait_one)
     return seen
 
 
@@ -52,7 +52,7 @@ def test_wait_mode_and_pending_restart_come_from_settings_dir(tmp_path, host, te
 
 def test_default_settings_dir_and_timeout(host, monkeypatch):
     read = []
-    monkeypatch.setattr(utils, "wait_mode", lambda name, dirs: read.append(dirs) or "system")
+    monkeypatch.setattr(machine_io, "wait_mode", lambda name, dirs: read.append(dirs) or "system")
     result = run({"name": "web1", "state": "running"})
     assert read == [("/etc/systemd/nspawn", "/run/systemd/nspawn")] and host["waits"] == [("system", 120)]
     assert result["system_state"] == "running"
@@ -67,6 +67,6 @@ def test_default_settings_dir_and_timeout(host, monkeypatch):
                                            "number of seconds, at least 1"),
 ])
 def test_bad_shared_options_fail_before_anything_is_read(host, args, msg, monkeypatch):
-    monkeypatch.setattr(utils, "read_current", lambda m, name: pytest.fail("read before validation"))
+    monkeypatch.setattr(machine_io, "read_current", lambda m, name: pytest.fail("read before validation"))
     result = run(dict({"name": "web1", "state": "running"}, **args))
     assert result["failed"] and result["msg"] == msg and host["waits"] == []
