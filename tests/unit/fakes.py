@@ -40,12 +40,15 @@ class FakeModule:
         self.systemd = systemd
         self.bins = bins           # None: every tool is there; else the names get_bin_path finds
         self.calls: List[List[str]] = []
+        self.options: List[dict] = []      # the keyword arguments of each run_command, in order
+        self.moves: List[str] = []         # the destinations of atomic_move
         self.warnings: List[str] = []
 
     def run_command(self, argv, **kwargs):
         assert isinstance(argv, list), "commands are argv lists, never a shell string"
         assert kwargs.get("expand_user_and_vars") is False, "user data must not be expanded"
         self.calls.append(list(argv))
+        self.options.append(dict(kwargs))
         for prefix in sorted(self.answers, key=len, reverse=True):
             if tuple(argv[:len(prefix)]) == tuple(prefix):
                 answer = self.answers[prefix]
@@ -70,8 +73,8 @@ class FakeModule:
     def get_bin_path(self, name, required=False, opt_dirs=None):  # pylint: disable=unused-argument
         return f"/usr/bin/{name}" if self.bins is None or name in self.bins else None
 
-    @staticmethod
-    def atomic_move(src, dest, unsafe_writes=False):  # pylint: disable=unused-argument
+    def atomic_move(self, src, dest, unsafe_writes=False):  # pylint: disable=unused-argument
+        self.moves.append(dest)
         shutil.move(src, dest)
 
 

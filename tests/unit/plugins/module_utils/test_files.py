@@ -7,16 +7,11 @@ import os
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import files
+from ansible_collections.corral.nspawn.tests.unit.fakes import FakeModule
 
 
-class Module:
-    def __init__(self, check_mode=False):
-        self.check_mode = check_mode
-        self.moves = []
-
-    def atomic_move(self, src, dest, unsafe_writes=False):
-        self.moves.append(dest)
-        os.rename(src, dest)
+def Module(check_mode=False):
+    return FakeModule(check_mode=check_mode)
 
 
 @pytest.mark.parametrize("before, after, action", [(None, "x", "create"), ("x", "y", "update"), ("x", None, "remove"),
@@ -49,7 +44,7 @@ def test_atomic_write_creates_dirs_moves_through_the_module_and_sets_the_mode(tm
 
 
 def test_atomic_write_leaves_no_temp_file_when_the_move_fails(tmp_path):
-    class Refusing(Module):
+    class Refusing(FakeModule):
         def atomic_move(self, src, dest, unsafe_writes=False):
             raise OSError("disk full")
     with pytest.raises(OSError, match="disk full"):

@@ -14,6 +14,7 @@ import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import netlink
 from ansible_collections.corral.nspawn.plugins.module_utils.netlink import HostNet, Link
+from ansible_collections.corral.nspawn.tests.unit.fakes import Exit, FakeModule
 
 
 def sample():
@@ -56,14 +57,11 @@ def test_wait_for_returns_at_once_on_success_and_the_last_error_at_the_deadline(
 
 
 def test_require_fails_naming_the_library_when_pyroute2_is_missing(monkeypatch):
-    failed = {}
-
-    class Module:
-        def fail_json(self, **kw):
-            failed.update(kw)
     monkeypatch.setattr(netlink, "HAS_PYROUTE2", False)
-    netlink.require(Module())
-    assert "pyroute2" in failed["msg"] and "python3-pyroute2" in failed["msg"]
+    with pytest.raises(Exit) as info:
+        netlink.require(FakeModule())
+    assert info.value.failed and "pyroute2" in info.value.result["msg"]
+    assert "python3-pyroute2" in info.value.result["msg"]
 
 
 IN_NAMESPACE = """

@@ -5,22 +5,17 @@
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import errors, runner
+from ansible_collections.corral.nspawn.tests.unit.fakes import FakeModule
 
 
-class Module:
-    def __init__(self, answer=(0, "out", "")):
-        self.answer = answer
-        self.calls = []
-
-    def run_command(self, argv, **kwargs):
-        self.calls.append((argv, kwargs))
-        return self.answer
+def Module(answer=(0, "out", "")):
+    return FakeModule(answers={(): answer})
 
 
 def test_run_passes_a_list_never_expands_user_data_and_runs_in_the_c_locale():
     module = Module()
     assert runner.run(module, ("echo", "$HOME", "~")) == (0, "out", "")
-    argv, kwargs = module.calls[0]
+    argv, kwargs = module.calls[0], module.options[0]
     assert argv == ["echo", "$HOME", "~"]
     assert kwargs == {"data": None, "expand_user_and_vars": False, "binary_data": False,
                       "environ_update": {"LC_ALL": "C"}}
@@ -29,7 +24,7 @@ def test_run_passes_a_list_never_expands_user_data_and_runs_in_the_c_locale():
 def test_run_passes_data_and_a_given_environment():
     module = Module()
     runner.run(module, ["cat"], data="secret", environ_update={"X": "1"})
-    assert module.calls[0][1]["data"] == "secret" and module.calls[0][1]["environ_update"] == {"X": "1"}
+    assert module.options[0]["data"] == "secret" and module.options[0]["environ_update"] == {"X": "1"}
 
 
 def test_a_failure_raises_command_error_with_details_for_fail_json():
