@@ -1,9 +1,19 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Settings (``.nspawn`` files) of one container: validate, render, compare. Pure: no I/O.
+"""Settings (``.nspawn`` files) of containers: validate, render, plan. Pure: no I/O (nspawn_settings_io reads/applies).
 
-Public API (the settings module and the fleet module call these):
+The resource contract (the settings module calls it with one item, the fleet with N):
+
+- ``nspawn_settings_io.read(module, items) -> SettingsState``: file text and mode per path, the host's systemd
+  version, which bind sources and untrusted files exist. Nothing changes; works in check mode.
+- ``plan(items, state) -> SettingsPlan``: raises ``SettingsError`` (every item's errors at once) before any change;
+  a wrong mode is a change like a wrong text. ``plan.items[i]``: path, content, restart_required, changed, diff.
+- ``nspawn_settings_io.apply(module, plan)``: writes, chmods or removes what the plan says; never in check mode.
+- ``SettingsItem(name, path, params=None (removes the file), header=HEADER, label="", warning_label="",
+  machines_dir=UNTRUSTED_DIR)``; ``plan.actions`` are files.FileResult (action create/update/remove/chmod).
+
+Other API:
 
 - ``OPTION_SPEC``: argument spec of every settings option (plus ``extra``).
 - ``build_settings(params, systemd_version=None) -> (text, warnings)``, raises ``SettingsError``.
@@ -20,9 +30,13 @@ import difflib
 import os
 import re
 import shlex
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
 from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, file_diff, is_managed, plan_file
+from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 from ansible_collections.corral.nspawn.plugins.module_utils.schema import (
     BY_KEY, SECTIONS, TABLE, Key, argspec, check_ambient_capability, check_capability, check_word, split_colons)
@@ -40,7 +54,7 @@ _UPPERCASE_CHECKS = (check_capability, check_ambient_capability)  # systemd read
 Value = Union[str, List[str]]
 
 
-class SettingsError(ValueError):
+class SettingsError(CorralError, ValueError):
     """Invalid settings; the message names each bad option, its value and the allowed form."""
 
 
@@ -387,10 +401,10 @@ def untrusted_path(name: str, directory: str = UNTRUSTED_DIR) -> str:
     return os.path.join(directory, f"{name}.nspawn")
 
 
-def untrusted_warning(name: str, written: str, directory: str = UNTRUSTED_DIR) -> Optional[str]:
-    """The warning for a .nspawn file next to the image (the one read of the disk here: it exists or not)."""
+def untrusted_warning(name: str, written: str, directory: str = UNTRUSTED_DIR, exists=None) -> Optional[str]:
+    """The warning for a .nspawn file next to the image (``exists(path)``: what read() saw)."""
     untrusted = untrusted_path(name, directory)
-    if not os.path.exists(untrusted) or os.path.normpath(written) == untrusted:
+    if not (exists or os.path.exists)(untrusted) or os.path.normpath(written) == untrusted:
         return None
     return (f"{untrusted} exists next to the image: systemd-nspawn reads it only when no file exists in "
             "/etc/systemd/nspawn or /run/systemd/nspawn, ignores its privileged keys, and it came with "
@@ -454,3 +468,120 @@ def to_options(text: Optional[str]) -> dict:
             else:
                 options[option] = value
     return options
+
+
+# ---------------------------------------------------------------- the resource contract: plan
+
+@dataclass
+class SettingsItem:
+    """One .nspawn file to reconcile; ``params`` None removes it. Labels prefix errors and warnings (fleet)."""
+
+    name: str
+    path: str
+    params: Optional[dict] = None
+    header: Optional[str] = unitfile.HEADER
+    label: str = ""
+    warning_label: str = ""
+    machines_dir: str = UNTRUSTED_DIR
+
+    def probes(self) -> List[str]:
+        """The paths whose existence the plan needs: the untrusted file and the bind sources."""
+        sources = [_bind_parts(str(item))[0] for option in ("bind", "bind_read_only")
+                   for item in _as_list((self.params or {}).get(option))]
+        return [untrusted_path(self.name, self.machines_dir)] + [s for s in sources if s.startswith("/")]
+
+
+@dataclass
+class SettingsState:
+    """What read() saw: per path (text, mode or None), the systemd version, which probed paths exist."""
+
+    files: Dict[str, Tuple[Optional[str], Optional[int]]] = field(default_factory=dict)
+    version: Optional[int] = None
+    exists: Dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class ItemPlan:
+    name: str
+    path: str
+    content: Optional[str]
+    file: FileResult
+    restart_required: bool = False
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.file.changed
+
+    @property
+    def diff(self) -> dict:
+        return self.file.diff
+
+
+@dataclass
+class SettingsPlan(Plan):
+    items: List[ItemPlan] = field(default_factory=list)
+
+
+def _as_list(value) -> list:
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
+def _prefixed(label: str, text: str) -> str:
+    return f"{label}: {text}" if label else text
+
+
+def desired_text(item: SettingsItem, state: SettingsState) -> Tuple[Optional[str], List[str]]:
+    """The text the file must hold and the warnings about it; SettingsError names every bad option."""
+    if item.params is None:
+        return None, []
+    text, warnings = build_settings(item.params, systemd_version=state.version, header=item.header)
+    missing = bind_source_errors(item.params, exists=lambda path: state.exists.get(path, False))
+    if missing:
+        raise SettingsError("; ".join(missing))
+    return text, warnings + trust_warnings(text, item.path)
+
+
+def plan_file_mode(path: str, before: Optional[str], mode: Optional[int], after: Optional[str],
+                   want: int = 0o644) -> FileResult:
+    """files.plan_file, and the right text with a mode changed by hand is drift too: action "chmod" (the
+    mtime, read as "settings changed since the machine started", stays). Used by resources, nat, networkd."""
+    result = plan_file(path, before, after)
+    if result.changed or after is None or mode == want:
+        return result
+    diff = file_diff(path, before, after)
+    diff.update(before_header=f"{path} (mode {mode or 0:04o})", after_header=f"{path} (mode {want:04o})")
+    return FileResult(path, True, diff, "chmod")
+
+
+def _item_plan(item: SettingsItem, state: SettingsState) -> ItemPlan:
+    after, warnings = desired_text(item, state)
+    before, mode = state.files.get(item.path, (None, None))
+    file = plan_file_mode(item.path, before, mode, after)
+    plan = ItemPlan(item.name, item.path, after, file, file.changed and restart_required(before, after))
+    if before is not None and not is_managed(before) and before != after:
+        warnings.append(f"{item.path} was not written by corral.nspawn; it is replaced (see the diff for what it held)")
+    untrusted = untrusted_warning(item.name, item.path, item.machines_dir, lambda p: state.exists.get(p, False))
+    plan.warnings = [_prefixed(item.warning_label, w) for w in warnings + ([untrusted] if untrusted else [])]
+    return plan
+
+
+def plan(items: List[SettingsItem], state: SettingsState) -> SettingsPlan:
+    """Pure: what every item's file must become; SettingsError (all items' errors) before any change."""
+    result, errors = SettingsPlan(), []
+    for item in items:
+        try:
+            one = _item_plan(item, state)
+        except SettingsError as exc:
+            errors.append(_prefixed(item.label, str(exc)))
+            continue
+        result.items.append(one)
+        result.warnings.extend(one.warnings)
+        if one.changed:
+            action = "remove" if one.content is None else "write"
+            result.changes.append(f"settings: {action} {one.path}")
+            result.diffs.append(one.diff)
+            result.actions.append(one.file)
+    if errors:
+        raise SettingsError("; ".join(errors), **({"path": items[0].path} if len(items) == 1 else {}))
+    return result

@@ -143,11 +143,11 @@ systemd_version:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings as ns, unitfile
-from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, shared, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings as ns, nspawn_settings_io as ns_io
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
+from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
-from ansible_collections.corral.nspawn.plugins.module_utils import lock, shared
 
 # the file option before the shared settings_dir (issue 13); kept working, with Ansible's deprecation warning
 DEPRECATED_PATH = dict(type="path", removed_in_version="1.0.0", removed_from_collection="corral.nspawn")
@@ -161,61 +161,38 @@ def argument_spec() -> dict:
     return spec
 
 
-def host_systemd_version(module):
-    binary = module.get_bin_path("systemctl")
-    if not binary:
-        return None
-    rc, out, _err = run(module, [binary, "--version"], check=False)
-    return ns.parse_version(out) if rc == 0 else None
+def item_of(params: dict) -> ns.SettingsItem:
+    """The one item of this module: its file and options (None with state=absent); bad names/dirs fail first."""
+    errors = [f"name: {e}" for e in [machine_name_error(params["name"])] if e]
+    errors += shared.errors({"settings_dir": params["settings_dir"]})
+    if errors:
+        raise ns.SettingsError("; ".join(errors))
+    path = params["path"] or Layout.from_params(params).settings_path(params["name"])
+    options = {k: v for k, v in params.items() if k in ns.OPTION_SPEC} if params["state"] == "present" else None
+    return ns.SettingsItem(params["name"], path, options)
 
 
-def as_sections(text):
-    values = {}
-    for section, entries in unitfile.normalize(unitfile.parse(text or "")):
-        for key, value in entries:
-            values.setdefault(section, {}).setdefault(key, []).append(value)
-    return values
+def body(module) -> dict:
+    item = item_of(module.params)
+    with lock.module_lock(module):   # read and write under the host-wide lock
+        state = ns_io.read(module, [item])
+        plan = ns.plan([item], state)
+        if not module.check_mode:
+            ns_io.apply(module, plan)
+    for warning in plan.warnings:
+        module.warn(warning)
+    one = plan.items[0]
+    output = dict(changed=one.changed, path=one.path, content=one.content, settings=unitfile.values(one.content),
+                  restart_required=one.restart_required, systemd_version=state.version)
+    if module._diff and one.changed:
+        output["diff"] = one.diff
+    return output
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(argument_spec(), **lock.LOCK_SPEC),
                            mutually_exclusive=[("path", "settings_dir")], supports_check_mode=True)
-    params = module.params
-    error = machine_name_error(params["name"])
-    if error:
-        module.fail_json(msg=f"name: {error}")
-    errors = shared.errors({"settings_dir": params["settings_dir"]})
-    if errors:
-        module.fail_json(msg="; ".join(errors))
-    path = params["path"] or ns.settings_path(params["name"], params["settings_dir"])
-    version = host_systemd_version(module)
-    content, warnings = None, []
-    if params["state"] == "present":
-        options = {k: v for k, v in params.items() if k in ns.OPTION_SPEC}
-        try:
-            content, warnings = ns.build_settings(options, systemd_version=version)
-        except ns.SettingsError as exc:
-            module.fail_json(msg=str(exc), path=path)
-        missing = ns.bind_source_errors(options)
-        if missing:
-            module.fail_json(msg="; ".join(missing), path=path)
-        warnings += ns.trust_warnings(content, path)
-    with lock.module_lock(module):   # read and write under the host-wide lock
-        before = read_text(path)
-        if before is not None and not is_managed(before) and before != content:
-            warnings.append(f"{path} was not written by corral.nspawn; it is replaced (see the diff for what it held)")
-        untrusted = ns.untrusted_warning(params["name"], path)
-        if untrusted:
-            warnings.append(untrusted)
-        result = ensure_file(module, path, content, 0o644)
-    for warning in warnings:
-        module.warn(warning)
-    output = dict(changed=result.changed, path=path, content=content, settings=as_sections(content),
-                  restart_required=result.changed and ns.restart_required(before, content),
-                  systemd_version=version)
-    if module._diff and result.changed:
-        output["diff"] = result.diff
-    module.exit_json(**output)
+    run_module(module, body)
 
 
 if __name__ == "__main__":

@@ -283,3 +283,31 @@ def test_a_string_parameters_is_split_into_words(value, words):
 def test_a_string_parameters_with_an_open_quote_is_refused():
     with pytest.raises(ns.SettingsError, match="cannot be split into words"):
         ns.build_settings({"parameters": "/bin/echo 'open"})
+
+
+# ---------------------------------------------------------------- plan(items, state): the resource contract
+
+def test_plan_for_n_items_decides_text_mode_and_removal_without_io():
+    text, _w = ns.build_settings({"hostname": "a"})
+    items = [ns.SettingsItem("a", "/x/a.nspawn", {"hostname": "a"}),
+             ns.SettingsItem("b", "/x/b.nspawn", {"boot": True}),
+             ns.SettingsItem("c", "/x/c.nspawn", None), ns.SettingsItem("d", "/x/d.nspawn", {"hostname": "a"})]
+    state = ns.SettingsState(files={"/x/a.nspawn": (text, 0o600), "/x/b.nspawn": (None, None),
+                                    "/x/c.nspawn": ("[Exec]\nBoot=yes\n", 0o644), "/x/d.nspawn": (text, 0o644)})
+    plan = ns.plan(items, state)
+    assert [(i.name, i.changed, i.restart_required) for i in plan.items] == [
+        ("a", True, False), ("b", True, True), ("c", True, True), ("d", False, False)]
+    assert [(a.path, a.action == "chmod", a.action == "remove") for a in plan.actions] == [
+        ("/x/a.nspawn", True, False), ("/x/b.nspawn", False, False), ("/x/c.nspawn", False, True)]
+    assert plan.items[0].diff["before_header"] == "/x/a.nspawn (mode 0600)" and plan.changed
+    assert ns.plan(items[3:], state).changed is False
+
+
+def test_plan_reports_every_items_errors_with_its_label_before_any_change():
+    items = [ns.SettingsItem("a", "/x/a.nspawn", {"port": ["x"]}, label="machines[a].settings"),
+             ns.SettingsItem("b", "/x/b.nspawn", {"bind": ["/nowhere:/y"]}, label="machines[b].settings")]
+    with pytest.raises(ns.SettingsError) as info:
+        ns.plan(items, ns.SettingsState(exists={"/nowhere": False}))
+    assert str(info.value).startswith("machines[a].settings: port:")
+    assert "; machines[b].settings: bind: '/nowhere:/y': the source /nowhere does not exist" in str(info.value)
+    assert items[1].probes() == [ns.untrusted_path("b"), "/nowhere"]

@@ -22,7 +22,7 @@ from ansible_collections.corral.nspawn.plugins.modules import settings as module
 def fake_host(monkeypatch, tmp_path):
     stop_at_exit(monkeypatch)
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: None)
-    monkeypatch.setattr(module, "host_systemd_version", lambda _m: 252)
+    monkeypatch.setattr(module.ns_io, "systemd_version", lambda _m: 252)
     monkeypatch.setattr(module.ns, "untrusted_path", lambda name, directory=None: str(tmp_path / "m" / f"{name}.nspawn"))
 
 

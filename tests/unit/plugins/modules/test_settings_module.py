@@ -17,7 +17,7 @@ def fake_host(monkeypatch, tmp_path):
     warned = []
     stop_at_exit(monkeypatch)
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warned.append(msg))
-    monkeypatch.setattr(module, "host_systemd_version", lambda _m: 252)
+    monkeypatch.setattr(module.ns_io, "systemd_version", lambda _m: 252)
     monkeypatch.setattr(module.ns, "untrusted_path", lambda name, directory=None: str(tmp_path / "machines" / f"{name}.nspawn"))
     return warned
 
