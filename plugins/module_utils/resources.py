@@ -8,6 +8,16 @@ validated and normalised to one canonical spelling, so ``2G`` and ``2048M`` are
 the same limit. The drop-in is the persistent truth; the keys marked ``live``
 are also pushed to a running unit with ``systemctl set-property --runtime`` and
 read back from ``systemctl show`` to verify them.
+
+The resource contract (the resources module calls it with one item, the fleet with N):
+
+- ``resources_io.read(module, items) -> ResourcesState``: every drop-in (text, mode, mtime) and ONE
+  ``systemctl show`` for all units. Nothing changes; works in check mode.
+- ``plan(items, state) -> ResourcesPlan``: per item the file decision, the live plan (running units), whether
+  systemd must reload a drop-in it has not loaded, and pending restarts; ``plan.reload``: one daemon-reload.
+- ``resources_io.apply(module, plan)``: write/remove the drop-ins, ONE daemon-reload, set-property --runtime
+  and verify per running unit; never in check mode.
+- ``ResourcesItem(name, path, desired)``: ``desired`` from ``normalize`` ({} removes the drop-in).
 """
 
 from __future__ import annotations
@@ -17,7 +27,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
-from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import systemd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult
+from ansible_collections.corral.nspawn.plugins.module_utils.nspawn_settings import plan_file_mode
+from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
 UNITS_DIR = "/etc/systemd/system"
@@ -35,7 +49,7 @@ _KEY = re.compile(r"[A-Z][A-Za-z0-9]*")
 Value = Union[str, List[str]]
 
 
-class ResourceError(ValueError):
+class ResourceError(CorralError, ValueError):
     """Invalid resource options; the message names every bad option."""
 
 
@@ -384,20 +398,9 @@ def render_dropin(desired: Dict[str, Value]) -> Optional[str]:
 
 
 def parse_dropin(text: Optional[str]) -> Dict[str, Value]:
-    """Our drop-in text -> {Key: value or list}, the inverse of render_dropin."""
-    if not text:
-        return {}
-    try:
-        doc = unitfile.parse(text)
-    except unitfile.UnitFileError:
-        return {}
-    seen: Dict[str, List[str]] = {}
-    for section, entries in doc:
-        if section == "Service":
-            for key, value in entries:
-                seen.setdefault(key, []).append(value)
+    """Our drop-in text -> {Key: value or list}, the inverse of render_dropin (bad text reads as {})."""
     values: Dict[str, Value] = {}
-    for key, items in seen.items():
+    for key, items in unitfile.values(text, strict=False).get("Service", {}).items():
         if key in _LIST_KEYS or len(items) > 1:
             # an empty assignment resets the list: only what follows the last reset counts
             last_reset = max((i for i, v in enumerate(items) if v == ""), default=-1)
@@ -537,3 +540,86 @@ def verify(expected: Dict[str, str], shown: Dict[str, str]) -> List[str]:
     by_prop = {spec.show or spec.key: spec for spec in TABLE.values()}
     return [f"{prop}: expected {want}, systemd reports {shown.get(prop)!r}"
             for prop, want in expected.items() if live_value(by_prop[prop], shown.get(prop)) != want]
+
+
+# ---------------------------------------------------------------- the resource contract: plan
+
+@dataclass
+class ResourcesItem:
+    name: str
+    path: str
+    desired: Dict[str, Value] = field(default_factory=dict)
+
+
+@dataclass
+class ResourcesState:
+    """What read() saw: per drop-in path (text, mode, mtime), per unit name its ``systemctl show`` values
+    and start time (unix seconds or None)."""
+
+    files: Dict[str, Tuple[Optional[str], Optional[int], Optional[float]]] = field(default_factory=dict)
+    shown: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    started: Dict[str, Optional[float]] = field(default_factory=dict)
+
+
+@dataclass
+class ItemPlan:
+    name: str
+    file: FileResult
+    live: LivePlan
+    running: bool
+    pending_restart: bool
+    stale: bool = False   # the drop-in on disk is right but systemd never loaded it
+
+    @property
+    def changed(self) -> bool:
+        return self.file.changed or self.live.changed or self.stale
+
+    @property
+    def changes(self) -> List[str]:
+        out = [f"drop-in: {self.file.action} {self.file.path}"] if self.file.changed else []
+        out += [f"daemon-reload: systemd has not loaded {self.file.path} as it is on disk "
+                "(a run ended before its daemon-reload)"] if self.stale else []
+        return out + [f"live: {c}" for c in self.live.changes]
+
+
+@dataclass
+class ResourcesPlan(Plan):
+    items: List[ItemPlan] = field(default_factory=list)
+
+    @property
+    def reload(self) -> bool:
+        return any(item.file.changed or item.stale for item in self.items)
+
+
+def _pending(live: LivePlan, desired: dict, dropin_mtime: Optional[float], since: Optional[float]) -> bool:
+    """Limits that only apply at start are waiting when changed now or written after the start."""
+    if live.pending:
+        return True
+    restart_only = [k for k in desired if k not in KEY_TO_OPTION or not TABLE[KEY_TO_OPTION[k]].live]
+    return bool(restart_only and dropin_mtime and since is not None and dropin_mtime > since)
+
+
+def _item_plan(item: ResourcesItem, state: ResourcesState) -> ItemPlan:
+    text, mode, mtime = state.files.get(item.path, (None, None, None))
+    shown = state.shown.get(item.name, {})
+    running = systemd.is_running(shown)
+    live = plan_live(item.desired, parse_dropin(text), shown) if running else LivePlan()
+    file = plan_file_mode(item.path, text, mode, render_dropin(item.desired))
+    stale = not file.changed and load_stale(item.desired, item.path, shown)
+    pending = running and _pending(live, item.desired, mtime, state.started.get(item.name))
+    return ItemPlan(item.name, file, live, running, pending, stale)
+
+
+def plan(items: List[ResourcesItem], state: ResourcesState) -> ResourcesPlan:
+    """Pure: what every item's drop-in and running unit need; the live plan is made against the values
+    from BEFORE the reload, so check mode and a real run decide ``changed`` identically."""
+    result = ResourcesPlan()
+    for item in items:
+        one = _item_plan(item, state)
+        result.items.append(one)
+        result.changes.extend(one.changes)
+        if one.file.changed:
+            result.diffs.append(one.file.diff)
+        if one.changed:
+            result.actions.append(one)
+    return result

@@ -160,10 +160,9 @@ changes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import cgroup, resources
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, resources, resources_io, shared
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
-from ansible_collections.corral.nspawn.plugins.module_utils import lock, shared
 
 LIST_OPTIONS = ("io_read_bandwidth_max", "io_write_bandwidth_max", "device_allow")
 
@@ -180,34 +179,38 @@ def argument_spec() -> dict:
     return spec
 
 
-def main():
-    module = AnsibleModule(argument_spec=dict(argument_spec(), **lock.LOCK_SPEC), supports_check_mode=True)
-    params = module.params
-    name = params["name"]
-    error = machine_name_error(name)
+def item_of(params: dict) -> resources.ResourcesItem:
+    """The one item of this module; a bad name, units_dir or limit fails before any change."""
+    error = machine_name_error(params["name"])
     if error:
-        module.fail_json(msg=f"name: {error}")
+        raise resources.ResourceError(f"name: {error}")
     errors = shared.errors({"units_dir": params["units_dir"]})
     if errors:
-        module.fail_json(msg="; ".join(errors))
+        raise resources.ResourceError("; ".join(errors))
     options = {k: v for k, v in params.items() if k in resources.TABLE or k == "extra"}
-    try:
-        desired = resources.normalize(options) if params["state"] == "present" else {}
-    except resources.ResourceError as exc:
-        module.fail_json(msg=str(exc))
-    for warning in resources.device_warnings(desired):
+    desired = resources.normalize(options) if params["state"] == "present" else {}
+    return resources.ResourcesItem(params["name"], resources.dropin_path(params["name"], params["units_dir"]), desired)
+
+
+def body(module) -> dict:
+    item = item_of(module.params)
+    for warning in resources.device_warnings(item.desired):
         module.warn(warning)
-    try:
-        result = lock.run_locked(module, lambda: cgroup.reconcile(module, name, desired, params["units_dir"]))
-    except cgroup.LimitsError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    except CommandError as exc:
-        module.fail_json(msg=str(exc), rc=exc.rc, stdout=exc.out, stderr=exc.err)
-    output = dict(changed=result.changed, path=result.file.path, values=desired, running=result.running,
-                  live=result.live.assignments, pending_restart=result.pending_restart, changes=result.changes)
-    if module._diff and result.file.changed:
-        output["diff"] = result.file.diff
-    module.exit_json(**output)
+    with lock.module_lock(module):   # read and write under the host-wide lock
+        plan = resources.plan([item], resources_io.read(module, [item]))
+        if not module.check_mode:
+            resources_io.apply(module, plan)
+    one = plan.items[0]
+    output = dict(changed=one.changed, path=one.file.path, values=item.desired, running=one.running,
+                  live=one.live.assignments, pending_restart=one.pending_restart, changes=one.changes)
+    if module._diff and one.file.changed:
+        output["diff"] = one.file.diff
+    return output
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(argument_spec(), **lock.LOCK_SPEC), supports_check_mode=True)
+    run_module(module, body)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ REVISION = "v1"
 # plugins): what runs on a managed host.
 PURE_TESTS = (
     "test_unitfile.py", "test_unitfile_lines.py", "test_values.py", "test_schema.py", "test_names.py",
-    "test_nspawn_settings.py", "test_networkd.py", "test_nft.py", "test_cgroup.py", "test_rootfs.py",
+    "test_nspawn_settings.py", "test_networkd.py", "test_nft.py", "test_resources_io.py", "test_rootfs.py",
     "test_passwd.py", "test_netmodel.py",
 )
 

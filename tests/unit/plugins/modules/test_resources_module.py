@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """corral.nspawn.resources main(): the shared units_dir option (issue 13).
 
-The drop-in is a real file under tmp_path; systemd (show, daemon-reload) is faked at the cgroup/systemd seams.
+The drop-in is a real file under tmp_path; systemd (show, daemon-reload) is faked at the resources_io/systemd seams.
 """
 
 import os
@@ -11,7 +11,7 @@ import os
 import pytest
 from ansible_collections.corral.nspawn.tests.unit.module_main import run_main, stop_at_exit
 
-from ansible_collections.corral.nspawn.plugins.module_utils import cgroup, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import resources_io, systemd
 from ansible_collections.corral.nspawn.plugins.modules import resources as module
 
 DROPIN = "systemd-nspawn@web1.service.d/50-corral-resources.conf"
@@ -26,7 +26,7 @@ def host(monkeypatch):
         state["reloads"] += 1
 
     stop_at_exit(monkeypatch)
-    monkeypatch.setattr(cgroup, "read_live", lambda m, name: dict(state["shown"]))
+    monkeypatch.setattr(resources_io, "read_live", lambda m, names: {n: dict(state["shown"]) for n in names})
     monkeypatch.setattr(systemd, "daemon_reload", reload)
     return state
 
