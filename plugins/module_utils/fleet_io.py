@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, read_text, remove_empty_dir
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, read_file, read_text, remove_empty_dir, write_result
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
     FLEET_HEADER, FleetError, Machine, desired_machines, image_options_for, image_params, machine_attachment,
     restart_policy, validate_image, validate_template,
@@ -30,7 +30,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.fleet_plan import (
     Current, Desired, MachinePlan, dhcp_waits, fleet_diff, fleet_result, is_fleet_managed, plan_desired, plan_prune,
     split_addresses, template_sources, wait_specs,
 )
-from ansible_collections.corral.nspawn.plugins.module_utils import cgroup, images
+from ansible_collections.corral.nspawn.plugins.module_utils import cgroup, images, images_io, images_setup
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils, machine_io
 from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, networkd, nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
@@ -174,8 +174,8 @@ def check_prune_all(items: List[dict], prune_flag: bool, prune_all: bool, victim
 def ensure_image(ctx: Context, name: str, options: dict) -> dict:
     """Build/clone the root when missing and run its post-setup (the image logic, honours check mode)."""
     try:
-        return images.ensure_image(ctx.module, image_params(ctx.machines_dir, name, options))
-    except (images.ImageError, images.SetupError, CommandError) as exc:
+        return images_io.ensure_image(ctx.module, image_params(ctx.machines_dir, name, options))
+    except (images.ImageError, images_setup.SetupError, CommandError) as exc:
         raise FleetError(f"image {name}: {exc}") from None
 
 
@@ -215,22 +215,14 @@ def read_units(module, names: List[str]) -> machine_utils.RuntimeState:
     return machine_io.read(module, names, ["NeedDaemonReload", "DropInPaths"] + resources_utils.show_properties())
 
 
-def file_mode(path: str) -> Optional[int]:
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        return None
-
-
 def current_of(ctx: Context, desired: Desired, state: machine_utils.RuntimeState) -> Current:
     name = desired.machine.name
     unit, runtime = state.units.get(name, {}), state.current(name)
+    settings, dropin = read_file(ctx.settings_path(name)), read_file(desired.dropin_path)
     return Current(
         root_exists=os.path.isdir(ctx.root(name)),
-        settings_text=read_text(ctx.settings_path(name)),
-        dropin_text=read_text(desired.dropin_path),
-        settings_mode=file_mode(ctx.settings_path(name)),
-        dropin_mode=file_mode(desired.dropin_path),
+        settings_text=settings[0], settings_mode=settings[1],
+        dropin_text=dropin[0], dropin_mode=dropin[1],
         active=unit.get("ActiveState", "inactive"),
         enabled=runtime.enabled,
         target_enabled=runtime.target_enabled,
@@ -267,15 +259,15 @@ def apply_files(ctx: Context, plans: List[MachinePlan]) -> None:
     for plan in plans:
         for result in plan.files:
             if result.changed:
-                write_file(ctx.module, result.path, getattr(result, "content", None))
+                write_file(ctx.module, result)
     if any(plan.resources_changed or plan.reload_needed for plan in plans):
         systemd.daemon_reload(ctx.module)
 
 
-def write_file(module, path: str, content: Optional[str]) -> None:
-    ensure_file(module, path, content, 0o644)
-    if content is None:
-        remove_empty_dir(os.path.dirname(path))
+def write_file(module, result: FileResult) -> None:
+    write_result(module, result)
+    if result.action == "remove":
+        remove_empty_dir(os.path.dirname(result.path))
 
 
 def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: int) -> List[str]:
@@ -312,7 +304,7 @@ def prune(ctx: Context, names: List[str], units: machine_utils.RuntimeState) -> 
     systemd.disable(ctx.module, names)
     for name in names:
         for path in (ctx.settings_path(name), resources_utils.dropin_path(name, ctx.units_dir)):
-            write_file(ctx.module, path, None)
+            write_file(ctx.module, FileResult(path, True, {}, "remove"))
     systemd.daemon_reload(ctx.module)
 
 
@@ -322,7 +314,7 @@ def purge(ctx: Context, names: List[str]) -> List[str]:
     warnings = []
     for name in names:
         try:
-            outcome = images.purge_built(ctx.module, ctx.machines_dir, name)
+            outcome = images_io.purge_built(ctx.module, ctx.machines_dir, name)
         except (images.ImageError, CommandError, OSError) as exc:
             raise FleetError(f"purge {name}: {exc}") from None
         if outcome["kept"]:

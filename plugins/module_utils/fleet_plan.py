@@ -15,15 +15,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER, FileResult, file_diff, plan_file
+from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER, FileResult, plan_file_mode
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, Machine, machine_attachment, restart_policy
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, nspawn_settings, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
-
-FILE_MODE = 0o644
-
 
 @dataclass
 class Current:
@@ -83,25 +80,6 @@ class MachinePlan:
     @property
     def changed(self) -> bool:
         return bool(self.changes)
-
-
-@dataclass
-class FileWrite(FileResult):
-    """A file's planned change and the content apply writes (None removes it)."""
-
-    content: Optional[str] = None
-
-
-def plan_file_mode(path: str, before: Optional[str], after: Optional[str], mode_now: Optional[int],
-                   mode: int = FILE_MODE) -> FileWrite:
-    """Content first; a file whose content is right but whose mode was changed by hand is drift too
-    (apply then changes only the mode, so the mtime stays)."""
-    result = plan_file(path, before, after)
-    if result.changed or after is None or mode_now in (None, mode):
-        return FileWrite(result.path, result.changed, result.diff, result.action, after)
-    diff = file_diff(path, after, after)
-    diff.update(before_header=f"{path} (mode {mode_now:04o})", after_header=f"{path} (mode {mode:04o})")
-    return FileWrite(path, True, diff, "update", after)
 
 
 def is_fleet_managed(text: Optional[str]) -> bool:
@@ -164,8 +142,8 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
 def plan_desired(desired: Desired, current: Current, image: Optional[dict], default_policy: str) -> MachinePlan:
     """Every action for one machine from its rendered target, what was read, and the image step's outcome."""
     machine = desired.machine
-    settings = plan_file_mode(desired.settings_path, current.settings_text, desired.settings_text, current.settings_mode)
-    dropin = plan_file_mode(desired.dropin_path, current.dropin_text, desired.dropin_text, current.dropin_mode)
+    settings = plan_file_mode(desired.settings_path, current.settings_text, current.settings_mode, desired.settings_text)
+    dropin = plan_file_mode(desired.dropin_path, current.dropin_text, current.dropin_mode, desired.dropin_text)
     live = resources_utils.plan_live(desired.resources, resources_utils.parse_dropin(current.dropin_text),
                                      current.unit) if current.running else None
     plan = plan_machine(machine, current, settings, dropin, image, restart_policy(machine, default_policy),

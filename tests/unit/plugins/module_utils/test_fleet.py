@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ansible_collections.corral.nspawn.tests.unit import fakes
-from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, fleet_plan, images, machine as machine_utils, machine_io
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, fleet_plan, images_io, machine as machine_utils, machine_io
 from ansible_collections.corral.nspawn.plugins.module_utils import resources
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, plan_file, read_text
 
@@ -300,7 +300,7 @@ def fake_images(monkeypatch, tmp_path):
 
     live = []
     monkeypatch.setattr(fleet_io, "ensure_image", ensure_image)   # templates too
-    monkeypatch.setattr(images, "purge_built", purge_built)
+    monkeypatch.setattr(images_io, "purge_built", purge_built)
     return live
 
 
