@@ -152,5 +152,3 @@ class Systemd:
         for unit in units:
             self.units[unit].update(change)
         return 0, "", ""
-
-
