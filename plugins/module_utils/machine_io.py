@@ -77,29 +77,44 @@ def failed_units(module, name: str) -> List[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
+def _poll(module, name: str, timeout: float, poll: float, probe, too_long) -> WaitResult:
+    """Ask ``probe(elapsed)`` -> (WaitResult or None, state) every ``poll`` s until it decides; after ``timeout``
+    a failure: ``too_long(state)`` and the unit's status and journal tail."""
+    started = time.monotonic()
+    while True:
+        decided, state = probe(time.monotonic() - started)
+        if decided is not None:
+            return decided
+        elapsed = time.monotonic() - started
+        if elapsed >= timeout:
+            return _failed(module, name, state, elapsed, too_long(state))
+        time.sleep(poll)
+
+
+def _failed(module, name: str, state: str, elapsed: float, why: str) -> WaitResult:
+    return WaitResult(name, False, state, elapsed, msg=f"machine {name}: {why}\n{systemd.failure_report(module, name)}")
+
+
+def _unit_state(module, name: str) -> str:
+    return systemd.show_unit(module, systemd.unit_name(name), ("ActiveState",)).get("ActiveState", "")
+
+
 def wait_running(module, name: str, timeout: float, poll: float = 1.0) -> WaitResult:
     """Poll until the container's systemd reports running/degraded, its unit dies, or timeout."""
-    started = time.monotonic()
-    state = ""
-    while True:
+    def probe(elapsed):
         state = systemd.system_state(module, name)
-        elapsed = time.monotonic() - started
         if state == "running":
-            return WaitResult(name, True, state, elapsed)
+            return WaitResult(name, True, state, elapsed), state
         if state == "degraded":
             failed = ", ".join(failed_units(module, name)) or "unknown"
             return WaitResult(name, True, state, elapsed,
-                              warning=f"machine {name}: its systemd reports degraded (failed units: {failed})")
-        unit = systemd.show_unit(module, systemd.unit_name(name), ("ActiveState",))
-        if unit.get("ActiveState") in DOWN_STATES:
-            return WaitResult(name, False, state, elapsed, msg=(
-                f"machine {name}: the container stopped while booting "
-                f"(unit {unit.get('ActiveState')})\n{systemd.failure_report(module, name)}"))
-        if elapsed >= timeout:
-            return WaitResult(name, False, state, elapsed, msg=(
-                f"machine {name}: its systemd did not report running within {timeout:g} s "
-                f"(last state {state or 'unreachable'!r})\n{systemd.failure_report(module, name)}"))
-        time.sleep(poll)
+                              warning=f"machine {name}: its systemd reports degraded (failed units: {failed})"), state
+        unit = _unit_state(module, name)
+        if unit in DOWN_STATES:
+            return _failed(module, name, state, elapsed, f"the container stopped while booting (unit {unit})"), state
+        return None, state
+    return _poll(module, name, timeout, poll, probe, lambda state: (
+        f"its systemd did not report running within {timeout:g} s (last state {state or 'unreachable'!r})"))
 
 
 def wait_active(module, name: str, timeout: float, poll: float = 1.0) -> WaitResult:
@@ -107,20 +122,15 @@ def wait_active(module, name: str, timeout: float, poll: float = 1.0) -> WaitRes
 
     There is no systemd inside to ask; nspawn reports the unit ready once the command runs.
     """
-    started = time.monotonic()
-    while True:
-        state = systemd.show_unit(module, systemd.unit_name(name), ("ActiveState",)).get("ActiveState", "")
-        elapsed = time.monotonic() - started
+    def probe(elapsed):
+        state = _unit_state(module, name)
         if state == "active":
-            return WaitResult(name, True, "active (no boot: its command runs)", elapsed)
+            return WaitResult(name, True, "active (no boot: its command runs)", elapsed), state
         if state in DOWN_STATES:
-            return WaitResult(name, False, state, elapsed, msg=(
-                f"machine {name}: the container's command exited (unit {state})\n{systemd.failure_report(module, name)}"))
-        if elapsed >= timeout:
-            return WaitResult(name, False, state, elapsed, msg=(
-                f"machine {name}: its unit did not become active within {timeout:g} s (last state {state!r})\n"
-                f"{systemd.failure_report(module, name)}"))
-        time.sleep(poll)
+            return _failed(module, name, state, elapsed, f"the container's command exited (unit {state})"), state
+        return None, state
+    return _poll(module, name, timeout, poll, probe, lambda state: (
+        f"its unit did not become active within {timeout:g} s (last state {state!r})"))
 
 
 def wait_one(module, name: str, spec: WaitSpec, poll: float = 1.0) -> WaitResult:
