@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import sys
 from typing import Dict, List, Optional
 
@@ -265,7 +266,7 @@ def converge_block(data: Optional[dict]) -> str:
 
 
 def _median(runs: List[float]) -> float:
-    return sorted(runs)[len(runs) // 2]
+    return statistics.median(runs)
 
 
 def multi_block(data: Optional[dict]) -> str:

@@ -128,7 +128,7 @@ def test_multihost_block_reports_both_ratios(tmp_path):
     (tmp_path / "bench_converge-multi.json").write_text(json.dumps(data))
     block = report.blocks(str(tmp_path))["multihost"]
     assert "3 hosts take 1.50x of one (target at most 1.3x: NOT met)" in block
-    assert "one host 2.20 s, 3 hosts 2.50 s: 1.14x (target at most 1.3x: met)" in block
+    assert "one host 2.10 s, 3 hosts 2.45 s: 1.17x (target at most 1.3x: met)" in block
 
 
 def test_site_block_shows_the_task_breakdown_of_both_sides(tmp_path):
