@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, read_file, read_text, remove_empty_dir, write_result
@@ -51,7 +51,6 @@ class Context:
     units_dir: str
     check_mode: bool
     policy: str
-    predict_from: Dict[str, str] = field(default_factory=dict)   # template -> the directory it is copied from
 
     @property
     def layout(self) -> Layout:
@@ -169,43 +168,48 @@ def check_prune_all(items: List[dict], prune_flag: bool, prune_all: bool, victim
                          "Set prune_all=true (role: corral_fleet_prune_all) to prune them all; nothing was changed")
 
 
-# ---------------------------------------------------------------- templates and images (the image logic acts)
+# ---------------------------------------------------------------- templates and images (read -> plan -> apply)
 
-def ensure_image(ctx: Context, name: str, options: dict) -> dict:
-    """Build/clone the root when missing and run its post-setup (the image logic, honours check mode)."""
+def image_items(ctx: Context, templates: List[dict], desired: List[Desired], currents: List[Current]) -> List[dict]:
+    """The image logic's items: every template, then every machine whose root the fleet manages (build order)."""
+    items = [image_params(ctx.machines_dir, t["name"], {k: v for k, v in t.items() if k != "name" and v is not None})
+             for t in templates]
+    predict_from = template_sources(ctx.machines_dir, templates)
+    for one, current in zip(desired, currents):
+        machine = one.machine
+        if one.image_options is None:
+            continue
+        # A running root is written only when this run restarts the machine for the change anyway.
+        options = dict(one.image_options)
+        options.setdefault("setup_running", "defer" if restart_policy(machine, ctx.policy) == "never" else "apply")
+        options["_running"] = current.running   # known from the batched show: no command per machine
+        if machine.template and not os.path.isdir(ctx.root(machine.template)):
+            # the template is built earlier in this run: its clone is predicted from what it will be a copy of
+            options.update(_source_planned=True, _predict_from=predict_from.get(machine.template))
+        options["_network_auto"] = "network_links" not in machine.image   # computed: a missing networkd warns
+        items.append(image_params(ctx.machines_dir, machine.name, options))
+    return items
+
+
+def image_call(name: str, function, *args):
+    """One image's read or apply; the image logic's errors name the image."""
     try:
-        return images_io.ensure_image(ctx.module, image_params(ctx.machines_dir, name, options))
+        return in_step(f"machines[{name}]: image", function, *args)
     except (images.ImageError, images_setup.SetupError, CommandError) as exc:
         raise FleetError(f"image {name}: {exc}") from None
 
 
-def ensure_templates(ctx: Context, templates: List[dict]) -> Dict[str, dict]:
-    for item in templates:
-        validate_template(ctx.machines_dir, item)
-    done = {t["name"]: ensure_image(ctx, t["name"], {k: v for k, v in t.items() if k != "name" and v is not None})
-            for t in templates}
-    ctx.predict_from = template_sources(ctx.machines_dir, templates)
-    return done
-
-
-def image_step(ctx: Context, desired: Desired, current: Current) -> Optional[dict]:
-    """The machine's root through the image logic (None: the fleet does not manage this root)."""
-    machine = desired.machine
-    if desired.image_options is None:
-        return None
-    # A running root is written only when this run restarts the machine for the change anyway.
-    options = dict(desired.image_options)
-    options.setdefault("setup_running", "defer" if restart_policy(machine, ctx.policy) == "never" else "apply")
-    options["_running"] = current.running   # known from the batched show: no command per machine
-    if ctx.check_mode and machine.template and not os.path.isdir(ctx.root(machine.template)):
-        # the template is built earlier in this run: check mode predicts from what it will be a copy of
-        options.update(_source_planned=True, _predict_from=ctx.predict_from.get(machine.template))
-    options["_network_auto"] = "network_links" not in machine.image   # computed: a missing networkd warns
-    return ensure_image(ctx, machine.name, options)
-
-
-def plan_machine_step(ctx: Context, desired: Desired, current: Current) -> MachinePlan:
-    return plan_desired(desired, current, image_step(ctx, desired, current), ctx.policy)
+def images_step(ctx: Context, items: List[dict]) -> Dict[str, dict]:
+    """Read every image, plan them (pure), build/prepare them in order unless in check mode: {name: result}."""
+    states = [image_call(i["name"], images_io.read_one, ctx.module, ctx.layout, i) for i in items]
+    todo = images.plan(items, states)
+    outcomes = {} if ctx.check_mode else {name: image_call(name, images_io.apply_one, ctx.module, item)
+                                          for name, item in todo.items.items()}
+    results = {name: images.result(item, outcomes.get(name)) for name, item in todo.items.items()}
+    for result in results.values():
+        for warning in result.pop("warnings", []):
+            ctx.module.warn(warning)
+    return results
 
 
 # ---------------------------------------------------------------- read (batched)
@@ -375,7 +379,10 @@ def prepare(ctx: Context, params: dict) -> Tuple[List[Desired], List[str], Dict[
     if params["prune"] or params.get("prune_all"):
         victims = set(managed_machines(ctx.settings_dir)) - {t["name"] for t in params["templates"]}
         check_prune_all(params["machines"], params["prune"], bool(params.get("prune_all")), sorted(victims))
-    return render_all(ctx, machines), address_warnings, nets
+    desired = render_all(ctx, machines)
+    for item in params["templates"]:
+        validate_template(ctx.machines_dir, item)
+    return desired, address_warnings, nets
 
 
 def run_fleet(module) -> dict:
@@ -384,12 +391,13 @@ def run_fleet(module) -> dict:
     ctx = Context(module, params["machines_dir"], params["settings_dir"], params["units_dir"],
                   module.check_mode, params["restart"])
     desired, warnings, nets = prepare(ctx, params)
-    templates = ensure_templates(ctx, params["templates"])
     declared = [d.machine.name for d in desired]
-    pruned = prune_names(ctx, declared, list(templates), params["purge"]) if params["prune"] else []
+    templates = [t["name"] for t in params["templates"]]
+    pruned = prune_names(ctx, declared, templates, params["purge"]) if params["prune"] else []
     units = read_units(module, declared + [n for n in pruned if n not in declared])
     currents = [current_of(ctx, d, units) for d in desired]
-    plans = [in_step(f"machines[{d.machine.name}]: image and plan", plan_machine_step, ctx, d, c)
+    roots = images_step(ctx, image_items(ctx, params["templates"], desired, currents))
+    plans = [in_step(f"machines[{d.machine.name}]: plan", plan_desired, d, c, roots.get(d.machine.name), ctx.policy)
              for d, c in zip(desired, currents)]
     warnings += [w for d in desired for w in d.warnings] + [w for p in plans for w in p.warnings]
     if not module.check_mode:
@@ -400,6 +408,7 @@ def run_fleet(module) -> dict:
     seen, seen_warnings = observed_addresses(ctx, plans, desired, currents, params["wait"], nets)
     for warning in warnings + seen_warnings:
         module.warn(warning)
+    templates = {n: roots[n] for n in templates}
     result = fleet_result(plans, desired, currents, templates, pruned)
     for name, entry in result["machines"].items():
         entry.update(seen.get(name, {}))

@@ -99,9 +99,10 @@ class FakeModule:
         return f"/usr/bin/{name}"
 
 
-def present_image(ctx, name, _options):
-    os.makedirs(ctx.root(name), exist_ok=True)
-    return {"changed": False, "created": False, "changes": []}
+def present_images(ctx, items):
+    for item in items:
+        os.makedirs(ctx.root(item["name"]), exist_ok=True)
+    return {item["name"]: {"changed": False, "created": False, "changes": []} for item in items}
 
 
 def params_for(count: int, base: str) -> dict:
@@ -145,7 +146,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    fleet_io.ensure_image = present_image   # templates too
+    fleet_io.images_step = present_images   # templates too
     fleet_io.read_network_files = lambda _directory: {}
     record = Record("bench_planning", sys.argv[1:])
     record.data.update(repeat=args.repeat, argv_limit=systemd.argv_byte_limit(), names_cap=systemd.ARGV_NAMES_CAP,

@@ -284,8 +284,8 @@ class FakeModule(fakes.FakeModule):
 @pytest.fixture
 def fake_images(monkeypatch, tmp_path):
     """Stand-ins for the single-purpose modules' logic: settings/resources render plain INI."""
-    def ensure_image(ctx, name, options):
-        root = ctx.root(name)
+    def ensure_image(ctx, options):
+        root = ctx.root(options["name"])
         if os.path.isdir(root):
             return {"changed": False, "created": False, "changes": []}
         if not ctx.check_mode:
@@ -299,7 +299,7 @@ def fake_images(monkeypatch, tmp_path):
         return {"kept": None, "path": os.path.join(machines_dir, name)}
 
     live = []
-    monkeypatch.setattr(fleet_io, "ensure_image", ensure_image)   # templates too
+    monkeypatch.setattr(fleet_io, "images_step", lambda ctx, items: {i["name"]: ensure_image(ctx, i) for i in items})
     monkeypatch.setattr(images_io, "purge_built", purge_built)
     return live
 
