@@ -30,7 +30,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.fleet_plan import (
     Current, Desired, MachinePlan, dhcp_waits, fleet_diff, fleet_result, is_fleet_managed, plan_desired, plan_prune,
     split_addresses, template_sources, wait_specs,
 )
-from ansible_collections.corral.nspawn.plugins.module_utils import cgroup, images, images_io, images_setup
+from ansible_collections.corral.nspawn.plugins.module_utils import images, images_io, images_setup, resources_io
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils, machine_io
 from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, networkd, nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
@@ -279,8 +279,8 @@ def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: i
     for plan in plans:
         if plan.live and plan.runtime not in ("stop", "restart"):
             try:   # set-property --runtime (resets of removed limits included), verified with systemctl show
-                cgroup.apply_live(ctx.module, plan.name, plan.live)
-            except cgroup.LimitsError as exc:
+                resources_io.apply_live(ctx.module, plan.name, plan.live)
+            except resources_io.LimitsError as exc:
                 raise FleetError(str(exc), **exc.details) from None
     outcomes = machine_io.apply(ctx.module, [p.runtime_plan for p in plans if p.runtime_plan],
                                    wait_specs(plans, wait, timeout))
