@@ -7,10 +7,11 @@ Phases of one run (check mode stops after planning; nothing below ``apply`` runs
 
 1. input: merge and validate every machine and template (``fleet``), the host's address plan,
    render settings and limits (``render_all``): any problem fails the run before any change;
-2. templates, then each machine's image step (the image logic builds, clones and prepares roots);
-3. read: files with their modes, one ``systemctl show`` for every unit and machines.target;
-4. plan: ``fleet_plan.plan_desired`` per machine (pure);
-5. apply: files, one daemon-reload, live limits, then ``machine.apply`` (enable/disable, stop,
+2. read: files with their modes, one ``systemctl show`` for every unit and machines.target;
+3. images (``images_step``): every template, then every machine's root, read -> images.plan (pure) ->
+   built, cloned and prepared in that order (not in check mode);
+4. plan: ``fleet_plan.plan_desired`` per machine (pure), with its root's outcome;
+5. apply: files, one daemon-reload, live limits, then ``machine_io.apply`` (enable/disable, stop,
    restart, start: one systemctl call each, concurrent waits); prune; the machines' addresses.
 """
 
@@ -202,10 +203,10 @@ def image_call(name: str, function, *args):
 def images_step(ctx: Context, items: List[dict]) -> Dict[str, dict]:
     """Read every image, plan them (pure), build/prepare them in order unless in check mode: {name: result}."""
     states = [image_call(i["name"], images_io.read_one, ctx.module, ctx.layout, i) for i in items]
-    todo = images.plan(items, states)
+    todo = {s.paths.name: image_call(s.paths.name, images.plan_one, s) for s in states}
     outcomes = {} if ctx.check_mode else {name: image_call(name, images_io.apply_one, ctx.module, item)
-                                          for name, item in todo.items.items()}
-    results = {name: images.result(item, outcomes.get(name)) for name, item in todo.items.items()}
+                                          for name, item in todo.items()}
+    results = {name: images.result(item, outcomes.get(name)) for name, item in todo.items()}
     for result in results.values():
         for warning in result.pop("warnings", []):
             ctx.module.warn(warning)
