@@ -284,7 +284,7 @@ def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: i
             except resources_io.LimitsError as exc:
                 raise FleetError(str(exc), **exc.details) from None
     outcomes = machine_io.apply(ctx.module, [p.runtime_plan for p in plans if p.runtime_plan],
-                                   wait_specs(plans, wait, timeout))
+                                wait_specs(plans, wait, timeout))
     return check_outcomes(outcomes)
 
 

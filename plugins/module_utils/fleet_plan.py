@@ -22,6 +22,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils import machine as ma
 from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, nspawn_settings, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
 
+
 @dataclass
 class Current:
     """What is on the host for one machine now."""

@@ -76,7 +76,7 @@ def test_machine_spec_matches_machine_keys():
 def test_fleet_settings_carry_the_fleet_header(tmp_path):
     ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
     text, warnings = fleet_io.render_settings(ctx, fleet.Machine("web", zone="apps", settings={"boot": True}),
-                                                   "machines[web]")
+                                              "machines[web]")
     assert text.startswith(fleet.FLEET_HEADER) and text.count("Managed by corral.nspawn") == 1
     assert "[Exec]\nBoot=yes\n" in text and "[Network]\nZone=apps\n" in text and warnings == []
     assert fleet_plan.is_fleet_managed(text)
@@ -166,7 +166,7 @@ def test_limit_that_only_applies_at_start_needs_a_restart():
 
 def test_settings_change_that_needs_no_restart_does_not_restart():
     plan = fleet_plan.plan_machine(fleet.Machine("m"), RUNNING, *_files(settings_changed=True), None, "on_change",
-                              settings_restart=False)
+                                   settings_restart=False)
     assert plan.runtime == "none" and not plan.pending_restart and plan.changed
 
 
@@ -381,7 +381,7 @@ def test_restart_never_reports_pending_restart(tmp_path, fake_images):
     (tmp_path / "machines").mkdir()
     fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web"}])))
     result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, [{"name": "web", "settings": {"boot": True}}],
-                                                      restart="never")))
+                                                         restart="never")))
     assert result["pending_restart"] == ["web"] and result["machines"]["web"]["pending_restart"]
     assert "restart" not in [c[1] for c in host.calls[-3:]]
 
@@ -657,7 +657,7 @@ def test_need_daemon_reload_left_by_set_property_does_not_reload_every_run():
     """Regression (full-suite run): systemd 252 leaves NeedDaemonReload=yes after set-property --runtime;
     reloading for it made every run after a live limit change report a change."""
     desired = fleet_plan.Desired(fleet.Machine("db"), "", "/etc/systemd/system/systemd-nspawn@db.service.d/50-corral-resources.conf",
-                            "[Service]\nMemoryMax=768M\n", None, resources={"MemoryMax": "768M"})
+                                 "[Service]\nMemoryMax=768M\n", None, resources={"MemoryMax": "768M"})
     loaded = {"NeedDaemonReload": "yes", "DropInPaths": desired.dropin_path, "MemoryMax": str(768 * 1024 ** 2)}
     assert fleet_plan.load_stale(desired, fleet_plan.Current(unit=loaded)) is False
     # a killed run: the drop-in on disk says 768M, systemd still runs with 512M, or never loaded the file

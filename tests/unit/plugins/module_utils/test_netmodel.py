@@ -63,7 +63,7 @@ def test_attachment_errors(item, message):
 def test_network_modes_render_settings(network, settings, expected, tmp_path):
     ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
     text, _w = fleet_io.render_settings(ctx, fleet.merge_machine({}, {"name": "m", "network": network,
-                                                                           "settings": settings}), "m")
+                                                                      "settings": settings}), "m")
     assert expected in text
 
 

@@ -26,7 +26,7 @@ def host(monkeypatch):
     monkeypatch.setattr(systemd, "machined_error", lambda m: None)
     monkeypatch.setattr(machine_io, "image_error", lambda m, name: None)
     monkeypatch.setattr(machine_io, "read_current", lambda m, name: utils.Current(name, "active", "running", True,
-                                                                             main_pid=42, since=1000.0))
+                                                                                  main_pid=42, since=1000.0))
 
     def wait_one(m, name, spec, poll=1.0):
         seen["waits"].append(spec)
