@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
-from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, file_diff, is_managed, plan_file
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, is_managed, plan_file_mode
 from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 from ansible_collections.corral.nspawn.plugins.module_utils.schema import (
@@ -540,18 +540,6 @@ def desired_text(item: SettingsItem, state: SettingsState) -> Tuple[Optional[str
     if missing:
         raise SettingsError("; ".join(missing))
     return text, warnings + trust_warnings(text, item.path)
-
-
-def plan_file_mode(path: str, before: Optional[str], mode: Optional[int], after: Optional[str],
-                   want: int = 0o644) -> FileResult:
-    """files.plan_file, and the right text with a mode changed by hand is drift too: action "chmod" (the
-    mtime, read as "settings changed since the machine started", stays). Used by resources, nat, networkd."""
-    result = plan_file(path, before, after)
-    if result.changed or after is None or mode == want:
-        return result
-    diff = file_diff(path, before, after)
-    diff.update(before_header=f"{path} (mode {mode or 0:04o})", after_header=f"{path} (mode {want:04o})")
-    return FileResult(path, True, diff, "chmod")
 
 
 def _item_plan(item: SettingsItem, state: SettingsState) -> ItemPlan:

@@ -29,8 +29,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from ansible_collections.corral.nspawn.plugins.module_utils import systemd, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
-from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult
-from ansible_collections.corral.nspawn.plugins.module_utils.nspawn_settings import plan_file_mode
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, plan_file_mode
 from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 

@@ -15,9 +15,8 @@ from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils import resources, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
-from ansible_collections.corral.nspawn.plugins.module_utils.files import read_text, remove_empty_dir
+from ansible_collections.corral.nspawn.plugins.module_utils.files import read_text, remove_empty_dir, write_result
 from ansible_collections.corral.nspawn.plugins.module_utils.machine import parse_timestamp
-from ansible_collections.corral.nspawn.plugins.module_utils.nspawn_settings_io import write_result
 
 CONTROL_DIR = "/run/systemd/system.control"
 SHOW = ["ActiveState", "ActiveEnterTimestamp", "NeedDaemonReload", "DropInPaths"]

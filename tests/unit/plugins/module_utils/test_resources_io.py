@@ -35,7 +35,7 @@ class Module:
         return [c[1:3] if c[0] == "systemctl" else c[:1] for c in self.calls if tuple(c[:2]) != SHOW]
 
 
-class cgroup:  # noqa: N801 - the seam moved (issue 16): read -> plan -> apply, assertions unchanged
+class limits:  # noqa: N801 - the seam moved (issue 16): read -> plan -> apply, assertions unchanged
     LimitsError = resources_io.LimitsError
     apply_live = staticmethod(resources_io.apply_live)
 
@@ -56,7 +56,7 @@ DESIRED = resources.normalize({"memory_max": "256M", "cpu_quota": "50%"})
 
 def test_check_mode_predicts_changes_and_writes_nothing(tmp_path):
     module = Module([RUNNING], check_mode=True)
-    result = cgroup.reconcile(module, "web1", DESIRED, str(tmp_path))
+    result = limits.reconcile(module, "web1", DESIRED, str(tmp_path))
     assert result.changed and result.file.action == "create"
     assert result.live.assignments == ["MemoryMax=256M", "CPUQuota=50%"]
     assert not os.listdir(tmp_path) and module.commands() == []
@@ -64,27 +64,27 @@ def test_check_mode_predicts_changes_and_writes_nothing(tmp_path):
 
 def test_apply_writes_reloads_sets_live_and_verifies_then_is_idempotent(tmp_path):
     module = Module([RUNNING, LIMITED])
-    result = cgroup.reconcile(module, "web1", DESIRED, str(tmp_path))
+    result = limits.reconcile(module, "web1", DESIRED, str(tmp_path))
     assert result.changed and not result.pending_restart
     assert module.commands() == [["daemon-reload"], ["set-property", "--runtime"]]
     assert ["systemctl", "set-property", "--runtime", UNIT, "MemoryMax=256M", "CPUQuota=50%"] in module.calls
     path = resources.dropin_path("web1", str(tmp_path))
     mtime = os.stat(path).st_mtime_ns
     again = Module([LIMITED])
-    second = cgroup.reconcile(again, "web1", DESIRED, str(tmp_path))
+    second = limits.reconcile(again, "web1", DESIRED, str(tmp_path))
     assert not second.changed and again.commands() == [] and os.stat(path).st_mtime_ns == mtime
 
 
 def test_stopped_container_gets_the_file_and_a_reload_only(tmp_path):
     module = Module([dict(RUNNING, ActiveState="inactive")])
-    result = cgroup.reconcile(module, "web1", DESIRED, str(tmp_path))
+    result = limits.reconcile(module, "web1", DESIRED, str(tmp_path))
     assert result.changed and not result.running and module.commands() == [["daemon-reload"]]
 
 
 def test_systemd_refusing_a_limit_is_an_error(tmp_path):
     module = Module([RUNNING, RUNNING])  # show after set-property still unlimited
-    with pytest.raises(cgroup.LimitsError, match="MemoryMax: expected 256M, systemd reports 'infinity'"):
-        cgroup.reconcile(module, "web1", DESIRED, str(tmp_path))
+    with pytest.raises(limits.LimitsError, match="MemoryMax: expected 256M, systemd reports 'infinity'"):
+        limits.reconcile(module, "web1", DESIRED, str(tmp_path))
 
 
 def test_removed_limit_goes_back_to_the_units_own_value(tmp_path):
@@ -97,7 +97,7 @@ def test_removed_limit_goes_back_to_the_units_own_value(tmp_path):
                                dict(LIMITED, TasksMax="300"))
     assert live.resets == ["TasksMax"]
     module = Module([dict(LIMITED, TasksMax="16384")])
-    cgroup.apply_live(module, "web1", live, control_dir=str(tmp_path / "control"))
+    limits.apply_live(module, "web1", live, control_dir=str(tmp_path / "control"))
     assert sorted(os.listdir(control)) == ["50-MemoryMax.conf"]
     assert module.commands() == [["daemon-reload"], ["set-property", "--runtime"]]
     assert module.calls[-2][-1] == "TasksMax=16384"
@@ -105,13 +105,13 @@ def test_removed_limit_goes_back_to_the_units_own_value(tmp_path):
 
 def test_restart_only_keys_report_pending_restart(tmp_path):
     desired = resources.normalize({"device_allow": ["/dev/fuse"]})
-    result = cgroup.reconcile(Module([RUNNING], check_mode=True), "web1", desired, str(tmp_path))
+    result = limits.reconcile(Module([RUNNING], check_mode=True), "web1", desired, str(tmp_path))
     assert result.pending_restart and result.live.assignments == []
 
 
 def test_absent_removes_file_and_empty_dir(tmp_path):
-    cgroup.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", DESIRED, str(tmp_path))
-    result = cgroup.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", {}, str(tmp_path))
+    limits.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", DESIRED, str(tmp_path))
+    result = limits.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", {}, str(tmp_path))
     assert result.file.action == "remove" and os.listdir(tmp_path) == []
 
 
@@ -122,29 +122,29 @@ STOPPED_STALE = dict(RUNNING, ActiveState="inactive", NeedDaemonReload="yes", Dr
 
 @pytest.mark.parametrize("check_mode", [True, False])
 def test_drop_in_on_disk_but_not_loaded_is_reloaded(tmp_path, check_mode):
-    cgroup.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", DESIRED, str(tmp_path))
+    limits.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", DESIRED, str(tmp_path))
     path = resources.dropin_path("web1", str(tmp_path))
     module = Module([STOPPED_STALE], check_mode=check_mode)
-    result = cgroup.reconcile(module, "web1", DESIRED, str(tmp_path))
+    result = limits.reconcile(module, "web1", DESIRED, str(tmp_path))
     assert result.changed and not result.file.changed
     assert any("daemon-reload" in c for c in result.changes), result.changes
     assert module.commands() == ([] if check_mode else [["daemon-reload"]])
     loaded = dict(STOPPED_STALE, DropInPaths=path, MemoryMax="268435456", CPUQuotaPerSecUSec="500ms")
     again = Module([loaded])
-    assert not cgroup.reconcile(again, "web1", DESIRED, str(tmp_path)).changed and again.commands() == []
+    assert not limits.reconcile(again, "web1", DESIRED, str(tmp_path)).changed and again.commands() == []
 
 
 def test_drop_in_removed_but_still_loaded_is_reloaded(tmp_path):
     path = resources.dropin_path("web1", str(tmp_path))
     module = Module([dict(RUNNING, ActiveState="inactive", NeedDaemonReload="yes", DropInPaths=path,
                           MemoryMax="268435456")])
-    result = cgroup.reconcile(module, "web1", {}, str(tmp_path))
+    result = limits.reconcile(module, "web1", {}, str(tmp_path))
     assert result.changed and module.commands() == [["daemon-reload"]]
 
 
 def test_need_daemon_reload_alone_is_no_change(tmp_path):
     """systemd 252 leaves NeedDaemonReload=yes after set-property --runtime: that alone never converges."""
-    cgroup.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", DESIRED, str(tmp_path))
+    limits.reconcile(Module([dict(RUNNING, ActiveState="inactive")]), "web1", DESIRED, str(tmp_path))
     path = resources.dropin_path("web1", str(tmp_path))
     module = Module([dict(LIMITED, NeedDaemonReload="yes", DropInPaths=path)])
-    assert not cgroup.reconcile(module, "web1", DESIRED, str(tmp_path)).changed and module.commands() == []
+    assert not limits.reconcile(module, "web1", DESIRED, str(tmp_path)).changed and module.commands() == []
