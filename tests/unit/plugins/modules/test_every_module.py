@@ -159,3 +159,29 @@ def test_machine_info_names_the_missing_machined(host, tmp_path, monkeypatch):
     monkeypatch.setattr(lock, "LOCK_PATH", str(tmp_path / "lock"))
     result = run("machine_info", minimal(tmp_path)["machine_info"])
     assert result["failed"] and "machined" in result["msg"] and "exception" not in result
+
+
+# A value the argument spec lets through but the module's own checks refuse: the failure names the option
+# and the value, in check mode, with no command run (nothing on the host is read through a command).
+BAD_VALUES = [
+    ("bridge", {"name": "bad name"}, "name"),
+    ("zone", {"name": "x" * 13}, "name"),
+    ("image", {"name": "a/b"}, "name"),
+    ("machine", {"name": "a b"}, "name"),
+    ("machine_info", {"settings_dir": "nspawn"}, "settings_dir"),
+    ("resources", {"state": "present", "memory_max": "lots"}, "memory_max"),
+    ("settings", {"name": "a b"}, "name"),
+    ("fleet", {"machines": [{"name": "a b", "image": {"source": "directory", "path": "/srv/x"}}]}, "a b"),
+    ("networks", {"zones": [{"name": "x" * 13}]}, "zones"),
+    ("nat", {"state": "present", "forwards": [{"proto": "tcp", "host_port": 0, "address": "10.0.0.2"}]}, "host_port"),
+    ("network_prune", {"settings_dir": "nspawn"}, "settings_dir"),
+]
+
+
+@pytest.mark.parametrize("name, args, option", BAD_VALUES, ids=[case[0] for case in BAD_VALUES])
+def test_a_bad_value_is_refused_naming_the_option(name, args, option, host, tmp_path, monkeypatch):
+    monkeypatch.setattr(lock, "LOCK_PATH", str(tmp_path / "lock"))
+    monkeypatch.setattr(systemd, "machined_error", lambda module: None)
+    result = run(name, dict(minimal(tmp_path)[name], **args), check=True)
+    assert result["failed"] and option in result["msg"], result
+    assert "exception" not in result and "Traceback" not in result["msg"]
