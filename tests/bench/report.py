@@ -194,7 +194,8 @@ def site_block(data: Optional[dict]) -> str:
     site = rows["site"]["after"]["median"]
     if data.get("tasks"):
         lines += ["", "Where one more no-op `site.yml` run of each side spent its time on the controller (from a "
-                  "task's start to the next one's; the run's start-up and connection are outside the tasks):", ""]
+                  "task's start to the next one's; the last row: the tasks' sum and, in brackets, that run's wall time "
+                  "from outside):", ""]
         lines += task_table(data["tasks"])
     lines += ["", f"- Target: a no-op `site.yml` costs at most the floor plus {SITE_MARGIN:.1f} s: "
               f"{site - floor:.2f} s over the floor ({met(site - floor <= SITE_MARGIN)}).",
