@@ -14,33 +14,29 @@ from ansible_collections.corral.nspawn.plugins.module_utils import images_io, im
 from ansible_collections.corral.nspawn.plugins.module_utils import images_setup_io as setup_io
 from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+from ansible_collections.corral.nspawn.tests.unit import fakes
 
 
-class FakeModule:
-    """Runs real commands (cp, tar) unless scripted; records every argv; no machined, no systemctl."""
+class FakeModule(fakes.FakeModule):
+    """The shared fake, but it runs real commands (cp, tar) unless an answer names a word of the argv;
+    no machined, no systemctl."""
 
     def __init__(self, check_mode=False, missing=(), answers=None):
-        self.check_mode = check_mode
+        super().__init__(check_mode=check_mode)
         self.missing = set(missing) | {"systemctl", "machinectl", "importctl"}
         self.answers = answers or {}
-        self.calls, self.warnings = [], []
 
     def get_bin_path(self, name, *args, **kwargs):
         return None if name in self.missing else shutil.which(name)
 
     def run_command(self, argv, data=None, **kwargs):
+        assert isinstance(argv, list) and kwargs.get("expand_user_and_vars") is False
         self.calls.append(list(argv))
         for prefix, answer in self.answers.items():
             if prefix in argv or prefix in (os.path.basename(a) for a in argv):
                 return answer
         proc = subprocess.run(argv, input=data, capture_output=True, text=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
-
-    def warn(self, msg):
-        self.warnings.append(msg)
-
-    def atomic_move(self, src, dest, unsafe_writes=False):
-        os.rename(src, dest)
 
 
 def make_template(path):
