@@ -278,10 +278,6 @@ def port_collisions(machines: List[Machine]) -> List[str]:
             "each host port can go to one machine only" for (proto, port), names in sorted(owners.items()) if len(names) > 1]
 
 
-def restart_policy(machine: Machine, default: str) -> str:
-    return machine.restart or default
-
-
 def machine_attachment(machine: Machine) -> dict:
     """``{kind, name}`` of the machine's one attachment (zone, bridge, veth, host or none)."""
     return netmodel.attachment(machine.zone, machine.bridge, machine.network, machine.settings)

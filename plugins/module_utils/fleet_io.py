@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, read_file, read_text, remove_empty_dir, write_result
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
     FLEET_HEADER, FleetError, Machine, desired_machines, image_options_for, image_params, machine_attachment,
-    restart_policy, validate_image, validate_template,
+    validate_image, validate_template,
 )
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet_plan import (
     Current, Desired, MachinePlan, dhcp_waits, fleet_diff, fleet_result, is_fleet_managed, plan_desired, plan_prune,
@@ -182,7 +182,7 @@ def image_items(ctx: Context, templates: List[dict], desired: List[Desired], cur
             continue
         # A running root is written only when this run restarts the machine for the change anyway.
         options = dict(one.image_options)
-        options.setdefault("setup_running", "defer" if restart_policy(machine, ctx.policy) == "never" else "apply")
+        options.setdefault("setup_running", "defer" if (machine.restart or ctx.policy) == "never" else "apply")
         options["_running"] = current.running   # known from the batched show: no command per machine
         if machine.template and not os.path.isdir(ctx.root(machine.template)):
             # the template is built earlier in this run: its clone is predicted from what it will be a copy of
@@ -297,10 +297,6 @@ def check_outcomes(outcomes: Dict[str, machine_utils.WaitResult]) -> List[str]:
     return [o.warning for o in outcomes.values() if o.warning]
 
 
-def prune_names(ctx: Context, declared: List[str], templates: List[str], purge: bool) -> List[str]:
-    return [v["name"] for v in plan_prune(managed_machines(ctx.settings_dir), declared + templates, purge)]
-
-
 def prune(ctx: Context, names: List[str], units: machine_utils.RuntimeState) -> None:
     """Stop, disable and remove the files of fleet-managed machines no longer declared (never in check mode)."""
     if not names:
@@ -394,7 +390,8 @@ def run_fleet(module) -> dict:
     desired, warnings, nets = prepare(ctx, params)
     declared = [d.machine.name for d in desired]
     templates = [t["name"] for t in params["templates"]]
-    pruned = prune_names(ctx, declared, templates, params["purge"]) if params["prune"] else []
+    pruned = [v["name"] for v in plan_prune(managed_machines(ctx.settings_dir), declared + templates,
+                                            params["purge"])] if params["prune"] else []
     units = read_units(module, declared + [n for n in pruned if n not in declared])
     currents = [current_of(ctx, d, units) for d in desired]
     roots = images_step(ctx, image_items(ctx, params["templates"], desired, currents))

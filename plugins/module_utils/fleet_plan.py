@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER, FileResult, plan_file_mode
-from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, Machine, machine_attachment, restart_policy
+from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, Machine, machine_attachment
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, nspawn_settings, systemd
@@ -147,7 +147,7 @@ def plan_desired(desired: Desired, current: Current, image: Optional[dict], defa
     dropin = plan_file_mode(desired.dropin_path, current.dropin_text, current.dropin_mode, desired.dropin_text)
     live = resources_utils.plan_live(desired.resources, resources_utils.parse_dropin(current.dropin_text),
                                      current.unit) if current.running else None
-    plan = plan_machine(machine, current, settings, dropin, image, restart_policy(machine, default_policy),
+    plan = plan_machine(machine, current, settings, dropin, image, machine.restart or default_policy,
                         nspawn_settings.restart_required(current.settings_text, desired.settings_text), live,
                         load_stale(desired, current))
     plan.wait, plan.timeout = wait_mode(machine), machine.timeout
