@@ -203,6 +203,7 @@ def converge(runner: Runner, count: int) -> dict:
     row["clone_run"] = runner.run(runner.fleet, fleet_vars(count, "clone"))
     clones = {h.name: clone_stamps(h, count) for h in runner.hosts}
     row["write_run"] = runner.run(runner.fleet, fleet_vars(count, "write"))
+    writes = {h.name: write_stamps(h, count) for h in runner.hosts}
     before = {h.name: collect_memory(h) for h in runner.hosts}
     row["start_wait_run"] = runner.run(runner.fleet, fleet_vars(count, "start"))
     noops = [runner.run(runner.fleet, fleet_vars(count, "start"), expect_noop=True) for _run in range(3)]
@@ -214,6 +215,7 @@ def converge(runner: Runner, count: int) -> dict:
         state = collect(host, count)
         split = split_start(state)
         split.update(clones[host.name])
+        split.update(writes[host.name])
         split["rss_per_container"] = round((state["rss"] - before[host.name]) / count)
         pss = sorted(m["pss"] for m in state["machines"].values())
         split["pss_median"] = pss[len(pss) // 2]
@@ -231,7 +233,7 @@ def converge(runner: Runner, count: int) -> dict:
     row["after_boot"] = round(row["start_wait"] - row["boots_done"], 3)
     row["total"] = round(row["clone"] + row["write"] + row["start_wait"], 3)
     print(f"hosts={len(runner.hosts)} n={count:3d}: clone {row['clone']:.2f} s (on the host {first['clone_span']:.2f} s, "
-          f"one {first['clone_median']:.2f} s), write {row['write']:.2f} s, "
+          f"one {first['clone_median']:.2f} s), write {row['write']:.2f} s (on the host {first['write_span']:.2f} s), "
           f"start {row['start']:.2f} s, wait {row['wait']:.2f} s (+{row['after_boot']:.2f} s), (no-op run {noop:.2f} s), total {row['total']:.2f} s; "
           f"boot median {first['boot_median']:.2f} s; rss/container {first['rss_per_container'] / 2**20:.1f} MiB, "
           f"PSS median {first['pss_median'] / 2**20:.1f} MiB", flush=True)
@@ -249,6 +251,16 @@ def clone_stamps(host: harness.TestHost, count: int) -> dict:
     each = sorted(w - b for b, w in zip(born, written))
     return {"clone_span": round(max(written) - min(born), 3), "clone_median": round(each[len(each) // 2], 3),
             "clone_max": round(each[-1], 3)}
+
+
+def write_stamps(host: harness.TestHost, count: int) -> dict:
+    """Write step on the host's clock: the first to the last modification of the files the write run made
+    (each machine's .nspawn file, its resource drop-ins and the network file in its root)."""
+    paths = " ".join(f"/etc/systemd/nspawn/{PREFIX}{i:03d}.nspawn /etc/systemd/system/systemd-nspawn@{PREFIX}{i:03d}"
+                     f".service.d/*.conf {MACHINES_DIR}/{PREFIX}{i:03d}/etc/systemd/network/*.network"
+                     for i in range(count))
+    values = [float(v) for v in host.ssh(f"stat -c '%.9Y' {paths}").stdout.split()]
+    return {"write_span": round(max(values) - min(values), 3), "write_files": len(values)}
 
 
 def collect_memory(host: harness.TestHost) -> int:

@@ -233,13 +233,14 @@ def converge_rows(data: dict, hosts: int) -> List[dict]:
 
 
 def converge_table(rows: List[dict]) -> List[str]:
-    lines = ["| hosts | machines per host | clone | write | start | wait (boots) | fleet after the last boot "
+    lines = ["| hosts | machines per host | clone | write (on the host) | start | wait (boots) | fleet after the last boot "
              "| no-op run | first converge | per machine | boot median (max) | clone per machine (on the host) "
              "| anonymous memory per container | PSS per container (median) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         first = next(iter(row["per_host"].values()))
-        lines.append(f"| {row['hosts']} | {row['count']} | {row['clone']:.2f} s | {row['write']:.2f} s | "
+        span = f" ({first['write_span']:.2f} s)" if "write_span" in first else ""
+        lines.append(f"| {row['hosts']} | {row['count']} | {row['clone']:.2f} s | {row['write']:.2f} s{span} | "
                      f"{row['start']:.2f} s | {row['wait']:.2f} s | {row['after_boot']:+.2f} s | "
                      f"{row['noop_run']:.2f} s | {row['total']:.2f} s | {row['total'] / row['count']:.2f} s | "
                      f"{first['boot_median']:.2f} s ({first['boot_max']:.2f} s) | {first['clone_median']:.2f} s | "

@@ -117,6 +117,9 @@ def test_converge_block_reports_the_steps_memory_and_the_marginal_target(tmp_pat
            "| 0.50 s | 16.0 MiB | 32.0 MiB |" in block
     assert "from 1 to 11: 1.00 s; its own clone (11 machines) plus its own boot (alone): 1.50 s (target: at most " \
            "that: met)" in block
+    rows[1]["per_host"]["h0"]["write_span"] = 0.04
+    (tmp_path / "bench_converge.json").write_text(json.dumps(dict(CONTEXT, rev="abc", template="/t", rows=rows)))
+    assert "| 1 | 11 | 1.00 s | 0.10 s (0.04 s) | 0.10 s |" in report.blocks(str(tmp_path))["converge"]
     rows[1]["total"] = 33.0
     (tmp_path / "bench_converge.json").write_text(json.dumps(dict(CONTEXT, rev="abc", template="/t", rows=rows)))
     assert "(target: at most that: NOT met)" in report.blocks(str(tmp_path))["converge"]
