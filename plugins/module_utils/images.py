@@ -38,7 +38,6 @@ from urllib.parse import urlparse
 from ansible_collections.corral.nspawn.plugins.module_utils import images_backends as backends, images_setup, shared
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
-from ansible_collections.corral.nspawn.plugins.module_utils.images_setup import SetupError  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.values import (
@@ -577,15 +576,3 @@ def path_uses(path: str, argv: List[str], root: str, cwd: str) -> bool:
     def within(value: str) -> bool:
         return value == path or value.startswith(path + os.sep)
     return any(within(arg) for arg in argv) or within(root) or within(cwd)
-
-
-def ensure_image(module, params: dict) -> dict:
-    """Until the fleet calls images_io itself: the one-item run (read -> plan -> apply) of images_io."""
-    from ansible_collections.corral.nspawn.plugins.module_utils import images_io  # pylint: disable=C0415
-    return images_io.ensure_image(module, params)
-
-
-def purge_built(module, machines_dir: str, name: str) -> dict:
-    """Until the fleet calls images_io itself: images_io.purge_built."""
-    from ansible_collections.corral.nspawn.plugins.module_utils import images_io  # pylint: disable=C0415
-    return images_io.purge_built(module, machines_dir, name)
