@@ -934,6 +934,10 @@ def _write_inventory(hosts) -> str:
         h.name: {"ansible_host": h.address, "ansible_user": "root",
                  "ansible_ssh_private_key_file": key,
                  "ansible_ssh_common_args": " ".join(SSH_OPTS[:8]),
+                 # Ansible's SSH master for a stopped host lingers (ControlPersist) and its default socket is
+                 # keyed by address: a host booted on a reused address within that time was UNREACHABLE
+                 # ("Data could not be sent"). The socket lives in the host's own state directory.
+                 "ansible_control_path_dir": os.path.join(STATE_DIR, "hosts", h.name, "cp"),
                  "ansible_python_interpreter": "/usr/bin/python3"} for h in hosts}}}}}
     return json.dumps(data, indent=2)
 

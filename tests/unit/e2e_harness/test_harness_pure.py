@@ -58,3 +58,15 @@ def test_parse_recap():
                                       ("Upper", False), ("-a", False), ("a_b", False)])
 def test_host_names_fit_the_veth_name(name, ok):
     assert bool(harness.NAME_RE.match(name)) is ok
+
+
+def test_hosts_on_a_reused_address_get_their_own_ssh_master(monkeypatch):
+    """A stopped host's lingering SSH master must not serve the next host booted on its address."""
+    import json  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(harness, "ssh_key", lambda: "/nonexistent/key")
+    before, after = harness.TestHost("old", 10), harness.TestHost("new", 10)
+    assert before.address == after.address
+    dirs = [json.loads(harness._write_inventory([h]))["all"]["children"]["test_hosts"]["hosts"][h.name]  # pylint: disable=protected-access
+            ["ansible_control_path_dir"] for h in (before, after)]
+    assert dirs[0] != dirs[1]
+    assert all(d.startswith(os.path.join(harness.STATE_DIR, "hosts")) for d in dirs)
