@@ -16,6 +16,7 @@ import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils import files, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 
 OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
@@ -64,7 +65,7 @@ OPTION_SPEC = dict(
 )
 
 
-class PrepareError(Exception):
+class PrepareError(CorralError):
     """Bad input or a host we cannot prepare; the message says what and how to fix it."""
 
 

@@ -7,6 +7,17 @@ Persistence choice: the table is written in nft syntax to ``/etc/nftables.d/TABL
 loaded at boot by ``corral-nft-TABLE.service`` (oneshot, ordered after ``nftables.service``,
 whose stock Debian config starts with ``flush ruleset``, and before ``network-pre.target``).
 The stock ``/etc/nftables.conf`` is not edited: it belongs to the administrator.
+
+The resource contract (corral.nspawn.nat and the networks module call it for one table):
+
+- ``nat_io.read(module, params) -> NatState``: the managed networks, the kernel ruleset, our three files
+  (text, mode), the live sysctls, the boot unit's state. Nothing changes; works in check mode.
+- ``plan_table(params, state) -> TablePlan``: raises ``NatError`` (bad input, a foreign table) before any change;
+  ``steps`` in the order apply runs them, ``changes`` in that order, ``diffs`` (table first, then the files);
+  ``plan_files(plan, files)`` completes it with the ruleset and unit files, read after the transaction.
+- ``nat_io.apply(module, engine, plan)``: the live nft transaction first and read back, only then the files,
+  the boot unit and the sysctls; a refused transaction changes nothing. Never in check mode.
+- ``plan(params, managed) -> NatPlan``: the validated, normalised inputs (``.errors``) the table is built from.
 """
 
 from __future__ import annotations
@@ -15,9 +26,12 @@ import copy
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nft
+from ansible_collections.corral.nspawn.plugins.module_utils import nft, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, file_diff, plan_file_mode
+from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error
 from ansible_collections.corral.nspawn.plugins.module_utils.unitfile import HEADER, render
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
@@ -265,3 +279,140 @@ def steps(present: bool, sysctls: Dict[str, str], nft_needed: bool) -> List[str]
     order = ["localnet-off"] if sysctls.get(LOCALNET) == "0" else []
     order += ["nft"] if nft_needed else []
     return order + (["files", "unit", "sysctl"] if present else ["unit", "files"])
+
+
+# ---------------------------------------------------------------- the resource contract: plan
+
+SYSCTL_KEYS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", LOCALNET)
+
+
+class NatError(CorralError):
+    """Bad input, a table we do not own, a refused or diverging transaction; ``details`` for fail_json."""
+
+
+@dataclass
+class NatState:
+    """What nat_io.read saw."""
+
+    managed: List[dict] = field(default_factory=list)
+    ruleset: list = field(default_factory=list)
+    files: Dict[str, Tuple[Optional[str], Optional[int]]] = field(default_factory=dict)
+    sysctls: Dict[str, Optional[str]] = field(default_factory=dict)
+    unit: Dict[str, str] = field(default_factory=dict)
+    nft_bin: str = "/usr/sbin/nft"
+    table_diff: Optional[dict] = None
+
+
+@dataclass
+class TablePlan(Plan):
+    """Everything apply does, in ``steps`` order; ``commands`` include the integrate rules."""
+
+    table: str = "corral"
+    present: bool = True
+    todo: Optional[NatPlan] = None
+    current: Optional[list] = None
+    desired: Optional[list] = None
+    blockers: List[dict] = field(default_factory=list)
+    commands: List[dict] = field(default_factory=list)
+    settings: Dict[str, str] = field(default_factory=dict)
+    sysctls: Dict[str, str] = field(default_factory=dict)     # written in the last step
+    off: Dict[str, str] = field(default_factory=dict)         # route_localnet off, before the transaction
+    undo: Dict[str, str] = field(default_factory=dict)        # written back when nft refuses the transaction
+    files: List[FileResult] = field(default_factory=list)   # planned by plan_files (see there)
+    unit_verbs: List[str] = field(default_factory=list)
+    steps: List[str] = field(default_factory=list)
+    table_changes: List[str] = field(default_factory=list)
+    nft_bin: str = "/usr/sbin/nft"
+    table_diff: Optional[dict] = None
+
+    @property
+    def unit_changed(self) -> bool:
+        return any(r.changed and r.path == unit_path(self.table) for r in self.files)
+
+
+def inputs(params: dict, managed: List[dict]) -> NatPlan:
+    """The validated inputs; NatError naming every bad option (nat_io checks this before any command)."""
+    todo = plan(params, managed)
+    if todo.errors:
+        raise NatError("; ".join(todo.errors))
+    return todo
+
+
+def _checked_inputs(params: dict, state: NatState) -> NatPlan:
+    todo = inputs(params, state.managed)
+    current = nft.table_objects(state.ruleset, todo.table)
+    if current is not None and not params.get("force") and not nft.owned(current):
+        raise NatError(f"table: {nft.FAMILY} {todo.table} exists and was not created by corral.nspawn (no rule "
+                       "carries a 'corral:' comment); refusing to replace it. Choose another table or set force=true",
+                       ruleset=nft.render(current))
+    return todo
+
+
+def _table(params: dict, state: NatState, todo: NatPlan) -> TablePlan:
+    """The nft part: the desired table, the commands to get there, blockers and integrate rules."""
+    present = params.get("state", "present") == "present"
+    out = TablePlan(table=todo.table, present=present, todo=todo, current=nft.table_objects(state.ruleset, todo.table))
+    out.desired = nft.build_ruleset(todo.ruleset_params())["nftables"] if present else None
+    out.blockers = nft.foreign_blockers(state.ruleset, todo.table) if present else []
+    integrate = nft.integrate_commands(state.ruleset, todo.table, out.blockers if params.get("integrate") else [],
+                                       todo.links)
+    changed = not nft.same(out.desired, out.current) if present else out.current is not None
+    if changed:
+        out.commands = nft.replace_commands(out.desired, todo.table) if present else nft.delete_commands(todo.table)
+        verb = "replace" if present and out.current is not None else "create" if present else "delete"
+        out.table_changes.append(f"{verb} table {nft.FAMILY} {todo.table}")
+        out.table_diff = file_diff(f"nft table {nft.FAMILY} {todo.table}", nft.render(out.current)
+                                   if out.current is not None else None, nft.render(out.desired) if present else None)
+    out.table_changes += [f"update {len(integrate)} integrate rule command(s) in other tables"] if integrate else []
+    out.commands += integrate
+    out.warnings = todo.warnings + ([] if params.get("integrate") else [blocker_warning(b) for b in out.blockers])
+    return out
+
+
+def blocker_warning(b: dict) -> str:
+    return (f"table {b['family']} {b['table']} chain {b['chain']} (hook {b['hook']}, {b['reason']}) may drop "
+            "container traffic: tables are independent, an accept in ours does not override it. Add accepts "
+            "there, or set integrate=true")
+
+
+def plan_files(out: TablePlan, files: Dict[str, Tuple[Optional[str], Optional[int]]]) -> TablePlan:
+    """Pure: the ruleset file, boot unit and sysctl file against their (text, mode), then the changes in
+    step order. nat_io reads the ruleset and unit files only after the transaction (check mode: at once),
+    so nothing of them is opened before the kernel took the table."""
+    texts = {ruleset_path(out.table): nft.render_file(out.desired, HEADER + "\n") if out.present else None,
+             unit_path(out.table): render_unit(out.table, out.nft_bin) if out.present else None,
+             sysctl_path(out.table): render_sysctl(out.settings) if out.present else None}
+    out.files = [plan_file_mode(path, *files.get(path, (None, None)), text) for path, text in texts.items()]
+    words = {"localnet-off": [f"set {k} = {v}" for k, v in out.off.items()], "nft": out.table_changes,
+             "files": [f"{r.action} {r.path}" for r in out.files if r.changed],
+             "unit": [f"{verb} {unit_name(out.table)}" for verb in out.unit_verbs],
+             "sysctl": [f"set {k} = {v}" for k, v in out.sysctls.items()]}
+    out.changes = [line for step in out.steps for line in words[step]]
+    out.diffs = [out.table_diff] * bool(out.table_diff) + [r.diff for r in out.files if r.changed and r.diff]
+    return out
+
+
+def _unit_verbs(present: bool, unit: Dict[str, str]) -> List[str]:
+    """Enable and start (or stop and disable) the unit that restores the table at boot.
+
+    Started, not only enabled: an active unit is restarted/reloaded with nftables.service
+    (PartOf=, ReloadPropagatedFrom=), which loads our table again after that service's flush.
+    """
+    enabled, active = systemd.is_enabled(unit.get("UnitFileState", "")), systemd.is_running(unit)
+    if present:
+        return (["enable"] if not enabled else []) + (["start"] if not active else [])
+    return (["stop"] if active else []) + (["disable"] if enabled else [])
+
+
+def plan_table(params: dict, state: NatState) -> TablePlan:
+    """Pure: the whole run for one table but its files (plan_files); NatError before any change."""
+    out = _table(params, state, _checked_inputs(params, state))
+    out.nft_bin = state.nft_bin
+    out.settings = sysctl_settings(out.todo) if out.present else {}
+    todo = sysctl_plan(out.settings, state.sysctls, state.files.get(sysctl_path(out.table), (None, None))[0])
+    out.off = {LOCALNET: "0"} if todo.get(LOCALNET) == "0" else {}
+    out.undo = {LOCALNET: (state.sysctls.get(LOCALNET) or "").strip()} if out.off else {}
+    out.sysctls = {k: v for k, v in todo.items() if k not in out.off}
+    out.unit_verbs = _unit_verbs(out.present, state.unit)
+    out.steps = steps(out.present, todo, bool(out.commands))
+    return plan_files(out, {sysctl_path(out.table): state.files.get(sysctl_path(out.table), (None, None))})

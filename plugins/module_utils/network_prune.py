@@ -22,7 +22,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils import netlink, netw
 from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, deep_merge
 from ansible_collections.corral.nspawn.plugins.module_utils.names import veth_ifname, zone_ifname
-from ansible_collections.corral.nspawn.plugins.module_utils.network_apply import read_dir
+from ansible_collections.corral.nspawn.plugins.module_utils.network_io import read_dir
 from ansible_collections.corral.nspawn.plugins.module_utils.nspawn_settings import SETTINGS_DIR
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 from ansible_collections.corral.nspawn.plugins.module_utils.systemd import SystemdError, list_machines

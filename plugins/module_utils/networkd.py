@@ -7,7 +7,11 @@ A bridge ``NAME`` is ``50-corral-NAME.netdev`` + ``50-corral-NAME.network`` (+ o
 ``50-corral-NAME-port-IFACE.network`` per enslaved port); a zone ``Z`` is the bridge
 ``vz-Z`` systemd-nspawn uses for ``Zone=Z``. The ``50-`` prefix sorts before the stock
 ``80-container-vz.network``, so networkd applies our file to the zone bridge.
-Nothing here does I/O; the modules read the host and write through files.ensure_file.
+Nothing here does I/O: network_io reads the networkd directory and netlink ONCE per module call
+(``network_io.read() -> NetworkState``), ``plan_zone``/``plan_bridge``/``plan_absent`` decide each link
+against that state (which then holds the planned files, so the next zone's pool pick and overlap check see
+them), ``network_io`` writes the files and ``network_io.finish`` runs ONE ``networkctl reload`` for every
+changed link of the call, then reconfigures and verifies them.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import hashlib
 import ipaddress
 import os
 import re
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
-from ansible_collections.corral.nspawn.plugins.module_utils.files import is_managed
+from ansible_collections.corral.nspawn.plugins.module_utils import netlink, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, is_managed, plan_file_mode
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, zone_ifname, zone_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
@@ -342,3 +348,135 @@ def verify_error(ifname: str, link, addresses: List[str]) -> Optional[str]:
         return None
     return (f"link {ifname}: {'; '.join(problems)} (observed: kind={link.kind or '?'}, up={link.up}, "
             f"operstate={link.operstate}, addresses={sorted(have)})")
+
+
+# ---------------------------------------------------------------- the resource contract: plan
+
+class NetworkError(CorralError):
+    """A zone or bridge that cannot be planned, or networkd did not take it; ``details`` for fail_json."""
+
+
+@dataclass
+class LinkPlan:
+    """What one zone or bridge needs: its files, its live repair, the link to delete (absent)."""
+
+    ifname: str
+    present: bool = True
+    addresses: List[str] = field(default_factory=list)
+    files: List[FileResult] = field(default_factory=list)
+    changes: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    exists: bool = False
+    must_exist: bool = False
+    live_error: Optional[str] = None
+    remove_link: bool = False
+
+    def result(self, link) -> dict:
+        """The zone/bridge module's result (``link``: the netlink.Link it has, or None)."""
+        out = dict(changed=bool(self.changes), ifname=self.ifname, address=self.addresses, changes=self.changes,
+                   files=[{"path": r.path, "action": r.action} for r in self.files if r.changed],
+                   link=link.as_dict() if link else None)
+        diffs = [r.diff for r in self.files if r.changed and r.diff]
+        if diffs:
+            out["diff"] = diffs
+        return out
+
+
+@dataclass
+class NetworkState:
+    """What network_io.read saw: our files in the networkd directory (text, mode) and the host's links."""
+
+    ours: Dict[str, str] = field(default_factory=dict)
+    modes: Dict[str, int] = field(default_factory=dict)
+    net: netlink.HostNet = field(default_factory=netlink.HostNet)
+
+    def taken(self, ifname: str) -> List[tuple]:
+        """Subnets in use elsewhere: host addresses/routes (not on ``ifname``) and other managed links."""
+        return netlink.host_subnets(self.net, exclude_links={ifname}) + managed_subnets(
+            managed_networks(self.ours), exclude=ifname)
+
+    def existing(self, ifname: str) -> List[str]:
+        return owned_paths(ifname, [os.path.basename(p) for p in self.ours])
+
+    def record(self, plan: LinkPlan) -> None:
+        """The state as it is once ``plan``'s files are written (for the next link of the same call)."""
+        for result in plan.files:
+            if result.action == "remove":
+                self.ours.pop(result.path, None)
+            elif result.changed:
+                self.ours[result.path], self.modes[result.path] = result.diff["after"], 0o644
+
+
+def _file_results(state: NetworkState, files: Dict[str, Optional[str]]) -> List[FileResult]:
+    return [plan_file_mode(path, state.ours.get(path), state.modes.get(path, 0o644), text)
+            for path, text in sorted(files.items())]
+
+
+def plan_present(state: NetworkState, ifname: str, desired: Dict[str, str], addresses: List[str],
+                 must_exist: bool) -> LinkPlan:
+    """Files in place, networkd reloaded when they changed (or the live state is off), link verified."""
+    problems = overlap_errors([parse_address(a) for a in addresses], state.taken(ifname))
+    if problems:
+        raise NetworkError("; ".join(problems))
+    link = state.net.link(ifname)
+    plan = LinkPlan(ifname, True, addresses, _file_results(state, plan_files(desired, state.existing(ifname))),
+                    exists=link is not None, must_exist=must_exist)
+    plan.changes = [f"{r.action} {r.path}" for r in plan.files if r.changed]
+    plan.live_error = verify_error(ifname, link, addresses) if (plan.exists or must_exist) else None
+    if plan.live_error and not plan.changes:
+        plan.changes.append(f"repair live state ({plan.live_error})")
+    if plan.exists and any(r.path == netdev_path(ifname) and r.action == "update" for r in plan.files):
+        plan.warnings.append(f"{netdev_path(ifname)} changed: networkd applies .netdev changes to an existing "
+                             f"{ifname} only when it is recreated (networkctl delete {ifname}; networkctl reload) "
+                             "or at the next boot")
+    return plan
+
+
+def plan_absent(state: NetworkState, ifname: str) -> LinkPlan:
+    """Remove our files; delete the link when we managed it and nothing is attached."""
+    was_ours = is_managed(state.ours.get(netdev_path(ifname))) or is_managed(state.ours.get(network_path(ifname)))
+    plan = LinkPlan(ifname, False, files=_file_results(state, {p: None for p in state.existing(ifname)}))
+    plan.changes = [f"remove {r.path}" for r in plan.files if r.changed]
+    link, ports = state.net.link(ifname), state.net.ports_of(ifname)
+    plan.remove_link = bool(link) and was_ours and not ports
+    if link and was_ours and ports:
+        plan.warnings.append(f"{ifname} still has ports ({', '.join(ports)}); the link is left in place")
+    if plan.remove_link:
+        plan.changes.append(f"delete link {ifname}")
+    return plan
+
+
+def plan_bridge(params: dict, state: NetworkState) -> LinkPlan:
+    name = params["name"]
+    if params["state"] == "absent":
+        return plan_absent(state, name)
+    link = state.net.link(name)
+    error = takeover_error(name, link is not None, state.ours.get(netdev_path(name)), params["force"],
+                           state.ours.get(network_path(name)))
+    if error:
+        raise NetworkError(error, link=link.as_dict())
+    params = dict(params, address=[str(parse_address(a)) for a in params.get("address") or []])
+    return plan_present(state, name, build_bridge_files(params), params["address"], must_exist=True)
+
+
+def zone_addresses(params: dict, state: NetworkState) -> List[str]:
+    """Given addresses, else the ones our file already has, else the deterministic pick from ``pool``."""
+    ifname = zone_ifname(params["name"])
+    if params.get("address"):
+        return [str(parse_address(a)) for a in params["address"]]
+    for entry in managed_networks(state.ours):
+        if entry["name"] == ifname:
+            return entry["addresses"]
+    picked = zone_address(params["name"], params["pool"], state.taken(ifname))
+    if picked is None:
+        raise NetworkError(f"pool: no free /{ZONE_PREFIXLEN} left in {params['pool']} for zone "
+                           f"{params['name']!r}; give 'address' or a larger pool")
+    return [picked]
+
+
+def plan_zone(params: dict, state: NetworkState) -> LinkPlan:
+    ifname = zone_ifname(params["name"])
+    if params["state"] == "absent":
+        return plan_absent(state, ifname)
+    params = dict(params, address=zone_addresses(params, state))
+    return plan_present(state, ifname, build_zone_files(params), params["address"], must_exist=params["netdev"])

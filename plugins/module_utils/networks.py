@@ -4,9 +4,9 @@
 """Zones, bridges and NAT of one host in one module call (corral.nspawn.networks, the network role).
 
 Each zone, bridge and the NAT table run exactly the code of their own modules
-(``network_apply.zone``, ``network_apply.bridge``, ``nat_apply.run``), each with its own
-validated options, through ``Item``: the module as that run sees it. Their per-module
-interfaces stay for users who call corral.nspawn.zone, bridge and nat directly.
+(``network_io.zone``, ``network_io.bridge``, ``nat_io.run``), each with its own
+validated options, through ``Item``: the module as that run sees it. Zones and bridges share ONE read
+of the networkd directory and netlink and ONE ``networkctl reload`` (``network_io.finish``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import List, Tuple
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nat, nat_apply, netlink, network_apply, networkd, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import nat, nat_io, netlink, network_io, networkd, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.nft import NftError
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
 
@@ -34,12 +35,11 @@ OPTION_SPEC = dict(
 ITEM_SPECS = {"zones": networkd.ZONE_OPTION_SPEC, "bridges": networkd.BRIDGE_OPTION_SPEC, "nat": nat.NAT_OPTION_SPEC}
 
 
-class ItemFailed(Exception):
+class ItemFailed(CorralError):
     """One zone, bridge or the NAT run failed (its module would have called fail_json)."""
 
     def __init__(self, msg: str, details: dict):
-        super().__init__(msg)
-        self.details = details
+        super().__init__(msg, **details)
 
 
 class Item:
@@ -102,6 +102,24 @@ def ensure_networkd(module) -> List[str]:
     return [f"{' and '.join(verbs)} {NETWORKD}"] if verbs else []
 
 
+def run_links(module, params: dict, record, result: dict) -> None:
+    """Every zone and bridge against ONE read of the networkd directory and netlink, then ONE reload."""
+    state = network_io.read()
+    try:
+        for kind, plan in (("zones", network_io.zone), ("bridges", network_io.bridge)):
+            for item in params[kind]:
+                label = f"{kind}[{item['name']}]"
+                try:
+                    result[kind][item["name"]] = record(label, plan(Item(module, dict(item), label), state))
+                except networkd.NetworkError as exc:
+                    raise ItemFailed(f"{label}: {exc}", dict(exc.details)) from exc
+    finally:   # the files already written are reloaded even when a later item fails
+        try:
+            network_io.finish(module, state)
+        except networkd.NetworkError as exc:
+            raise ItemFailed(str(exc), dict(exc.details)) from exc
+
+
 def run_networks(module) -> dict:
     """The module's whole job: networkd, every zone, every bridge, then the NAT table (in that order)."""
     params, errors = inputs(module.params)
@@ -122,16 +140,13 @@ def run_networks(module) -> dict:
                 started = ensure_networkd(module)
                 record("networkd", {"changes": started, "changed": bool(started)})
             netlink.require(module)
-        for kind, apply in (("zones", network_apply.zone), ("bridges", network_apply.bridge)):
-            for item in params[kind]:
-                label = f"{kind}[{item['name']}]"
-                result[kind][item["name"]] = record(label, apply(Item(module, dict(item), label)))
+            run_links(module, params, record, result)
         if params["nat"] is not None:
             item = Item(module, dict(params["nat"]), "nat")
             try:
-                result["nat"] = record("nat", nat_apply.run(item))
-            except NftError as exc:
-                raise ItemFailed(f"nat: {exc}", {}) from exc
+                result["nat"] = record("nat", nat_io.run(item))
+            except (nat.NatError, NftError) as exc:
+                raise ItemFailed(f"nat: {exc}", dict(exc.details)) from exc
     except ItemFailed as exc:
         exc.details.setdefault("changed", result["changed"] or bool(exc.details.get("changed")))
         exc.details.setdefault("changes", result["changes"])

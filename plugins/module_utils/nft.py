@@ -18,6 +18,7 @@ import json
 import traceback
 from typing import Dict, List, Optional
 
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
 
 try:
@@ -379,7 +380,7 @@ def render_file(objects: List[dict], header: str) -> str:
 
 # ---------------------------------------------------------------- backend
 
-class NftError(Exception):
+class NftError(CorralError):
     """nft refused a command."""
 
 

@@ -127,11 +127,11 @@ changes:
   elements: str
 """
 
-from ansible_collections.corral.nspawn.plugins.module_utils import network_apply, networkd
+from ansible_collections.corral.nspawn.plugins.module_utils import network_io, networkd
 
 
 def main():
-    network_apply.run_module(networkd.BRIDGE_OPTION_SPEC, networkd.bridge_errors, network_apply.bridge)
+    network_io.run_module(networkd.BRIDGE_OPTION_SPEC, networkd.bridge_errors, network_io.bridge)
 
 
 if __name__ == "__main__":

@@ -205,20 +205,13 @@ changes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nat, nat_apply
-from ansible_collections.corral.nspawn.plugins.module_utils.nft import NftError
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
-from ansible_collections.corral.nspawn.plugins.module_utils import lock
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, nat, nat_io
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(nat.NAT_OPTION_SPEC, **lock.LOCK_SPEC), supports_check_mode=True)
-    try:
-        module.exit_json(**lock.run_locked(module, lambda: nat_apply.run(module)))
-    except NftError as exc:
-        module.fail_json(msg=str(exc))
-    except CommandError as exc:
-        module.fail_json(msg=str(exc), rc=exc.rc, stdout=exc.out, stderr=exc.err)
+    run_module(module, lambda m: lock.run_locked(m, lambda: nat_io.run(m)))
 
 
 if __name__ == "__main__":

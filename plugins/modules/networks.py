@@ -112,14 +112,12 @@ changes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils import lock, networks
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(networks.OPTION_SPEC, **lock.LOCK_SPEC), supports_check_mode=True)
-    try:
-        module.exit_json(**lock.run_locked(module, lambda: networks.run_networks(module)))
-    except networks.ItemFailed as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+    run_module(module, lambda m: lock.run_locked(m, lambda: networks.run_networks(m)))
 
 
 if __name__ == "__main__":

@@ -107,11 +107,11 @@ changes:
   elements: str
 """
 
-from ansible_collections.corral.nspawn.plugins.module_utils import network_apply, networkd
+from ansible_collections.corral.nspawn.plugins.module_utils import network_io, networkd
 
 
 def main():
-    network_apply.run_module(networkd.ZONE_OPTION_SPEC, networkd.zone_errors, network_apply.zone)
+    network_io.run_module(networkd.ZONE_OPTION_SPEC, networkd.zone_errors, network_io.zone)
 
 
 if __name__ == "__main__":

@@ -7,33 +7,8 @@ import os
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nat, nat_apply, network_apply, nft, systemd
-
-
-class Failed(Exception):
-    pass
-
-
-class FakeModule:
-    def __init__(self, params, check_mode=False):
-        self.params = params
-        self.check_mode = check_mode
-        self.warnings = []
-        self._diff = True
-
-    def fail_json(self, **kw):
-        raise Failed(kw["msg"])
-
-    def warn(self, text):
-        self.warnings.append(text)
-
-    @staticmethod
-    def get_bin_path(name):
-        return f"/usr/sbin/{name}"
-
-    @staticmethod
-    def atomic_move(src, dest, unsafe_writes=False):
-        os.rename(src, dest)
+from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.io_fake import Failed, FakeModule
+from ansible_collections.corral.nspawn.plugins.module_utils import errors, nat, nat_io, network_io, nft, systemd
 
 
 class FakeNft:
@@ -77,9 +52,9 @@ def env(tmp_path, monkeypatch):
     for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.route_localnet"):
         (proc / key).write_text("0\n")
     monkeypatch.setattr(nat, "sysctl_proc_path", lambda key: str(proc / key))
-    monkeypatch.setattr(network_apply, "read_dir", lambda: {})
+    monkeypatch.setattr(network_io, "read_dir", lambda: {})
     state = {"nft": FakeNft(), "enabled": False, "active": False, "systemctl": [], "proc": proc, "tmp": tmp_path}
-    monkeypatch.setattr(nat_apply, "backend", lambda module: state["nft"])
+    monkeypatch.setattr(nat_io, "backend", lambda module: state["nft"])
     monkeypatch.setattr(systemd, "show_unit", lambda module, unit, props: {
         "UnitFileState": "enabled" if state["enabled"] else "disabled",
         "ActiveState": "active" if state["active"] else "inactive"})
@@ -94,6 +69,12 @@ def env(tmp_path, monkeypatch):
     return state
 
 
+def run_nat(module):
+    """The nat module's main() in-process: nat_io.run through errors.run_module (the seam since issue 16)."""
+    errors.run_module(module, nat_io.run)
+    return module.result
+
+
 def params(**kw):
     base = {"table": "corral", "state": "present", "masquerade": ["10.88.10.0/24"], "uplinks": ["uplink0"],
             "links": [], "forwards": [{"proto": "tcp", "host_port": 8080, "address": "10.88.10.2", "port": 80}],
@@ -103,11 +84,11 @@ def params(**kw):
 
 
 def test_rhythm_check_apply_check_apply(env):
-    check = nat_apply.run(FakeModule(params(), check_mode=True))
+    check = run_nat(FakeModule(params(), check_mode=True))
     assert check["changed"] and env["nft"].transactions == [] and not os.path.exists(env["tmp"] / "RULESET_DIR")
     assert (env["proc"] / "net.ipv4.ip_forward").read_text() == "0\n" and env["systemctl"] == []
     assert check["diff"][0]["before"] == "" and "dnat ip to 10.88.10.2:80" in check["diff"][0]["after"]
-    applied = nat_apply.run(FakeModule(params()))
+    applied = run_nat(FakeModule(params()))
     assert applied["changed"]
     (transaction,) = env["nft"].transactions
     assert transaction[:2] == [{"add": {"table": {"family": "inet", "name": "corral"}}},
@@ -116,7 +97,7 @@ def test_rhythm_check_apply_check_apply(env):
     assert env["systemctl"] == [["daemon-reload"], ["enable", "corral-nft-corral.service"],
                                 ["start", "corral-nft-corral.service"]]
     for check_mode in (True, False):
-        again = nat_apply.run(FakeModule(params(), check_mode=check_mode))
+        again = run_nat(FakeModule(params(), check_mode=check_mode))
         assert not again["changed"], again["changes"]
     assert len(env["nft"].transactions) == 1
 
@@ -127,15 +108,15 @@ def test_a_foreign_table_of_the_same_name_is_not_replaced(env):
                           {"rule": {"family": "inet", "table": "corral", "chain": "x", "handle": 3,
                                     "expr": [{"accept": None}]}}]
     with pytest.raises(Failed, match="exists and was not created by corral.nspawn"):
-        nat_apply.run(FakeModule(params()))
+        run_nat(FakeModule(params()))
     assert env["nft"].transactions == []
-    assert nat_apply.run(FakeModule(params(force=True)))["changed"]
+    assert run_nat(FakeModule(params(force=True)))["changed"]
 
 
 def test_bad_input_fails_before_reading_nftables(env):
     with pytest.raises(Failed, match=r"forwards\[0\].host_port: 0 is not a port"):
-        nat_apply.run(FakeModule(params(forwards=[{"proto": "tcp", "host_port": 0, "address": "10.0.0.1",
-                                                  "port": None}])))
+        run_nat(FakeModule(params(forwards=[{"proto": "tcp", "host_port": 0, "address": "10.0.0.1",
+                                            "port": None}])))
     assert env["nft"].transactions == [] and not os.path.exists(env["tmp"] / "SYSCTL_DIR")
 
 
@@ -143,25 +124,25 @@ def test_blocking_chain_warns_and_integrate_inserts_then_converges(env):
     env["nft"].ruleset = [{"table": {"family": "ip", "name": "filter", "handle": 1}},
                           {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "handle": 1,
                                      "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}]
-    warned = nat_apply.run(FakeModule(params()))
+    warned = run_nat(FakeModule(params()))
     assert warned["blockers"][0]["table"] == "filter"
     module = FakeModule(params())
-    nat_apply.run(module)
+    run_nat(module)
     assert any("table ip filter chain FORWARD (hook forward, policy drop)" in w for w in module.warnings)
-    integrated = nat_apply.run(FakeModule(params(integrate=True)))
+    integrated = run_nat(FakeModule(params(integrate=True)))
     assert integrated["changed"] and all("insert" in c for c in env["nft"].transactions[-1])
-    assert not nat_apply.run(FakeModule(params(integrate=True)))["changed"]
+    assert not run_nat(FakeModule(params(integrate=True)))["changed"]
 
 
 def test_absent_deletes_table_disables_unit_and_removes_files(env):
-    nat_apply.run(FakeModule(params()))
-    gone = nat_apply.run(FakeModule(params(state="absent")))
+    run_nat(FakeModule(params()))
+    gone = run_nat(FakeModule(params(state="absent")))
     assert gone["changed"] and "delete table inet corral" in gone["changes"]
     assert nft.table_objects(env["nft"].ruleset, "corral") is None
     assert env["systemctl"][-3:] == [["stop", "corral-nft-corral.service"], ["disable", "corral-nft-corral.service"],
                                      ["daemon-reload"]]
     assert not os.listdir(env["tmp"] / "RULESET_DIR") and not os.listdir(env["tmp"] / "UNIT_DIR")
-    assert not nat_apply.run(FakeModule(params(state="absent")))["changed"]
+    assert not run_nat(FakeModule(params(state="absent")))["changed"]
 
 
 # ---------------------------------------------------------------- issue 10: order of actions, route_localnet
@@ -190,7 +171,7 @@ def snapshot(env):
 
 @pytest.mark.parametrize("state", ["present", "absent"])
 def test_refused_ruleset_leaves_files_unit_and_sysctls_as_before(env, state):
-    nat_apply.run(FakeModule(params()))
+    run_nat(FakeModule(params()))
     if state == "present":  # a different ruleset, no forward: files and route_localnet would change
         args = params(forwards=[])
     else:
@@ -198,7 +179,7 @@ def test_refused_ruleset_leaves_files_unit_and_sysctls_as_before(env, state):
     before = snapshot(env)
     env["nft"] = RefusingNft(env["nft"].ruleset)
     with pytest.raises(Failed, match="nft refused the transaction for table inet corral; nothing was changed"):
-        nat_apply.run(FakeModule(args))
+        run_nat(FakeModule(args))
     assert env["nft"].transactions, "the transaction was not even tried"
     assert snapshot(env) == before
 
@@ -206,7 +187,7 @@ def test_refused_ruleset_leaves_files_unit_and_sysctls_as_before(env, state):
 def test_refused_ruleset_on_a_fresh_host_writes_nothing(env):
     env["nft"] = RefusingNft()
     with pytest.raises(Failed, match="Operation not permitted"):
-        nat_apply.run(FakeModule(params()))
+        run_nat(FakeModule(params()))
     assert snapshot(env) == (snapshot_of_proc_only(env), False, False, [])
 
 
@@ -216,9 +197,9 @@ def snapshot_of_proc_only(env):
 
 @pytest.mark.parametrize("args", [{"forwards": []}, {"localhost": False}, {"state": "absent"}])
 def test_route_localnet_is_set_back_live_and_persisted(env, args):
-    nat_apply.run(FakeModule(params()))
+    run_nat(FakeModule(params()))
     assert (env["proc"] / LOCALNET).read_text() == "1\n"
-    rhythm = [nat_apply.run(FakeModule(params(**args), check_mode=check)) for check in (True, False, True, False)]
+    rhythm = [run_nat(FakeModule(params(**args), check_mode=check)) for check in (True, False, True, False)]
     assert [r["changed"] for r in rhythm] == [True, True, False, False]
     assert f"set {LOCALNET} = 0" in rhythm[0]["changes"] and f"set {LOCALNET} = 0" in rhythm[1]["changes"]
     assert rhythm[1]["changes"][0] == f"set {LOCALNET} = 0", "route_localnet must go before its guard chain"
@@ -229,15 +210,26 @@ def test_route_localnet_is_set_back_live_and_persisted(env, args):
 
 
 def test_flushed_ruleset_is_restored_first_and_reported(env):
-    nat_apply.run(FakeModule(params()))
+    run_nat(FakeModule(params()))
     env["nft"].ruleset = []  # nft flush ruleset
-    restored = nat_apply.run(FakeModule(params()))
+    restored = run_nat(FakeModule(params()))
     assert restored["changed"] and restored["changes"] == ["create table inet corral"]
     assert "localnet" in nft.summary(nft.table_objects(env["nft"].ruleset, "corral"))
-    assert not nat_apply.run(FakeModule(params()))["changed"]
+    assert not run_nat(FakeModule(params()))["changed"]
 
 
 def test_bad_value_fails_before_any_nft_call(env):
     with pytest.raises(Failed, match=r"uplinks: a bare '\*'"):
-        nat_apply.run(FakeModule(params(uplinks=["*"])))
+        run_nat(FakeModule(params(uplinks=["*"])))
     assert env["nft"].transactions == [] and snapshot(env)[0] == snapshot_of_proc_only(env)
+
+
+def test_the_ruleset_and_unit_files_are_not_opened_before_the_kernel_took_the_table(env, monkeypatch):
+    """test_nat_order's breakpoint (a FIFO at the ruleset path) must be reached after the transaction only."""
+    opened = []
+    real = nat_io.read_file
+    monkeypatch.setattr(nat_io, "read_file", lambda path: opened.append((path, len(env["nft"].transactions)))
+                        or real(path))
+    run_nat(FakeModule(params()))
+    assert [n for p, n in opened if p == nat.ruleset_path("corral")] == [1]
+    assert [n for p, n in opened if p == nat.unit_path("corral")] == [1]
