@@ -28,16 +28,13 @@ class CorralError(Exception):
         return str(self)
 
 
-def unexpected_message(module, exc: BaseException) -> str:
-    """The message for an exception that is not corral.nspawn's own: module, type and text, no traceback."""
-    name = getattr(module, "_name", "") or "corral.nspawn"
-    return (f"{name}: unexpected {type(exc).__name__}: {exc}; nothing after this point was changed. "
-            "This is a defect of corral.nspawn: please report it with the output of -vvv")
-
-
 def fail_unexpected(module, exc: BaseException) -> None:
-    """fail_json for an unexpected exception; its traceback only in ``exception`` (shown with -vvv)."""
-    module.fail_json(msg=unexpected_message(module, exc), exception=traceback.format_exc())
+    """fail_json for an exception that is not corral.nspawn's own: module, type and text in ``msg``, no
+    traceback there; the traceback only in ``exception`` (shown with -vvv)."""
+    name = getattr(module, "_name", "") or "corral.nspawn"
+    module.fail_json(msg=f"{name}: unexpected {type(exc).__name__}: {exc}; nothing after this point was changed. "
+                         "This is a defect of corral.nspawn: please report it with the output of -vvv",
+                     exception=traceback.format_exc())
 
 
 def run_module(module, body: Callable[[object], dict]) -> None:
