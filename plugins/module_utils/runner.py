@@ -11,6 +11,9 @@ from typing import Optional, Sequence
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 
 
+OUTPUT_TAIL = 4000  # characters of a failed command's stdout/stderr in the module result
+
+
 class CommandError(CorralError):
     """A command failed; carries what is needed for a clear error message (details: rc, stdout, stderr)."""
 
@@ -19,8 +22,9 @@ class CommandError(CorralError):
         self.rc = rc
         self.out = out
         self.err = err
+        # the module result carries the tails only: a debootstrap or import log can be megabytes
         super().__init__(f"{' '.join(self.argv)} failed (rc={rc}): {(err or out).strip()[-2000:]}",
-                         rc=rc, stdout=out, stderr=err)
+                         rc=rc, stdout=out[-OUTPUT_TAIL:], stderr=err[-OUTPUT_TAIL:])
 
 
 def run(module, argv: Sequence[str], check: bool = True, data: Optional[str] = None,

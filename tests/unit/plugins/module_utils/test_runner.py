@@ -44,3 +44,10 @@ def test_the_message_falls_back_to_stdout_and_keeps_only_the_tail():
 
 def test_check_false_returns_the_failure():
     assert runner.run(Module((1, "", "err")), ["false"], check=False) == (1, "", "err")
+
+
+def test_the_module_result_carries_only_the_tails_of_a_long_output():
+    """The image module returned the last 4000 characters of a failed build's output before issue 16's run_module."""
+    exc = runner.CommandError(["debootstrap"], 1, "a" * 10 + "o" * runner.OUTPUT_TAIL, "b" * 5 + "e" * runner.OUTPUT_TAIL)
+    assert exc.details["stdout"] == "o" * runner.OUTPUT_TAIL and exc.details["stderr"] == "e" * runner.OUTPUT_TAIL
+    assert exc.out.startswith("a")  # the whole output stays on the exception for callers
