@@ -125,18 +125,18 @@ changes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import netlink, network_prune
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
-from ansible_collections.corral.nspawn.plugins.module_utils import lock
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, netlink, network_prune
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
+
+
+def prune(module) -> dict:
+    netlink.require(module)
+    return lock.run_locked(module, lambda: network_prune.run_prune(module))
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(network_prune.PRUNE_OPTION_SPEC, **lock.LOCK_SPEC), supports_check_mode=True)
-    netlink.require(module)
-    try:
-        module.exit_json(**lock.run_locked(module, lambda: network_prune.run_prune(module)))
-    except CommandError as exc:
-        module.fail_json(msg=str(exc), rc=exc.rc, stdout=exc.out, stderr=exc.err)
+    run_module(module, prune)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def minimal(tmp_path) -> dict:
 
 MODULES = sorted(minimal("/").keys())
 # The modules whose main() hands its body to errors.run_module (issue 16: all of them when it is done).
-THROUGH_RUN_MODULE = ["fleet", "image", "machine", "machine_info", "resources", "settings"]
+THROUGH_RUN_MODULE = ["fleet", "image", "machine", "machine_info", "network_prune", "resources", "settings"]
 
 
 def load(name):
