@@ -281,7 +281,7 @@ def test_check_mode_changes_nothing_and_predicts(machines):
     before = sorted(os.listdir(machines))
     module = FakeModule(check_mode=True)
     result = images_io.ensure_image(module, params(machines, source="clone", clone_from="tmpl", hostname="web1",
-                                                address="10.0.0.5/24"))
+                                                   address="10.0.0.5/24"))
     assert result["changed"] and result["created"]
     assert sorted(os.listdir(machines)) == before and module.calls == []
     text = result["diff"][0]["after"]
@@ -352,7 +352,7 @@ def test_tar_import_with_checksum(machines, tmp_path):
         images_io.ensure_image(FakeModule(), params(machines, source="tar", path=archive, checksum="sha256:" + "0" * 64))
     assert sorted(set(os.listdir(machines)) - {".corral"}) == ["tmpl"]
     result = images_io.ensure_image(FakeModule(), params(machines, source="tar", path=archive,
-                                                      checksum=f"sha256:{digest}", hostname="web1"))
+                                                         checksum=f"sha256:{digest}", hostname="web1"))
     assert result["created"] and open(os.path.join(machines, "web1/etc/hostname")).read() == "web1\n"
 
 
@@ -528,7 +528,7 @@ def test_machine_id_and_ssh_keys_only_on_fresh_roots(machines):
 def test_ssh_keygen_missing_is_a_clear_error(machines):
     with pytest.raises(setup.SetupError, match="ssh-keygen is not installed"):
         setup_io.ensure_post_setup(FakeModule(missing={"ssh-keygen"}), os.path.join(machines, "tmpl"),
-                                {"regenerate_ssh_host_keys": True}, fresh=True)
+                                   {"regenerate_ssh_host_keys": True}, fresh=True)
 
 
 @pytest.mark.parametrize("address, gateway, dns, lines", [
