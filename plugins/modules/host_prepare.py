@@ -156,17 +156,12 @@ changes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils import hostprep, lock
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(hostprep.OPTION_SPEC, **lock.LOCK_SPEC), supports_check_mode=True)
-    try:
-        module.exit_json(**lock.run_locked(module, lambda: hostprep.run_prepare(module)))
-    except hostprep.PrepareError as exc:
-        module.fail_json(msg=str(exc))
-    except CommandError as exc:
-        module.fail_json(msg=str(exc), rc=exc.rc, stdout=exc.out, stderr=exc.err)
+    run_module(module, lambda m: lock.run_locked(m, lambda: hostprep.run_prepare(m)))
 
 
 if __name__ == "__main__":

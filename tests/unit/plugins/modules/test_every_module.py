@@ -37,8 +37,6 @@ def minimal(tmp_path) -> dict:
 
 
 MODULES = sorted(minimal("/").keys())
-# The modules whose main() hands its body to errors.run_module (issue 16: all of them when it is done).
-THROUGH_RUN_MODULE = ["fleet", "image", "machine", "machine_info", "network_prune", "resources", "settings"]
 
 
 def load(name):
@@ -131,7 +129,7 @@ def inject(monkeypatch, exc):
     monkeypatch.setattr(systemd, "machined_error", lambda module: None)
 
 
-@pytest.mark.parametrize("name", THROUGH_RUN_MODULE)
+@pytest.mark.parametrize("name", MODULES)
 def test_a_corral_error_is_one_fail_json_with_its_details(name, host, tmp_path, monkeypatch):
     inject(monkeypatch, errors.CorralError("v16 injected failure", step="v16-step", machine="v16m"))
     result = run(name, minimal(tmp_path)[name])
@@ -140,7 +138,7 @@ def test_a_corral_error_is_one_fail_json_with_its_details(name, host, tmp_path, 
     assert "exception" not in result
 
 
-@pytest.mark.parametrize("name", THROUGH_RUN_MODULE)
+@pytest.mark.parametrize("name", MODULES)
 def test_an_unexpected_exception_names_module_and_type_without_a_traceback(name, host, tmp_path, monkeypatch):
     inject(monkeypatch, ZeroDivisionError("v16 boom"))
     result = run(name, minimal(tmp_path)[name])
