@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """The fleet's input: argument spec, defaults merge and validation (pure: no I/O).
 
 One run of the fleet (``fleet_io.run_fleet``): ``desired_machines`` here (merge, validate, before any

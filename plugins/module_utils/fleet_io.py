@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """The fleet's I/O: read everything batched, apply the plan in phase order (``run_fleet``).
 
 Phases of one run (check mode stops after planning; nothing below ``apply`` runs in it):

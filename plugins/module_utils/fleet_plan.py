@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """The fleet's plan: what must happen to every machine, from what fleet_io read (pure: no I/O).
 
 ``plan_machine`` combines the resources' own decisions (settings and drop-in files, live limits,

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """Preparing a container host in one module call (corral.nspawn.host_prepare, the host role).
 
 Pure parts first (OS family from os-release, package lists, the sysctl file), then

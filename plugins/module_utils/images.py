@@ -47,7 +47,6 @@ from ansible_collections.corral.nspawn.plugins.module_utils.values import (
 
 DEFAULT_MACHINES_DIR = shared.MACHINES_DIR
 IMPORTD_DIR = "/var/lib/machines"  # systemd-importd always imports here
-IMPORTD_DIR = "/var/lib/machines"  # systemd-importd always imports here
 RECORD = ".corral-image"           # inside the root: the build id (legacy roots: how it was made)
 STATE_DIR = ".corral"              # beside the roots; never a machine name (those cannot start with '.')
 BUILD_MARKER = ".corral-build"     # inside every staging/backup dir corral made; only those are discarded

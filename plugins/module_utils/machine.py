@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """Runtime and boot state of nspawn containers, the pure part: parse what systemd says, plan (machine_io reads
 and applies).
 

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """The I/O of the runtime state (machine plans; see its docstring for the contract).
 
 ``read`` asks systemd once for every machine; ``apply`` enables, stops, restarts and starts in batched

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """The I/O of zones and bridges (networkd plans; see its docstring).
 
 - ``read() -> networkd.NetworkState``: our files in the networkd directory and ONE netlink dump.

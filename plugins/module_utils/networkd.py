@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """systemd-networkd files for container bridges and zones: validate, render, plan (pure).
 
 A bridge ``NAME`` is ``50-corral-NAME.netdev`` + ``50-corral-NAME.network`` (+ one
@@ -24,13 +25,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import netlink, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import netlink, shared, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, is_managed, plan_file_mode
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, zone_ifname, zone_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
-NETWORK_DIR = "/etc/systemd/network"
+NETWORK_DIR = shared.NETWORK_DIR
 FILE_PREFIX = "50-corral-"
 RESERVED_PREFIXES = ("ve-", "vb-", "vz-")  # names systemd-nspawn derives itself
 DEFAULT_ZONE_POOL = "10.88.0.0/16"

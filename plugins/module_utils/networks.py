@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """Zones, bridges and NAT of one host in one module call (corral.nspawn.networks, the network role).
 
 Each zone, bridge and the NAT table run exactly the code of their own modules

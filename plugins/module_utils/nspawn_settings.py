@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """Settings (``.nspawn`` files) of containers: validate, render, plan. Pure: no I/O (nspawn_settings_io reads/applies).
 
 The resource contract (the settings module calls it with one item, the fleet with N):
@@ -33,7 +34,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
-from ansible_collections.corral.nspawn.plugins.module_utils import unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import shared, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, is_managed, plan_file_mode
 from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
@@ -41,7 +42,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.values import line_e
 from ansible_collections.corral.nspawn.plugins.module_utils.schema import (
     BY_KEY, SECTIONS, TABLE, Key, argspec, check_ambient_capability, check_capability, check_word, split_colons)
 
-SETTINGS_DIR = "/etc/systemd/nspawn"
+SETTINGS_DIR = shared.SETTINGS_DIR
 TRUSTED_DIRS = ("/etc/systemd/nspawn", "/run/systemd/nspawn")
 UNTRUSTED_DIR = "/var/lib/machines"
 _TRUE = ("yes", "true", "on", "1")

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """SHA-512 crypt (``$6$``) in pure Python, for hosts whose Python has no ``crypt`` module.
 
 Python 3.13 removed ``crypt`` (Debian 13 hosts), and a minimal host has no ``openssl`` binary

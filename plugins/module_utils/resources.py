@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """cgroup resource limits of ``systemd-nspawn@NAME.service`` (pure: no I/O).
 
 Options (snake_case) map to ``[Service]`` keys through one table. Values are
@@ -27,13 +28,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
-from ansible_collections.corral.nspawn.plugins.module_utils import systemd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import shared, systemd, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, plan_file_mode
 from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
-UNITS_DIR = "/etc/systemd/system"
+UNITS_DIR = shared.UNITS_DIR
 DROPIN_NAME = "50-corral-resources.conf"
 INFINITY = "infinity"
 CPUS_MAX = 8192

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """The ``.nspawn`` key catalogue (systemd.nspawn(5)) as one table.
 
 Every option is ``snake_case option -> Key(section, key, kind, privileged,
