@@ -11,20 +11,16 @@ snapshot is plain data (:class:`HostNet`) so planning code stays pure.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-try:
-    from pyroute2 import IPRoute
-    HAS_PYROUTE2 = True
-    PYROUTE2_IMPORT_ERROR = None
-except ImportError:  # pragma: no cover - depends on the host
-    IPRoute = None
-    HAS_PYROUTE2 = False
-    PYROUTE2_IMPORT_ERROR = traceback.format_exc()
+# pyroute2 is imported where netlink is read, not here: its import costs 0.1-0.3 s, and every module
+# that only plans networks (the fleet, through networkd) would pay it on each run. Finding it is cheap.
+HAS_PYROUTE2 = importlib.util.find_spec("pyroute2") is not None
+PYROUTE2_IMPORT_ERROR = None if HAS_PYROUTE2 else "ModuleNotFoundError: No module named 'pyroute2'"
 
 IFF_UP = 0x1
 MAIN_TABLE = 254
@@ -84,6 +80,7 @@ def _link_from_msg(msg) -> Link:
 
 def read() -> HostNet:
     """Read links, their addresses and the main routing table (IPv4 and IPv6)."""
+    from pyroute2 import IPRoute
     with IPRoute() as ipr:
         links = {}
         by_index = {}
@@ -141,6 +138,7 @@ def wait_for(check, timeout: float, interval: float = 0.3):
 
 def delete_link(name: str) -> None:
     """Remove one interface by name."""
+    from pyroute2 import IPRoute
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
         if found:

@@ -95,3 +95,15 @@ def test_read_and_delete_link_on_a_real_kernel_in_a_private_namespace():
     assert seen["links"]["v16peer"]["master"] is None
     assert ["v16br", "10.99.0.0/24"] in seen["routes"]
     assert seen["after"] == ["lo", "v16br"]   # the veth's peer went with it
+
+
+def test_planning_modules_do_not_import_pyroute2():
+    """The fleet plans networks through networkd and netmodel without reading netlink: pyroute2's import
+    (0.1-0.3 s on every run) is paid only by a call that reads or changes links."""
+    code = ("import sys\n"
+            "import ansible_collections.corral.nspawn.plugins.modules.fleet\n"
+            "import ansible_collections.corral.nspawn.plugins.module_utils.netlink as n\n"
+            "print('pyroute2' in sys.modules, n.HAS_PYROUTE2)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.split()
+    assert out == ["False", "True"]
