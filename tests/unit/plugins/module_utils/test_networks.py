@@ -7,25 +7,17 @@ import pytest
 from ansible_collections.corral.nspawn.plugins.module_utils import nat_io, netlink, network_io, networks
 
 
-class FakeModule:
-    def __init__(self, params, check_mode=False, diff=False, unit=("enabled", "active")):
-        self.params = dict({"zones": [], "bridges": [], "nat": None, "networkd": True}, **params)
-        self.check_mode, self._diff, self.warnings, self.calls, self.unit = check_mode, diff, [], [], list(unit)
+DEFAULTS = {"zones": [], "bridges": [], "nat": None, "networkd": True}
 
-    def run_command(self, argv, **_kw):
-        self.calls.append(list(argv))
-        if argv[1] == "show":
-            return 0, (f"Id={networks.NETWORKD}\nLoadState=loaded\nUnitFileState={self.unit[0]}\n"
-                       f"ActiveState={self.unit[1]}\n"), ""
-        if argv[1] == "enable":
-            self.unit = ["enabled", "active" if "--now" in argv else self.unit[1]]
-        return 0, "", ""
 
-    def warn(self, msg):
-        self.warnings.append(msg)
-
-    def fail_json(self, **kw):
-        raise AssertionError(f"fail_json on the parent: {kw}")
+@pytest.fixture
+def make(fake_module, systemd_sim):
+    """``make(params, check_mode=False, diff=False, unit=(UnitFileState, ActiveState))``: the shared fake module
+    with the networks defaults, systemd-networkd in the systemctl simulator."""
+    def build(params, check_mode=False, diff=False, unit=("enabled", "active")):
+        systemd_sim.add(networks.NETWORKD, UnitFileState=unit[0], ActiveState=unit[1])
+        return fake_module(dict(DEFAULTS, **params), check_mode=check_mode, diff=diff, systemd=systemd_sim)
+    return build
 
 
 @pytest.fixture
@@ -49,8 +41,8 @@ def applied(monkeypatch):
     return seen
 
 
-def test_every_item_runs_with_its_own_modules_defaults_in_order(applied):
-    module = FakeModule({"zones": [{"name": "apps", "address": ["10.88.0.1/24"]}, {"name": "new"}],
+def test_every_item_runs_with_its_own_modules_defaults_in_order(make, applied):
+    module = make({"zones": [{"name": "apps", "address": ["10.88.0.1/24"]}, {"name": "new"}],
                          "bridges": [{"name": "br0"}], "nat": {"forwards": []}}, diff=True)
     result = networks.run_networks(module)
     assert [(k, p["name"] if k != "nat" else p["table"]) for k, p, _c in applied] == [
@@ -64,24 +56,24 @@ def test_every_item_runs_with_its_own_modules_defaults_in_order(applied):
     assert module.warnings[:2] == ["zones[apps]: careful", "zones[new]: careful"]
 
 
-def test_a_noop_is_one_show_and_changes_nothing(applied):
-    module = FakeModule({"zones": [{"name": "apps"}], "bridges": [{"name": "br0"}], "nat": {}})
+def test_a_noop_is_one_show_and_changes_nothing(make, applied):
+    module = make({"zones": [{"name": "apps"}], "bridges": [{"name": "br0"}], "nat": {}})
     result = networks.run_networks(module)
     assert not result["changed"] and result["changes"] == []
     assert [c[:2] for c in module.calls] == [["systemctl", "show"]]
 
 
 @pytest.mark.parametrize("check", [True, False])
-def test_networkd_is_enabled_and_started_only_outside_check_mode(applied, check):
-    module = FakeModule({"zones": [{"name": "apps"}]}, check_mode=check, unit=("disabled", "inactive"))
+def test_networkd_is_enabled_and_started_only_outside_check_mode(make, applied, check):
+    module = make({"zones": [{"name": "apps"}]}, check_mode=check, unit=("disabled", "inactive"))
     result = networks.run_networks(module)
     assert result["changed"] and result["changes"][0] == f"networkd: enable and start {networks.NETWORKD}"
     assert (["systemctl", "enable", "--now", networks.NETWORKD] in module.calls) is (not check)
     assert all(c for _k, _p, c in applied) is check
 
 
-def test_without_zones_or_bridges_networkd_is_not_asked(applied):
-    module = FakeModule({"nat": {"forwards": [{"host_port": 8080, "address": "10.88.0.10"}]}})
+def test_without_zones_or_bridges_networkd_is_not_asked(make, applied):
+    module = make({"nat": {"forwards": [{"host_port": 8080, "address": "10.88.0.10"}]}})
     assert networks.run_networks(module)["changes"] == ["nat: did it"]
     assert module.calls == []
 
@@ -95,19 +87,19 @@ def test_without_zones_or_bridges_networkd_is_not_asked(applied):
     ({"bridges": [{"name": "x" * 16}]}, "bridges[" + "x" * 16 + "]:"),
     ({"nat": {"forwards": [{"host_port": 80}]}}, "nat: missing required arguments: address found in forwards"),
 ])
-def test_bad_input_fails_naming_the_item_before_any_change(applied, params, message):
-    module = FakeModule(params)
+def test_bad_input_fails_naming_the_item_before_any_change(make, applied, params, message):
+    module = make(params)
     with pytest.raises(networks.ItemFailed) as info:
         networks.run_networks(module)
     assert message in str(info.value)
     assert applied == [] and module.calls == []
 
 
-def test_a_failure_part_way_reports_what_changed_so_far(applied, monkeypatch):
+def test_a_failure_part_way_reports_what_changed_so_far(make, applied, monkeypatch):
     def broken(item, _state=None):
         item.fail_json(msg="link br0 did not come up", link={"name": "br0"})
     monkeypatch.setattr(network_io, "bridge", broken)
-    module = FakeModule({"zones": [{"name": "new"}], "bridges": [{"name": "br0"}]})
+    module = make({"zones": [{"name": "new"}], "bridges": [{"name": "br0"}]})
     with pytest.raises(networks.ItemFailed) as info:
         networks.run_networks(module)
     assert str(info.value) == "bridges[br0]: link br0 did not come up"
