@@ -3,15 +3,20 @@
 """The unit tests' one fake AnsibleModule and one systemctl/machinectl simulator.
 
 ``FakeModule(params, check_mode=..., diff=..., answers=..., systemd=...)`` records every command and
-warning, answers commands from a table of argv prefixes (longest prefix first), hands systemctl/machinectl
+warning, answers commands from a table of argv prefixes (longest prefix first; a list of answers is given
+in turn, its last one repeating), hands systemctl/machinectl
 to a ``Systemd`` simulator when one is given, and ends like the real module: ``exit_json``/``fail_json``
 raise ``Exit`` (a SystemExit, as AnsibleModule's sys.exit does, so errors.run_module never takes it for a
-defect) carrying the result. tests/unit/conftest.py offers them as fixtures; module_main.py runs a main().
+defect) carrying the result, its text the module's msg. ``exit_result(module, body)`` runs a body through
+errors.run_module and returns what it exited with. tests/unit/conftest.py offers them as fixtures; module_main.py runs a main().
 """
 
 import os
 import shutil
+import threading
 from typing import Callable, Dict, List, Optional
+
+from ansible_collections.corral.nspawn.plugins.module_utils import errors
 
 DEFAULT_PROPS = {"LoadState": "not-found", "ActiveState": "inactive", "SubState": "dead", "UnitFileState": ""}
 
@@ -27,6 +32,9 @@ class Exit(SystemExit):
     def failed(self) -> bool:
         return bool(self.result.get("failed"))
 
+    def __str__(self) -> str:
+        return str(self.result.get("msg", ""))
+
 
 class FakeModule:
     """What module_utils use of AnsibleModule: params, check_mode, _diff, run_command, warn, exits, bins."""
@@ -36,30 +44,44 @@ class FakeModule:
                  bins=None, name: str = "corral.nspawn.test"):
         self.params = dict(params or {})
         self.check_mode, self._diff, self._name = check_mode, diff, name
-        self.answers = dict(answers or {})
+        self.answers = {k: list(v) if isinstance(v, list) else v for k, v in (answers or {}).items()}
         self.systemd = systemd
         self.bins = bins           # None: every tool is there; else the names get_bin_path finds
         self.calls: List[List[str]] = []
         self.options: List[dict] = []      # the keyword arguments of each run_command, in order
         self.moves: List[str] = []         # the destinations of atomic_move
         self.warnings: List[str] = []
+        self._lock = threading.Lock()      # code under test may run commands from several threads
 
     def run_command(self, argv, **kwargs):
         assert isinstance(argv, list), "commands are argv lists, never a shell string"
         assert kwargs.get("expand_user_and_vars") is False, "user data must not be expanded"
-        self.calls.append(list(argv))
-        self.options.append(dict(kwargs))
-        for prefix in sorted(self.answers, key=len, reverse=True):
-            if tuple(argv[:len(prefix)]) == tuple(prefix):
-                answer = self.answers[prefix]
-                return answer(argv) if callable(answer) else answer
+        with self._lock:
+            self.calls.append(list(argv))
+            self.options.append(dict(kwargs))
+            answer = self._answer(argv)
+        if answer is not None:
+            return answer(argv) if callable(answer) else answer
         if self.systemd is not None and os.path.basename(argv[0]) in ("systemctl", "machinectl"):
             return self.systemd.run(argv)
         return 0, "", ""
 
+    def _answer(self, argv):
+        for prefix in sorted(self.answers, key=len, reverse=True):
+            if tuple(argv[:len(prefix)]) == tuple(prefix):
+                answer = self.answers[prefix]
+                if isinstance(answer, list):
+                    return answer.pop(0) if len(answer) > 1 else answer[0]
+                return answer
+        return None
+
     def commands(self, tool: Optional[str] = None) -> List[List[str]]:
         """The recorded argvs (only those of ``tool``)."""
         return [c for c in self.calls if tool is None or os.path.basename(c[0]) == tool]
+
+    def verbs(self) -> List[str]:
+        """What each recorded command did: systemctl's first argument, else the tool."""
+        return [c[1] if c[0] == "systemctl" else c[0] for c in self.calls]
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)
@@ -76,6 +98,18 @@ class FakeModule:
     def atomic_move(self, src, dest, unsafe_writes=False):  # pylint: disable=unused-argument
         self.moves.append(dest)
         shutil.move(src, dest)
+
+
+def exit_result(module: FakeModule, body: Callable) -> dict:
+    """``body(module)`` through errors.run_module (the modules' main() seam): the result it exited with;
+    a failure raises its Exit (``pytest.raises(Exit, match=msg)``)."""
+    try:
+        errors.run_module(module, body)
+    except Exit as done:
+        if done.failed:
+            raise
+        return done.result
+    raise AssertionError("errors.run_module returned without exit_json or fail_json")
 
 
 class Systemd:

@@ -2,10 +2,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The shared fakes behave like what they stand for (a fake that lies makes every test using it lie)."""
 
+import threading
+
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import errors, systemd
-from ansible_collections.corral.nspawn.tests.unit.fakes import Exit
+from ansible_collections.corral.nspawn.tests.unit.fakes import Exit, exit_result
 
 UNIT = "systemd-nspawn@web.service"
 
@@ -80,3 +82,35 @@ def test_simulator_fails_like_systemctl(fake_module, systemd_sim):
 def test_run_main_fixture_uses_the_same_exit(run_main):
     from ansible_collections.corral.nspawn.tests.unit import module_main
     assert module_main.Done is Exit and callable(run_main)
+
+
+def test_fake_module_gives_a_list_of_answers_in_turn_the_last_repeating(fake_module):
+    module = fake_module(answers={("systemctl", "show"): [(0, "first", ""), (0, "second", "")]})
+    outs = [module.run_command(["systemctl", "show", "x"], expand_user_and_vars=False)[1] for _ in range(3)]
+    assert outs == ["first", "second", "second"]
+    module.run_command(["machinectl", "list"], expand_user_and_vars=False)
+    assert module.verbs() == ["show", "show", "show", "machinectl"]
+
+
+def test_fake_module_answers_threads_each_once(fake_module):
+    answers = [(0, str(i), "") for i in range(200)] + [(0, "last", "")]
+    module = fake_module(answers={("tool",): list(answers)})
+    seen = []
+    workers = [threading.Thread(target=lambda: seen.extend(
+        module.run_command(["tool"], expand_user_and_vars=False)[1] for _ in range(50))) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(seen, key=int) == [str(i) for i in range(200)] and len(module.calls) == 200
+
+
+def test_exit_reads_as_the_modules_message_and_exit_result_returns_the_result(fake_module, finished):
+    def refuse(module):
+        raise errors.CorralError("settings_dir: 'x' is not allowed", path="x")
+
+    assert str(finished({"msg": "name: bad", "failed": True})) == "name: bad"
+    assert exit_result(fake_module(), lambda module: {"changed": True}) == {"changed": True}
+    with pytest.raises(finished, match="^settings_dir: 'x' is not allowed") as info:
+        exit_result(fake_module(), refuse)
+    assert info.value.result == {"msg": "settings_dir: 'x' is not allowed", "path": "x", "failed": True}
