@@ -43,7 +43,7 @@ def applied(monkeypatch):
 
 def test_every_item_runs_with_its_own_modules_defaults_in_order(make, applied):
     module = make({"zones": [{"name": "apps", "address": ["10.88.0.1/24"]}, {"name": "new"}],
-                         "bridges": [{"name": "br0"}], "nat": {"forwards": []}}, diff=True)
+                  "bridges": [{"name": "br0"}], "nat": {"forwards": []}}, diff=True)
     result = networks.run_networks(module)
     assert [(k, p["name"] if k != "nat" else p["table"]) for k, p, _c in applied] == [
         ("zone", "apps"), ("zone", "new"), ("bridge", "br0"), ("nat", "corral")]
