@@ -3,33 +3,11 @@
 """Unit tests for machine runtime planning, waiting, start_many and the info description."""
 
 import os
-import threading
 
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import machine, machine_io
-
-
-class ScriptedModule:
-    """Answers commands from {argv prefix: [(rc, out, err), ...]} (the last answer repeats)."""
-
-    def __init__(self, answers=None, check_mode=False):
-        self.answers = {k: list(v) if isinstance(v, list) else [v] for k, v in (answers or {}).items()}
-        self.calls = []
-        self.check_mode = check_mode
-        self._lock = threading.Lock()
-
-    def run_command(self, argv, **kwargs):
-        with self._lock:
-            self.calls.append(argv)
-            for prefix in sorted(self.answers, key=len, reverse=True):
-                if tuple(argv[:len(prefix)]) == prefix:
-                    queue = self.answers[prefix]
-                    return queue.pop(0) if len(queue) > 1 else queue[0]
-        return 0, "", ""
-
-    def verbs(self):
-        return [c[1] if c[0] == "systemctl" else c[0] for c in self.calls]
+from ansible_collections.corral.nspawn.tests.unit.fakes import FakeModule
 
 
 def current(active="inactive", enabled=False, target=True, since=None):
@@ -106,26 +84,26 @@ SHOW = ("systemctl", "show")
 
 
 def test_wait_polls_until_running():
-    module = ScriptedModule({IS_RUNNING: [(1, "", "Failed to connect to bus"), (1, "starting\n", ""),
-                                          (0, "running\n", "")],
-                             SHOW: (0, "Id=systemd-nspawn@web1.service\nActiveState=active\n", "")})
+    module = FakeModule(answers={IS_RUNNING: [(1, "", "Failed to connect to bus"), (1, "starting\n", ""),
+                                              (0, "running\n", "")],
+                                 SHOW: (0, "Id=systemd-nspawn@web1.service\nActiveState=active\n", "")})
     result = machine_io.wait_running(module, "web1", timeout=30, poll=0)
     assert (result.ok, result.state, result.warning) == (True, "running", None)
     assert sum(1 for c in module.calls if tuple(c[:4]) == IS_RUNNING) == 3
 
 
 def test_degraded_is_ok_with_a_warning_naming_failed_units():
-    module = ScriptedModule({IS_RUNNING: (1, "degraded\n", ""),
-                             ("systemctl", "--machine", "web1", "list-units"): (0, "foo.service loaded failed failed x\n", "")})
+    module = FakeModule(answers={IS_RUNNING: (1, "degraded\n", ""),
+                                 ("systemctl", "--machine", "web1", "list-units"): (0, "foo.service loaded failed failed x\n", "")})
     result = machine_io.wait_running(module, "web1", timeout=30, poll=0)
     assert result.ok and result.state == "degraded"
     assert result.warning == "machine web1: its systemd reports degraded (failed units: foo.service)"
 
 
 def test_timeout_error_carries_the_journal_tail():
-    module = ScriptedModule({IS_RUNNING: (1, "starting\n", ""),
-                             SHOW: (0, "Id=systemd-nspawn@web1.service\nActiveState=active\n", ""),
-                             ("journalctl",): (0, "web1 systemd[1]: Starting slow.service...\n", "")})
+    module = FakeModule(answers={IS_RUNNING: (1, "starting\n", ""),
+                                 SHOW: (0, "Id=systemd-nspawn@web1.service\nActiveState=active\n", ""),
+                                 ("journalctl",): (0, "web1 systemd[1]: Starting slow.service...\n", "")})
     result = machine_io.wait_running(module, "web1", timeout=0, poll=0)
     assert not result.ok
     assert "did not report running within 0 s (last state 'starting')" in result.msg
@@ -133,9 +111,9 @@ def test_timeout_error_carries_the_journal_tail():
 
 
 def test_container_dying_while_booting_fails_early_with_status():
-    module = ScriptedModule({IS_RUNNING: (1, "", "No machine 'web1' known"),
-                             SHOW: (0, "Id=systemd-nspawn@web1.service\nActiveState=failed\n", ""),
-                             ("systemctl", "status"): (3, "Active: failed (Result: exit-code)\n", "")})
+    module = FakeModule(answers={IS_RUNNING: (1, "", "No machine 'web1' known"),
+                                 SHOW: (0, "Id=systemd-nspawn@web1.service\nActiveState=failed\n", ""),
+                                 ("systemctl", "status"): (3, "Active: failed (Result: exit-code)\n", "")})
     result = machine_io.wait_running(module, "web1", timeout=300, poll=0)
     assert not result.ok and "stopped while booting (unit failed)" in result.msg
     assert "Result: exit-code" in result.msg
@@ -149,7 +127,7 @@ def _show_active(names, failed=()):
 
 
 def test_start_many_starts_in_one_call_and_waits_for_all():
-    module = ScriptedModule({("systemctl", "--machine"): (0, "running\n", "")})
+    module = FakeModule(answers={("systemctl", "--machine"): (0, "running\n", "")})
     results = machine_io.start_many(module, ["a", "b", "c"], timeout=10, poll=0)
     assert [c for c in module.calls if c[1] == "start"] == [
         ["systemctl", "start", "systemd-nspawn@a.service", "systemd-nspawn@b.service", "systemd-nspawn@c.service"]]
@@ -158,10 +136,10 @@ def test_start_many_starts_in_one_call_and_waits_for_all():
 
 
 def test_start_many_reports_which_container_failed_and_still_waits_for_the_others():
-    module = ScriptedModule({("systemctl", "start"): (1, "", "Job for systemd-nspawn@b.service failed"),
-                             SHOW: (0, _show_active(["a", "b"], failed=["b"]), ""),
-                             ("systemctl", "--machine"): (0, "running\n", ""),
-                             ("journalctl",): (0, "Directory doesn't look like an OS root\n", "")})
+    module = FakeModule(answers={("systemctl", "start"): (1, "", "Job for systemd-nspawn@b.service failed"),
+                                 SHOW: (0, _show_active(["a", "b"], failed=["b"]), ""),
+                                 ("systemctl", "--machine"): (0, "running\n", ""),
+                                 ("journalctl",): (0, "Directory doesn't look like an OS root\n", "")})
     results = machine_io.start_many(module, ["a", "b"], timeout=10, poll=0)
     assert results["a"].ok
     assert not results["b"].ok and "machine b: start failed: Job for" in results["b"].msg
@@ -170,7 +148,7 @@ def test_start_many_reports_which_container_failed_and_still_waits_for_the_other
 
 
 def test_start_many_without_wait_does_not_ask_the_containers():
-    module = ScriptedModule()
+    module = FakeModule()
     results = machine_io.start_many(module, ["a"], timeout=10, wait=False)
     assert results["a"].ok and not any("--machine" in c for c in module.calls)
     assert machine_io.start_many(module, [], timeout=10) == {}
@@ -183,23 +161,23 @@ def test_start_many_without_wait_does_not_ask_the_containers():
     (machine.Plan("web1"), []),
 ])
 def test_apply_runs_the_planned_commands_only(todo, verbs):
-    module = ScriptedModule()
+    module = FakeModule()
     machine_io.apply(module, [todo], {"web1": ("none", 10)})
     assert module.verbs() == verbs
 
 
 def test_restart_failure_returns_a_failed_wait_result_with_journal():
-    module = ScriptedModule({("systemctl", "restart"): (1, "", "Job failed"),
-                             ("journalctl",): (0, "boom\n", "")})
+    module = FakeModule(answers={("systemctl", "restart"): (1, "", "Job failed"),
+                                 ("journalctl",): (0, "boom\n", "")})
     result = machine_io.apply(module, [machine.Plan("web1", runtime="restart")], {"web1": ("system", 10)})["web1"]
     assert not result.ok and "start failed: Job failed" in result.msg and "boom" in result.msg
 
 
 def test_image_error_lists_where_it_looked():
-    module = ScriptedModule({("machinectl", "--no-pager", "show-image"): (1, "", "No image")})
+    module = FakeModule(answers={("machinectl", "--no-pager", "show-image"): (1, "", "No image")})
     message = machine_io.image_error(module, "nope")
     assert message.startswith("no such image: machine 'nope'") and "/var/lib/machines" in message
-    assert machine_io.image_error(ScriptedModule({("machinectl",): (0, "Path=/var/lib/machines/a\n", "")}), "a") is None
+    assert machine_io.image_error(FakeModule(answers={("machinectl",): (0, "Path=/var/lib/machines/a\n", "")}), "a") is None
 
 
 # ---------------------------------------------------------------- info
@@ -247,8 +225,8 @@ def test_parse_timestamp_keeps_microseconds(shown, since):
     ("failed", False, "the container's command exited (unit failed)"),
 ])
 def test_a_container_that_does_not_boot_is_waited_for_as_an_active_unit(state, ok, words):
-    module = ScriptedModule({SHOW: (0, _show_active(["job"], failed=["job"] if state == "failed" else []), ""),
-                             ("journalctl",): (0, "Traceback\n", "")})
+    module = FakeModule(answers={SHOW: (0, _show_active(["job"], failed=["job"] if state == "failed" else []), ""),
+                                 ("journalctl",): (0, "Traceback\n", "")})
     result = machine_io.wait_many(module, ["job"], 10, poll=0, how={"job": ("unit", 10)})["job"]
     assert result.ok is ok and words in (result.state if ok else result.msg)
     assert not any("--machine" in c for c in module.calls)
@@ -276,8 +254,8 @@ def test_wait_mode_reads_the_trusted_nspawn_file(tmp_path, text, mode):
 @pytest.mark.parametrize("runtime", ["start", "restart"])
 def test_the_machine_module_waits_for_the_unit_of_a_container_that_does_not_boot(runtime):
     """Regression (issue 19 item 1, single-purpose module): it asked a systemd that does not exist."""
-    module = ScriptedModule({SHOW: (0, _show_active(["job"]), ""),
-                             ("systemctl", "--machine"): (1, "", "Failed to connect to bus")})
+    module = FakeModule(answers={SHOW: (0, _show_active(["job"]), ""),
+                                 ("systemctl", "--machine"): (1, "", "Failed to connect to bus")})
     result = machine_io.apply(module, [machine.Plan("job", runtime=runtime)], {"job": ("unit", 10)})["job"]
     assert result.ok and "no boot" in result.state
     assert not any("--machine" in c for c in module.calls)
