@@ -3,36 +3,26 @@
 """Unit tests for reconciling resource limits: drop-in, one reload, live set-property, verify."""
 
 import os
-import shutil
 
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import resources, resources_io
+from ansible_collections.corral.nspawn.tests.unit.fakes import FakeModule
 
 UNIT = "systemd-nspawn@web1.service"
 SHOW = ("systemctl", "show")
 
 
-class Module:
-    """Fake AnsibleModule: scripted ``systemctl show`` answers, records commands."""
+class Module(FakeModule):
+    """The shared fake module answering ``systemctl show`` with ``shows`` in turn (the last repeating)."""
 
     def __init__(self, shows, check_mode=False):
-        self.shows = list(shows)
-        self.calls = []
-        self.check_mode = check_mode
+        super().__init__(check_mode=check_mode, answers={SHOW: [
+            (0, "".join(f"{k}={v}\n" for k, v in dict(Id=UNIT, **props).items()), "") for props in shows]})
 
-    def run_command(self, argv, **kwargs):
-        self.calls.append(argv)
-        if tuple(argv[:2]) == SHOW:
-            props = dict(self.shows.pop(0) if len(self.shows) > 1 else self.shows[0])
-            return 0, "".join(f"{k}={v}\n" for k, v in dict(Id=UNIT, **props).items()), ""
-        return 0, "", ""
-
-    def atomic_move(self, src, dest, unsafe_writes=False):
-        shutil.move(src, dest)
-
-    def commands(self):
-        return [c[1:3] if c[0] == "systemctl" else c[:1] for c in self.calls if tuple(c[:2]) != SHOW]
+    def commands(self, tool=None):
+        """The commands other than ``systemctl show``: systemctl's verb and first flag, else the tool."""
+        return [c[1:3] if c[0] == "systemctl" else c[:1] for c in super().commands(tool) if tuple(c[:2]) != SHOW]
 
 
 class limits:  # noqa: N801 - the seam moved (issue 16): read -> plan -> apply, assertions unchanged
