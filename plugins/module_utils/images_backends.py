@@ -13,16 +13,8 @@ from __future__ import annotations
 import os
 from typing import List, Optional
 
-# source -> the host command it needs (checked with get_bin_path before any change)
-TOOLS = {
-    "debootstrap": "debootstrap",
-    "pacstrap": "pacstrap",
-    "dnf": "dnf",
-    "zypper": "zypper",
-    "mkosi": "mkosi",
-}
-
-BOOTSTRAP_SOURCES = tuple(TOOLS)
+# Each bootstrap source is also the host command it needs (checked with get_bin_path before any change).
+BOOTSTRAP_SOURCES = ("debootstrap", "pacstrap", "dnf", "zypper", "mkosi")
 IMPORT_SOURCES = ("tar", "raw")
 COPY_SOURCES = ("clone", "directory")
 SOURCES = BOOTSTRAP_SOURCES + IMPORT_SOURCES + COPY_SOURCES
@@ -43,8 +35,11 @@ SOURCE_KEYS = {
 }
 
 
-def _joined(flag: str, values: Optional[list]) -> List[str]:
-    return [f"{flag}={','.join(values)}"] if values else []
+def _flag(flag: str, value) -> List[str]:
+    """``[FLAG=VALUE]`` (a list joined by commas), nothing when the option is not given."""
+    if not value:
+        return []
+    return [f"{flag}={','.join(value) if isinstance(value, list) else value}"]
 
 
 def _extra(params: dict) -> List[str]:
@@ -54,15 +49,8 @@ def _extra(params: dict) -> List[str]:
 def debootstrap(params: dict, target: str) -> List[List[str]]:
     """``debootstrap [options] SUITE TARGET [MIRROR]``; without mirror debootstrap's default applies."""
     argv = ["debootstrap"]
-    if params.get("variant"):
-        argv.append(f"--variant={params['variant']}")
-    argv += _joined("--components", params.get("components"))
-    argv += _joined("--include", params.get("include"))
-    argv += _joined("--exclude", params.get("exclude"))
-    if params.get("arch"):
-        argv.append(f"--arch={params['arch']}")
-    if params.get("keyring"):
-        argv.append(f"--keyring={params['keyring']}")
+    for key in ("variant", "components", "include", "exclude", "arch", "keyring"):
+        argv += _flag(f"--{key}", params.get(key))
     argv += _extra(params)
     argv += [params["suite"], target]
     if params.get("mirror"):
@@ -87,10 +75,8 @@ def dnf(params: dict, target: str) -> List[List[str]]:
     """``dnf --installroot=TARGET --releasever=N ... install PACKAGES``."""
     argv = ["dnf", "-y", f"--installroot={target}", f"--releasever={params['releasever']}",
             "--setopt=install_weak_deps=False"]
-    if params.get("arch"):
-        argv.append(f"--forcearch={params['arch']}")
-    for repo in params.get("repos") or []:
-        argv.append(f"--repo={repo}")
+    argv += _flag("--forcearch", params.get("arch"))
+    argv += [f"--repo={repo}" for repo in params.get("repos") or []]
     argv += _extra(params)
     argv += ["install"] + list(params["packages"])
     return [argv]

@@ -60,8 +60,8 @@ def check_tools(module, params: dict, paths: Paths, warnings: List[str], buildin
     so it must exist only when the clone is built (``building``).
     """
     source = params["source"]
-    if source in backends.TOOLS and not module.get_bin_path(backends.TOOLS[source]):
-        raise ImageError(f"source={source} needs the {backends.TOOLS[source]!r} command on the host, which is not "
+    if source in backends.BOOTSTRAP_SOURCES and not module.get_bin_path(source):
+        raise ImageError(f"source={source} needs the {source!r} command on the host, which is not "
                          f"installed (not found in PATH); install it or choose another source")
     if source in backends.IMPORT_SOURCES:
         tool = choose_importer(module, params, paths)

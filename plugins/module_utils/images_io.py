@@ -15,7 +15,6 @@ a plan and its outcome into the module's result.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
@@ -32,28 +31,18 @@ from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
 
 # ---------------------------------------------------------------- build records
 
-def _read_confined(root: str, rel: str) -> Optional[str]:
-    """A small regular file inside an untrusted root, read without following its symlinks."""
+def read_record(root: str) -> Optional[dict]:
+    """The in-root record (untrusted: the container may have written it), read through the root-confined API."""
     try:
         with rootfs.RootFS(root) as fs:
-            return fs.read_text(rel, limit=64 * 1024)
+            return images.json_lines(fs.read_text(RECORD, limit=64 * 1024))
     except (OSError, rootfs.RootError, UnicodeDecodeError):
         return None
 
 
-def read_record(root: str) -> Optional[dict]:
-    """The in-root record (untrusted: the container may have written it), read through the root-confined API."""
-    return images.json_lines(_read_confined(root, RECORD))
-
-
 def read_host_record(paths: Paths) -> Optional[dict]:
     """The build record beside the roots (host-owned dir no container reaches)."""
-    try:
-        with open(paths.record, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return tree.read_json(paths.record)
 
 
 def verify_built(paths: Paths, kind: str, record: Optional[dict]) -> Tuple[bool, str]:
@@ -74,7 +63,7 @@ def verify_built(paths: Paths, kind: str, record: Optional[dict]) -> Tuple[bool,
             [st.st_dev, st.st_ino] != [record.get("dev"), record.get("ino")]:
         return False, "it is not the root corral.nspawn built (replaced since)"
     if kind == "directory":
-        inside = images.json_lines(_read_confined(path, RECORD)) or {}
+        inside = read_record(path) or {}
         if not record.get("build_id") or inside.get("build_id") != record.get("build_id"):
             return False, "its build id does not match the build record"
     return True, ""

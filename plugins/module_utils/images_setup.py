@@ -173,17 +173,10 @@ def network_files(params: dict) -> List[Tuple[str, str, str]]:
 
 
 def install_section(text: str) -> dict:
-    """{WantedBy, RequiredBy, Alias, Also: [..]} of a unit file's [Install] section."""
-    install: dict = {"WantedBy": [], "RequiredBy": [], "Alias": [], "Also": []}
-    try:
-        doc = unitfile.parse(text)
-    except unitfile.UnitFileError:
-        return install
-    for section, entries in doc:
-        for key, value in entries if section == "Install" else []:
-            if key in install:
-                install[key] += value.split()
-    return install
+    """{WantedBy, RequiredBy, Alias, Also: [..]} of a unit file's [Install] section (unreadable text: none)."""
+    found = unitfile.values(text, strict=False).get("Install", {})
+    return {key: [word for value in found.get(key, []) for word in value.split()]
+            for key in ("WantedBy", "RequiredBy", "Alias", "Also")}
 
 
 def install_links(path: str, unit: str, install: dict) -> List[Tuple[str, str]]:

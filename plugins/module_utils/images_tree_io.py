@@ -44,12 +44,8 @@ def read_marker(path: str) -> Optional[dict]:
     marker = os.path.join(path, BUILD_MARKER)
     if os.path.islink(path) or not os.path.isdir(path) or os.path.islink(marker) or not os.path.isfile(marker):
         return None
-    try:
-        with open(marker, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("name") == os.path.basename(path) else None
+    data = read_json(marker)
+    return data if data and data.get("name") == os.path.basename(path) else None
 
 
 def make_marked_dir(paths: Paths, path: str, import_name: str = "") -> None:
@@ -58,6 +54,16 @@ def make_marked_dir(paths: Paths, path: str, import_name: str = "") -> None:
     os.mkdir(path, 0o700)
     write_json(os.path.join(path, BUILD_MARKER), {"name": paths.name, "import_name": import_name, "pid": os.getpid()},
                os.O_EXCL)
+
+
+def read_json(path: str) -> Optional[dict]:
+    """A host-owned JSON file (a build marker or record) as a dict; None when missing or not a JSON object."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def write_json(path: str, data: dict, flags: int = os.O_TRUNC) -> None:
