@@ -10,7 +10,7 @@ Phases of one run (check mode stops after planning; nothing below ``apply`` runs
    render settings and limits (``render_all``): any problem fails the run before any change;
 2. read: files with their modes, one ``systemctl show`` for every unit and machines.target;
 3. images (``images_step``): every template, then every machine's root, read -> images.plan (pure) ->
-   built, cloned and prepared in that order (not in check mode);
+   built, cloned and prepared (not in check mode; clones overlap, a few at once: ``apply_images``);
 4. plan: ``fleet_plan.plan_desired`` per machine (pure), with its root's outcome;
 5. apply: files, one daemon-reload, live limits, then ``machine_io.apply`` (enable/disable, stop,
    restart, start: one systemctl call each, concurrent waits); prune; the machines' addresses.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait as wait_for
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -41,6 +42,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
 
 DHCP_WAIT = 20.0   # seconds a started DHCP machine is given to show its lease in the result
+IMAGE_WORKERS = 4  # at most this many roots are cloned at once (image_workers)
 
 
 @dataclass
@@ -201,12 +203,46 @@ def image_call(name: str, function, *args):
         raise FleetError(f"image {name}: {exc}") from None
 
 
+def image_workers() -> int:
+    """How many roots are cloned at once: one per CPU this process may run on, at most IMAGE_WORKERS (a copy
+    without reflinks is bound by the disk: two overlap well, many only contend)."""
+    return max(1, min(IMAGE_WORKERS, len(os.sched_getaffinity(0))))
+
+
+def apply_images(ctx: Context, todo: Dict[str, images.ItemPlan], workers: int) -> Dict[str, dict]:
+    """Every image's plan in item order, at most ``workers`` at once: {name: outcome}, in item order.
+
+    Clones and preparations of an existing root overlap; anything else (a root built from another source,
+    a removal) runs alone, after everything before it. A clone of an earlier item (its template) starts
+    once that one is done. Once an item failed no further item starts; the started ones finish, and the
+    first failure in item order is raised, as running them one after another would.
+    """
+    futures: Dict[str, Future] = {}
+
+    def busy() -> List[Future]:
+        return [f for f in futures.values() if not f.done()]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for name, item in todo.items():
+            alone = item.action in ("create", "rebuild") and item.params.get("source") != "clone"
+            source = futures.get(item.params.get("clone_from"))
+            if alone or source:
+                wait_for(busy() if alone else [source])   # everything before it, or its template
+            while len(busy()) >= workers:
+                wait_for(busy(), return_when=FIRST_COMPLETED)
+            if any(f.exception() for f in futures.values() if f.done()):
+                break
+            futures[name] = pool.submit(image_call, name, images_io.apply_one, ctx.module, item)
+            if alone:
+                wait_for([futures[name]])
+    return {name: future.result() for name, future in futures.items()}
+
+
 def images_step(ctx: Context, items: List[dict]) -> Dict[str, dict]:
-    """Read every image, plan them (pure), build/prepare them in order unless in check mode: {name: result}."""
+    """Read every image, plan them (pure), build/prepare them unless in check mode (apply_images): {name: result}."""
     states = [image_call(i["name"], images_io.read_one, ctx.module, ctx.layout, i) for i in items]
     todo = {s.paths.name: image_call(s.paths.name, images.plan_one, s) for s in states}
-    outcomes = {} if ctx.check_mode else {name: image_call(name, images_io.apply_one, ctx.module, item)
-                                          for name, item in todo.items()}
+    outcomes = {} if ctx.check_mode else apply_images(ctx, todo, image_workers())
     results = {name: images.result(item, outcomes.get(name)) for name, item in todo.items()}
     for result in results.values():
         for warning in result.pop("warnings", []):
