@@ -12,8 +12,9 @@ collection calls ``fail_json`` for an exception.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
-from typing import Callable
+from typing import Callable, Iterator
 
 
 class CorralError(Exception):
@@ -37,13 +38,24 @@ def fail_unexpected(module, exc: BaseException) -> None:
                      exception=traceback.format_exc())
 
 
+@contextlib.contextmanager
+def unexpected_fails(module) -> Iterator[None]:
+    """An exception of the block that is not a CorralError ends the module (fail_unexpected); a CorralError
+    passes through to its handler (run_module)."""
+    try:
+        yield
+    except CorralError:
+        raise
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        fail_unexpected(module, exc)
+
+
 def run_module(module, body: Callable[[object], dict]) -> None:
     """``body(module)`` -> result dict -> exit_json; every exception -> one fail_json (no traceback in msg)."""
     try:
-        result = body(module)
+        with unexpected_fails(module):
+            result = body(module)
     except CorralError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
-    except Exception as exc:  # pylint: disable=broad-exception-caught
-        fail_unexpected(module, exc)
     else:
         module.exit_json(**result)

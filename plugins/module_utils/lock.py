@@ -78,25 +78,14 @@ def host_lock(timeout: Optional[int] = None, path: Optional[str] = None, poll: f
 
 @contextlib.contextmanager
 def module_lock(module, shared: bool = False) -> Iterator[None]:
-    """The host lock for a module's ``with`` block; waiting too long fails the module with the holder named.
+    """The host lock for a module's ``with`` block (a LockError names the holder when waiting too long).
 
-    The block is also the module's last line of defence: an exception that is not one of
-    corral.nspawn's own (those carry their own messages and are handled by the module) becomes
-    a clean failure naming the module and the error, never a traceback; the traceback is
-    kept in the result's ``exception`` (shown with -vvv).
+    The block is also the module's last line of defence: an exception that is not one of corral.nspawn's
+    own becomes a clean failure naming the module and the error, never a traceback
+    (``errors.unexpected_fails``, the guard run_module uses too).
     """
-    stack = contextlib.ExitStack()
-    try:
-        stack.enter_context(host_lock(module.params.get("lock_timeout"), shared=shared))
-    except LockError as exc:
-        module.fail_json(msg=str(exc))
-    with stack:
-        try:
-            yield
-        except Exception as exc:  # pylint: disable=broad-exception-caught
-            if type(exc).__module__.startswith("ansible_collections.corral.nspawn."):
-                raise
-            errors.fail_unexpected(module, exc)
+    with host_lock(module.params.get("lock_timeout"), shared=shared), errors.unexpected_fails(module):
+        yield
 
 
 def run_locked(module, work, shared: bool = False):
