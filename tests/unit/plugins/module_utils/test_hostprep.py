@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Unit tests for host preparation in one call (corral.nspawn.host_prepare, the host role)."""
 
-import os
-
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import hostprep
@@ -60,19 +58,26 @@ def test_bad_sysctls_are_refused_naming_option_and_value(sysctls, message):
 # ---------------------------------------------------------------- the whole call against a fake host
 
 class FakeHost:
-    """dpkg, systemctl, busctl, machinectl and sysctl of a Debian host, as state."""
+    """dpkg, busctl, machinectl and sysctl of a Debian host, as state; its units are the shared Systemd simulator's."""
 
-    def __init__(self, proc):
+    def __init__(self, proc, fake_module, systemd_sim):
         self.installed = {"systemd-container", "nftables", "python3-nftables", "python3-pyroute2", "debootstrap"}
-        self.units = {hostprep.NETWORKD: ["disabled", "inactive"], "machines.target": ["disabled", "inactive"]}
+        self.systemd, self.fake_module = systemd_sim, fake_module
+        for unit in (hostprep.NETWORKD, "machines.target"):
+            systemd_sim.add(unit)      # disabled, inactive
         self.bus_ok, self.machined_ok, self.calls, self.proc = True, True, [], proc
+
+    @property
+    def units(self):
+        """{unit: [UnitFileState, ActiveState]}"""
+        return {unit: [props["UnitFileState"], props["ActiveState"]] for unit, props in self.systemd.units.items()}
 
     def run(self, argv):
         self.calls.append(list(argv))
         if argv[0] == "dpkg-query":
             return 0, "".join(f"ii {p}\n" for p in argv[3:] if p in self.installed), ""
         if argv[0] == "busctl":
-            return (0, "", "") if self.bus_ok and self.units[hostprep.NETWORKD][1] == "active" else (1, "", "no")
+            return (0, "", "") if self.bus_ok and self.systemd.running(hostprep.NETWORKD) else (1, "", "no")
         if argv[0] == "machinectl":
             return (0, "", "") if self.machined_ok else (1, "", "Failed to connect to bus")
         if argv[0] == "sysctl":
@@ -80,43 +85,25 @@ class FakeHost:
             with open(self.proc[key], "w", encoding="utf-8") as handle:
                 handle.write(value + "\n")
             return 0, "", ""
-        verb, units = argv[1], [a for a in argv[2:] if not a.startswith("--")]
-        if verb == "show":
-            return 0, "".join(f"Id={u}\nLoadState=loaded\nUnitFileState={self.units[u][0]}\n"
-                              f"ActiveState={self.units[u][1]}\n\n" for u in units), ""
-        for unit in units:
-            if verb == "enable":
-                self.units[unit][0] = "enabled"
-            if verb in ("start", "restart") or "--now" in argv:
-                self.units[unit][1] = "active"
-                if verb == "restart":
-                    self.bus_ok = True
-        return 0, "", ""
+        if argv[1] == "restart":
+            self.bus_ok = True
+        return self.systemd.run(argv)
 
-
-class FakeModule:
-    def __init__(self, host, params, check_mode=False, diff=True):
-        self.host, self.check_mode, self._diff = host, check_mode, diff
-        self.params = dict({k: v.get("default") for k, v in hostprep.OPTION_SPEC.items()}, **params)
-
-    def run_command(self, argv, **_kw):
-        return self.host.run(argv)
-
-    def get_bin_path(self, name, *_a, **_kw):
-        return f"/usr/bin/{name}"
-
-    def atomic_move(self, src, dest, unsafe_writes=False):  # pylint: disable=unused-argument
-        os.replace(src, dest)
+    def module(self, params, check_mode=False, diff=True):
+        """The shared fake module with host_prepare's defaults; every command goes to this host."""
+        params = dict({k: v.get("default") for k, v in hostprep.OPTION_SPEC.items()}, **params)
+        tools = ("dpkg-query", "busctl", "machinectl", "sysctl", "systemctl")
+        return self.fake_module(params, check_mode=check_mode, diff=diff, answers={(t,): self.run for t in tools})
 
 
 @pytest.fixture
-def host(tmp_path, monkeypatch):
+def host(tmp_path, monkeypatch, fake_module, systemd_sim):
     proc = {"net.ipv4.ip_forward": str(tmp_path / "ip_forward")}
     (tmp_path / "ip_forward").write_text("0\n")
     (tmp_path / "os-release").write_text(DEBIAN)
     monkeypatch.setattr(hostprep, "OS_RELEASE", (str(tmp_path / "missing"), str(tmp_path / "os-release")))
     monkeypatch.setattr(hostprep, "proc_path", lambda key: proc[key])
-    return FakeHost(proc)
+    return FakeHost(proc, fake_module, systemd_sim)
 
 
 def _params(tmp_path, **extra):
@@ -132,7 +119,7 @@ def test_check_apply_check_apply_rhythm_and_check_mode_changes_nothing(tmp_path,
     changed = []
     for check in (True, False, True, False):
         before = _state(tmp_path, host)
-        result = hostprep.run_prepare(FakeModule(host, _params(tmp_path), check_mode=check))
+        result = hostprep.run_prepare(host.module(_params(tmp_path), check_mode=check))
         changed.append(result["changed"])
         if check:
             assert _state(tmp_path, host) == before
@@ -143,7 +130,7 @@ def test_check_apply_check_apply_rhythm_and_check_mode_changes_nothing(tmp_path,
 
 
 def test_check_mode_predicts_every_change_with_a_diff(tmp_path, host):
-    result = hostprep.run_prepare(FakeModule(host, _params(tmp_path), check_mode=True))
+    result = hostprep.run_prepare(host.module(_params(tmp_path), check_mode=True))
     assert result["changes"] == [f"sysctl file: create {tmp_path}/sysctl.d/60-corral.conf",
                                  "sysctl net.ipv4.ip_forward: 0 -> 1",
                                  "enable and start systemd-networkd.service", "enable machines.target"]
@@ -152,9 +139,9 @@ def test_check_mode_predicts_every_change_with_a_diff(tmp_path, host):
 
 
 def test_a_prepared_host_is_read_in_few_commands_and_left_alone(tmp_path, host):
-    hostprep.run_prepare(FakeModule(host, _params(tmp_path)))
+    hostprep.run_prepare(host.module(_params(tmp_path)))
     host.calls.clear()
-    result = hostprep.run_prepare(FakeModule(host, _params(tmp_path)))
+    result = hostprep.run_prepare(host.module(_params(tmp_path)))
     assert not result["changed"] and result["os_family"] == "Debian" and result["missing_packages"] == []
     assert [c[0] for c in host.calls] == ["dpkg-query", "systemctl", "busctl", "machinectl"]
 
@@ -163,7 +150,7 @@ def test_missing_packages_are_reported_and_units_left_for_after_the_install(tmp_
     host.installed -= {"debootstrap", "nftables"}
     for check in (True, False):
         host.calls.clear()
-        result = hostprep.run_prepare(FakeModule(host, _params(tmp_path, sysctls={}), check_mode=check))
+        result = hostprep.run_prepare(host.module(_params(tmp_path, sysctls={}), check_mode=check))
         assert result["missing_packages"] == ["nftables", "debootstrap"] and not result["changed"]
         assert result["pending"] == ["enable and start systemd-networkd", "check systemd-machined",
                                      "enable machines.target"]
@@ -171,24 +158,24 @@ def test_missing_packages_are_reported_and_units_left_for_after_the_install(tmp_
 
 
 def test_check_packages_false_asks_no_package_database(tmp_path, host):
-    result = hostprep.run_prepare(FakeModule(host, _params(tmp_path, check_packages=False)))
+    result = hostprep.run_prepare(host.module(_params(tmp_path, check_packages=False)))
     assert result["wanted_packages"] == [] and "dpkg-query" not in [c[0] for c in host.calls]
 
 
 def test_networkd_without_its_bus_connection_is_restarted(tmp_path, host):
-    hostprep.run_prepare(FakeModule(host, _params(tmp_path)))
+    hostprep.run_prepare(host.module(_params(tmp_path)))
     host.bus_ok = False
-    check = hostprep.run_prepare(FakeModule(host, _params(tmp_path), check_mode=True))
+    check = hostprep.run_prepare(host.module(_params(tmp_path), check_mode=True))
     assert check["changed"] and host.bus_ok is False
-    result = hostprep.run_prepare(FakeModule(host, _params(tmp_path)))
+    result = hostprep.run_prepare(host.module(_params(tmp_path)))
     assert result["changes"] == ["restart systemd-networkd.service, which is running without its D-Bus connection"]
     assert ["systemctl", "restart", hostprep.NETWORKD] in host.calls
-    assert not hostprep.run_prepare(FakeModule(host, _params(tmp_path)))["changed"]
+    assert not hostprep.run_prepare(host.module(_params(tmp_path)))["changed"]
 
 
 def test_options_false_leave_networkd_and_machines_target_alone(tmp_path, host):
-    result = hostprep.run_prepare(FakeModule(host, _params(tmp_path, sysctls={}, networkd=False,
-                                                           machines_target=False)))
+    result = hostprep.run_prepare(host.module(_params(tmp_path, sysctls={}, networkd=False,
+                                                      machines_target=False)))
     assert not result["changed"]
     assert host.units[hostprep.NETWORKD] == ["disabled", "inactive"]
     assert not (tmp_path / "sysctl.d").exists()
@@ -197,15 +184,15 @@ def test_options_false_leave_networkd_and_machines_target_alone(tmp_path, host):
 def test_machined_that_does_not_answer_fails_with_what_is_missing(tmp_path, host):
     host.machined_ok = False
     with pytest.raises(hostprep.PrepareError, match="systemd-machined is not available"):
-        hostprep.run_prepare(FakeModule(host, _params(tmp_path, sysctls={})))
+        hostprep.run_prepare(host.module(_params(tmp_path, sysctls={})))
 
 
 def test_unsupported_family_and_bad_input_fail_before_any_change(tmp_path, host):
     (tmp_path / "os-release").write_text('ID=opensuse-tumbleweed\nID_LIKE="opensuse suse"\n')
     with pytest.raises(hostprep.PrepareError, match=r"supports the OS families Debian, RedHat, Archlinux; .*"
                                                     r"ID='opensuse-tumbleweed'"):
-        hostprep.run_prepare(FakeModule(host, _params(tmp_path)))
+        hostprep.run_prepare(host.module(_params(tmp_path)))
     (tmp_path / "os-release").write_text(DEBIAN)
     with pytest.raises(hostprep.PrepareError, match="sysctls: key 'bad key'"):
-        hostprep.run_prepare(FakeModule(host, _params(tmp_path, sysctls={"bad key": 1})))
+        hostprep.run_prepare(host.module(_params(tmp_path, sysctls={"bad key": 1})))
     assert host.calls == [] and (tmp_path / "ip_forward").read_text() == "0\n"
