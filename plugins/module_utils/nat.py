@@ -23,7 +23,6 @@ The resource contract (corral.nspawn.nat and the networks module call it for one
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -43,12 +42,6 @@ SYSCTL_DIR = "/etc/sysctl.d"
 LOCALNET = "net.ipv4.conf.all.route_localnet"
 _TABLE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")  # used with fullmatch: '$' accepts a trailing newline
 
-FORWARD_SPEC = dict(
-    proto=dict(type="str", default="tcp", choices=["tcp", "udp"]),
-    host_port=dict(type="int", required=True),
-    address=dict(type="str", required=True),
-    port=dict(type="int"),
-)
 NAT_OPTION_SPEC = dict(
     table=dict(type="str", default="corral"),
     state=dict(type="str", default="present", choices=["present", "absent"]),
@@ -56,7 +49,11 @@ NAT_OPTION_SPEC = dict(
     uplinks=dict(type="list", elements="str", default=[]),
     links=dict(type="list", elements="str", default=[]),
     networks=dict(type="list", elements="str"),
-    forwards=dict(type="list", elements="dict", default=[], options=copy.deepcopy(FORWARD_SPEC)),
+    forwards=dict(type="list", elements="dict", default=[], options=dict(
+        proto=dict(type="str", default="tcp", choices=["tcp", "udp"]),
+        host_port=dict(type="int", required=True),
+        address=dict(type="str", required=True),
+        port=dict(type="int"))),
     localhost=dict(type="bool", default=True),
     integrate=dict(type="bool", default=False),
     force=dict(type="bool", default=False),
@@ -128,15 +125,6 @@ def _forward(item: dict, index: int, errors: List[str]) -> Optional[dict]:
             "port": port}
 
 
-def select_networks(managed: List[dict], names: Optional[List[str]]) -> List[dict]:
-    """The managed networks rules are derived from: all of them, or only the links in ``names``.
-
-    The network role passes the declared zones and bridges when it prunes, so one that is about
-    to be removed loses its rules in the same run (and check mode predicts that).
-    """
-    return managed if names is None else [m for m in managed if m["name"] in set(names)]
-
-
 def plan(params: dict, managed: List[dict]) -> NatPlan:
     """Validate and normalise ``params``; ``managed`` are networkd.managed_networks() entries."""
     result = NatPlan(table=params.get("table") or "corral", localhost=params.get("localhost", True))
@@ -151,7 +139,10 @@ def plan(params: dict, managed: List[dict]) -> NatPlan:
         error = ifname_error(value)
         if error:
             errors.append(f"networks: {error}")
-    managed = select_networks(managed, params.get("networks"))
+    # the rules come from every managed network, or only the links in ``networks``: the network role passes
+    # the declared zones and bridges when it prunes, so one about to be removed loses its rules in the same run
+    if params.get("networks") is not None:
+        managed = [m for m in managed if m["name"] in set(params["networks"])]
     managed_nets = [ipaddress.ip_interface(a).network for m in managed for a in m["addresses"]]
     given = params.get("masquerade")
     result.masquerade = _subnets(given if given is not None else [str(n) for n in managed_nets], errors)
@@ -301,7 +292,6 @@ class NatState:
     sysctls: Dict[str, Optional[str]] = field(default_factory=dict)
     unit: Dict[str, str] = field(default_factory=dict)
     nft_bin: str = "/usr/sbin/nft"
-    table_diff: Optional[dict] = None
 
 
 @dataclass
@@ -311,7 +301,6 @@ class TablePlan(Plan):
     table: str = "corral"
     present: bool = True
     todo: Optional[NatPlan] = None
-    current: Optional[list] = None
     desired: Optional[list] = None
     blockers: List[dict] = field(default_factory=list)
     commands: List[dict] = field(default_factory=list)
@@ -339,31 +328,27 @@ def inputs(params: dict, managed: List[dict]) -> NatPlan:
     return todo
 
 
-def _checked_inputs(params: dict, state: NatState) -> NatPlan:
+def _table(params: dict, state: NatState) -> TablePlan:
+    """The nft part: the desired table, the commands to get there, blockers and integrate rules."""
     todo = inputs(params, state.managed)
     current = nft.table_objects(state.ruleset, todo.table)
     if current is not None and not params.get("force") and not nft.owned(current):
         raise NatError(f"table: {nft.FAMILY} {todo.table} exists and was not created by corral.nspawn (no rule "
                        "carries a 'corral:' comment); refusing to replace it. Choose another table or set force=true",
                        ruleset=nft.render(current))
-    return todo
-
-
-def _table(params: dict, state: NatState, todo: NatPlan) -> TablePlan:
-    """The nft part: the desired table, the commands to get there, blockers and integrate rules."""
     present = params.get("state", "present") == "present"
-    out = TablePlan(table=todo.table, present=present, todo=todo, current=nft.table_objects(state.ruleset, todo.table))
+    out = TablePlan(table=todo.table, present=present, todo=todo)
     out.desired = nft.build_ruleset(todo.ruleset_params())["nftables"] if present else None
     out.blockers = nft.foreign_blockers(state.ruleset, todo.table) if present else []
     integrate = nft.integrate_commands(state.ruleset, todo.table, out.blockers if params.get("integrate") else [],
                                        todo.links)
-    changed = not nft.same(out.desired, out.current) if present else out.current is not None
+    changed = not nft.same(out.desired, current) if present else current is not None
     if changed:
         out.commands = nft.replace_commands(out.desired, todo.table) if present else nft.delete_commands(todo.table)
-        verb = "replace" if present and out.current is not None else "create" if present else "delete"
+        verb = "replace" if present and current is not None else "create" if present else "delete"
         out.table_changes.append(f"{verb} table {nft.FAMILY} {todo.table}")
-        out.table_diff = file_diff(f"nft table {nft.FAMILY} {todo.table}", nft.render(out.current)
-                                   if out.current is not None else None, nft.render(out.desired) if present else None)
+        out.table_diff = file_diff(f"nft table {nft.FAMILY} {todo.table}", nft.render(current)
+                                   if current is not None else None, nft.render(out.desired) if present else None)
     out.table_changes += [f"update {len(integrate)} integrate rule command(s) in other tables"] if integrate else []
     out.commands += integrate
     out.warnings = todo.warnings + ([] if params.get("integrate") else [blocker_warning(b) for b in out.blockers])
@@ -407,7 +392,7 @@ def _unit_verbs(present: bool, unit: Dict[str, str]) -> List[str]:
 
 def plan_table(params: dict, state: NatState) -> TablePlan:
     """Pure: the whole run for one table but its files (plan_files); NatError before any change."""
-    out = _table(params, state, _checked_inputs(params, state))
+    out = _table(params, state)
     out.nft_bin = state.nft_bin
     out.settings = sysctl_settings(out.todo) if out.present else {}
     todo = sysctl_plan(out.settings, state.sysctls, state.files.get(sysctl_path(out.table), (None, None))[0])

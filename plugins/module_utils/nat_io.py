@@ -4,6 +4,8 @@
 # PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
 """The I/O of corral.nspawn.nat (nat.plan_table decides; see nat's docstring for the contract).
 
+- ``Backend(module)``: the kernel's ruleset through libnftables (python3-nftables) or the ``nft`` binary.
+
 - ``read(module, params, engine) -> nat.NatState``; ``apply(module, engine, plan, state)``: the live transaction,
   read back, then the files (their plan completed from ``read_files``: the ruleset and unit files are not even
   opened before the kernel took the table), the boot unit and the sysctls.
@@ -12,19 +14,54 @@
 
 from __future__ import annotations
 
+import json
 from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils import nat, network_io, networkd, nft, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.files import read_file, read_text, write_result
+from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
+
+try:
+    import nftables as _nftables
+except ImportError:  # pragma: no cover - depends on the host
+    _nftables = None
 
 
-def backend(module) -> nft.Backend:
-    """libnftables binding or the nft binary; a clear error when neither is there."""
-    found = nft.Backend(module)
-    if not found.available():
-        from ansible.module_utils.basic import missing_required_lib
-        raise nat.NatError(missing_required_lib("nftables (Debian: python3-nftables or the nft command)"))
-    return found
+class Backend:
+    """libnftables through the ``nftables`` binding, else the ``nft`` binary with JSON in and out; a clear
+    error when neither is there."""
+
+    def __init__(self, module):
+        self.module, self.lib = module, None
+        self.binary = None if _nftables else module.get_bin_path("nft")
+        if _nftables:
+            self.lib = _nftables.Nftables()
+            self.lib.set_json_output(True)
+            self.lib.set_handle_output(True)
+        elif not self.binary:
+            from ansible.module_utils.basic import missing_required_lib
+            raise nat.NatError(missing_required_lib("nftables (Debian: python3-nftables or the nft command)"))
+        self.name = "libnftables (python3-nftables)" if self.lib else "nft -j"
+
+    def _cmd(self, text: str) -> str:
+        if self.lib:
+            rc, out, err = self.lib.cmd(text)
+        elif text.lstrip().startswith("{"):
+            rc, out, err = run(self.module, [self.binary, "-j", "-f", "-"], check=False, data=text)
+        else:
+            rc, out, err = run(self.module, [self.binary, "-j", "-a", *text.split()], check=False)
+        if rc != 0:
+            raise nft.NftError(f"nft: {err.strip() or rc}")
+        return out
+
+    def list_ruleset(self) -> List[dict]:
+        out = self._cmd("list ruleset")
+        return [o for o in json.loads(out or '{"nftables": []}')["nftables"] if "metainfo" not in o]
+
+    def apply(self, commands: List[dict]) -> None:
+        """Run all ``commands`` as one transaction (all or nothing)."""
+        if commands:
+            self._cmd(json.dumps({"nftables": commands}))
 
 
 def read(module, params: dict, engine, managed: List[dict]) -> nat.NatState:
@@ -100,7 +137,7 @@ def run(module) -> dict:
     params = module.params
     managed = networkd.managed_networks(network_io.read_dir())
     nat.inputs(params, managed)   # bad input fails before any command (nft, systemctl)
-    engine = backend(module)
+    engine = Backend(module)
     state = read(module, params, engine, managed)
     plan = nat.plan_table(params, state)
     for warning in plan.warnings:

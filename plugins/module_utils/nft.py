@@ -2,8 +2,8 @@
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
-"""nftables for corral.nspawn: a pure ruleset builder, semantic compare, nft-syntax renderer,
-foreign drop-chain detection, and a small libnftables JSON backend.
+"""nftables for corral.nspawn (pure): a ruleset builder, semantic compare, nft-syntax renderer and
+foreign drop-chain detection. The backend that talks to the kernel is nat_io.Backend.
 
 The desired ruleset is written in exactly the JSON form ``nft -j list`` prints back
 (without handles), so a read-back compares equal when nothing changed. Our table is
@@ -16,19 +16,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import traceback
 from typing import Dict, List, Optional
 
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
-
-try:
-    import nftables as _nftables
-    HAS_NFTABLES_BINDING = True
-except ImportError:  # pragma: no cover - depends on the host
-    _nftables = None
-    HAS_NFTABLES_BINDING = False
-    NFTABLES_IMPORT_ERROR = traceback.format_exc()
 
 FAMILY = "inet"
 CONTAINER_LINKS = ("ve-*", "vb-*", "vz-*")  # host-side links systemd-nspawn creates
@@ -230,8 +220,7 @@ def owned(current: Optional[List[dict]]) -> bool:
 
 def replace_commands(desired: List[dict], table: str) -> List[dict]:
     """One transaction: add (no-op when present), delete, then add everything."""
-    ref = {"table": {"family": FAMILY, "name": table}}
-    return [{"add": ref}, {"delete": ref}] + [{"add": obj} for obj in desired]
+    return delete_commands(table) + [{"add": obj} for obj in desired]
 
 
 def delete_commands(table: str) -> List[dict]:
@@ -379,52 +368,10 @@ def render_file(objects: List[dict], header: str) -> str:
     return f"{header}table {ref}\ndelete table {ref}\n\n{render(objects)}"
 
 
-# ---------------------------------------------------------------- backend
+# ---------------------------------------------------------------- errors
 
 class NftError(CorralError):
-    """nft refused a command."""
-
-
-class Backend:
-    """libnftables through the ``nftables`` binding, else the ``nft`` binary with JSON in and out."""
-
-    def __init__(self, module):
-        self.module = module
-        self.lib = None
-        self.binary = None
-        if HAS_NFTABLES_BINDING:
-            self.lib = _nftables.Nftables()
-            self.lib.set_json_output(True)
-            self.lib.set_handle_output(True)
-        else:
-            self.binary = module.get_bin_path("nft")
-        self.name = "libnftables (python3-nftables)" if self.lib else "nft -j"
-
-    def available(self) -> bool:
-        return bool(self.lib or self.binary)
-
-    def _cmd(self, text: str) -> str:
-        if self.lib:
-            rc, out, err = self.lib.cmd(text)
-            if rc != 0:
-                raise NftError(f"nft: {err.strip() or rc}")
-            return out
-        if text.lstrip().startswith("{"):
-            rc, out, err = run(self.module, [self.binary, "-j", "-f", "-"], check=False, data=text)
-        else:
-            rc, out, err = run(self.module, [self.binary, "-j", "-a", *text.split()], check=False)
-        if rc != 0:
-            raise NftError(f"nft: {err.strip() or rc}")
-        return out
-
-    def list_ruleset(self) -> List[dict]:
-        out = self._cmd("list ruleset")
-        return [o for o in json.loads(out or '{"nftables": []}')["nftables"] if "metainfo" not in o]
-
-    def apply(self, commands: List[dict]) -> None:
-        """Run all ``commands`` as one transaction (all or nothing)."""
-        if commands:
-            self._cmd(json.dumps({"nftables": commands}))
+    """nft refused a command (raised by nat_io.Backend, the libnftables/nft backend)."""
 
 
 def summary(objects: Optional[List[dict]]) -> Dict[str, int]:

@@ -54,7 +54,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setattr(nat, "sysctl_proc_path", lambda key: str(proc / key))
     monkeypatch.setattr(network_io, "read_dir", lambda: {})
     state = {"nft": FakeNft(), "enabled": False, "active": False, "systemctl": [], "proc": proc, "tmp": tmp_path}
-    monkeypatch.setattr(nat_io, "backend", lambda module: state["nft"])
+    monkeypatch.setattr(nat_io, "Backend", lambda module: state["nft"])
     monkeypatch.setattr(systemd, "show_unit", lambda module, unit, props: {
         "UnitFileState": "enabled" if state["enabled"] else "disabled",
         "ActiveState": "active" if state["active"] else "inactive"})
