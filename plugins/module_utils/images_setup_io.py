@@ -21,6 +21,7 @@ import secrets
 import shutil
 import string
 import tempfile
+import warnings
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Tuple
 
@@ -31,15 +32,15 @@ from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
 
 # ---------------------------------------------------------------- password hashing on the host
 
-def _crypt(password: str, salt_spec: str) -> Optional[str]:
-    try:
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import crypt  # pylint: disable=deprecated-module
-    except ImportError:
-        return None
-    return crypt.crypt(password, salt_spec)
+# Python's crypt (libxcrypt: every method) where the interpreter has it (not 3.13+). Imported once, here:
+# warnings.catch_warnings() changes process-wide state, so it must not run per call while the fleet
+# prepares several roots in threads.
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import crypt as _CRYPT  # pylint: disable=deprecated-module
+except ImportError:
+    _CRYPT = None
 
 
 def _recompute(module, password: str, crypted: str) -> Optional[str]:
@@ -49,7 +50,7 @@ def _recompute(module, password: str, crypted: str) -> Optional[str]:
     (Python 3.13+) SHA-512 crypt in pure Python; other methods through ``openssl passwd`` if the host
     has it. The secret goes by stdin, never on a command line.
     """
-    hashed = _crypt(password, crypted)
+    hashed = _CRYPT.crypt(password, crypted) if _CRYPT else None
     if hashed and hashed.startswith("$"):
         return hashed
     if crypted.startswith("$6$"):

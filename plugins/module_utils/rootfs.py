@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import secrets
 import stat
@@ -56,24 +57,20 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-_LIBC = None
-_OPENAT2 = {"usable": None}   # None: not probed yet; True/False afterwards
-
-
-def _libc():
-    global _LIBC  # pylint: disable=global-statement
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    return _LIBC
+@functools.lru_cache(maxsize=None)
+def _syscall():
+    """libc's syscall(2), looked up once (the cache makes it safe for the fleet's threads)."""
+    syscall = ctypes.CDLL(None, use_errno=True).syscall
+    syscall.restype = ctypes.c_long
+    return syscall
 
 
 def _openat2(dir_fd: int, path: str, flags: int) -> int:
     """openat2(2) confined to ``dir_fd``; raises OSError like os.open. EAGAIN (a concurrent rename) is retried."""
     how = _OpenHow(flags | _CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    libc = _libc()
-    libc.syscall.restype = ctypes.c_long
+    syscall = _syscall()
     for _attempt in range(64):
-        fd = libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dir_fd), ctypes.c_char_p(os.fsencode(path)),
+        fd = syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dir_fd), ctypes.c_char_p(os.fsencode(path)),
                           ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
         if fd >= 0:
             return fd
@@ -83,18 +80,17 @@ def _openat2(dir_fd: int, path: str, flags: int) -> int:
     raise OSError(errno.EAGAIN, "the root kept changing during path resolution", path)
 
 
+@functools.lru_cache(maxsize=None)
 def openat2_usable() -> bool:
-    """Whether this kernel (and seccomp policy) offers openat2 with RESOLVE_IN_ROOT."""
-    if _OPENAT2["usable"] is None:
-        root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | _CLOEXEC)
-        try:
-            os.close(_openat2(root_fd, ".", os.O_PATH))
-            _OPENAT2["usable"] = True
-        except (OSError, AttributeError):
-            _OPENAT2["usable"] = False
-        finally:
-            os.close(root_fd)
-    return bool(_OPENAT2["usable"])
+    """Whether this kernel (and seccomp policy) offers openat2 with RESOLVE_IN_ROOT (probed once)."""
+    root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | _CLOEXEC)
+    try:
+        os.close(_openat2(root_fd, ".", os.O_PATH))
+        return True
+    except (OSError, AttributeError):
+        return False
+    finally:
+        os.close(root_fd)
 
 
 def _split(rel: str) -> List[str]:
@@ -354,7 +350,10 @@ class RootFS:
                 make(tmp, dir_fd, name)
                 os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except BaseException:
-                _unlink_quiet(tmp, dir_fd)
+                try:
+                    os.unlink(tmp, dir_fd=dir_fd)
+                except OSError:
+                    pass
                 raise
             os.fsync(dir_fd)
         finally:
@@ -388,10 +387,3 @@ class RootFS:
     def symlink(self, target: str, rel: str) -> None:
         """Create (or replace) the symlink ``rel`` -> ``target``; the target is never resolved here."""
         self._replace(rel, lambda tmp, dir_fd, _name: os.symlink(target, tmp, dir_fd=dir_fd))
-
-
-def _unlink_quiet(name: str, dir_fd: int) -> None:
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-    except OSError:
-        pass

@@ -74,6 +74,7 @@ def no_crypt_module(monkeypatch):
         return real_import(name, *args, **kwargs)
     monkeypatch.delitem(sys.modules, "crypt", raising=False)
     monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr(setup, "_CRYPT", None)   # images_setup_io imports crypt once, at its own import
 
 
 def test_root_password_without_crypt_module_and_without_openssl(no_crypt_module):

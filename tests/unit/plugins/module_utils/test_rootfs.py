@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import images, images_setup, images_setup_io, machine, rootfs
-from ansible_collections.corral.nspawn.plugins.module_utils import images_io
+from ansible_collections.corral.nspawn.plugins.module_utils import images, images_setup, images_setup_io, rootfs
+from ansible_collections.corral.nspawn.plugins.module_utils import images_io, machine_io
 
 RESOLVERS = [pytest.param(True, id="openat2"), pytest.param(False, id="walk")]
 RENAME_EXCHANGE = 2
@@ -49,7 +49,7 @@ class FakeModule:
 def use_openat2(request, monkeypatch):
     if request.param and not rootfs.openat2_usable():
         pytest.fail("this kernel has no usable openat2(RESOLVE_IN_ROOT); the openat2 resolver cannot be tested")
-    monkeypatch.setitem(rootfs._OPENAT2, "usable", request.param)  # pylint: disable=protected-access
+    monkeypatch.setattr(rootfs, "openat2_usable", lambda: request.param)
     return request.param
 
 
@@ -187,10 +187,10 @@ def test_machine_info_os_never_follows_links_onto_the_host(world, use_openat2):
     """Regression: image_os() opened root/etc/os-release by name and reported the host's OS."""
     root, host = world
     os.symlink(os.path.join(host, "os-release"), os.path.join(root, "etc/os-release"))
-    assert machine.image_os(root) == "Container OS"
+    assert machine_io.image_os(root) == "Container OS"
     os.unlink(os.path.join(root, "etc/os-release"))
     os.symlink("../" * 12 + os.path.join(host, "os-release").lstrip("/"), os.path.join(root, "etc/os-release"))
-    assert machine.image_os(root) == "Container OS"
+    assert machine_io.image_os(root) == "Container OS"
 
 
 def test_build_record_read_through_the_root(world, use_openat2):
