@@ -8,7 +8,8 @@ import os
 import pytest
 
 from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.io_fake import Failed, FakeModule
-from ansible_collections.corral.nspawn.plugins.module_utils import errors, nat, nat_io, network_io, nft, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import nat, nat_io, network_io, nft, systemd
+from ansible_collections.corral.nspawn.tests.unit.fakes import exit_result
 
 
 class FakeNft:
@@ -71,8 +72,7 @@ def env(tmp_path, monkeypatch):
 
 def run_nat(module):
     """The nat module's main() in-process: nat_io.run through errors.run_module (the seam since issue 16)."""
-    errors.run_module(module, nat_io.run)
-    return module.result
+    return exit_result(module, nat_io.run)
 
 
 def params(**kw):

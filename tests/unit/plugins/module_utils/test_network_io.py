@@ -7,7 +7,8 @@ import os
 import pytest
 
 from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.io_fake import Failed, FakeModule
-from ansible_collections.corral.nspawn.plugins.module_utils import errors, netlink, network_io, networkd
+from ansible_collections.corral.nspawn.plugins.module_utils import netlink, network_io, networkd
+from ansible_collections.corral.nspawn.tests.unit.fakes import exit_result
 
 
 @pytest.fixture
@@ -37,13 +38,11 @@ def env(tmp_path, monkeypatch):
 class via_main:  # noqa: N801 - the seam moved (issue 16): network_io through errors.run_module, asserts unchanged
     @staticmethod
     def bridge(module):
-        errors.run_module(module, network_io.bridge)
-        return module.result
+        return exit_result(module, network_io.bridge)
 
     @staticmethod
     def zone(module):
-        errors.run_module(module, network_io.zone)
-        return module.result
+        return exit_result(module, network_io.zone)
 
 
 def bridge_params(**kw):
@@ -119,7 +118,7 @@ def test_zone_address_is_derived_once_and_kept(env):
 class Recording(FakeModule):
     def fail_json(self, **kw):
         self.failure = kw
-        raise Failed(kw["msg"])
+        super().fail_json(**kw)
 
 
 @pytest.mark.parametrize("state", ["present", "absent"])
