@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import rootfs, systemd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import systemd, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 
 STATES = ("running", "stopped", "restarted")
@@ -191,35 +191,6 @@ WaitSpec = Tuple[str, float]
 
 
 # ---------------------------------------------------------------- read-only description (machine_info)
-
-def parse_os_release(text: Optional[str]) -> Dict[str, str]:
-    """os-release text -> {KEY: value} (quotes removed)."""
-    values = {}
-    for line in (text or "").splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and key and not key.startswith("#"):
-            values[key] = value.strip().strip("\"'")
-    return values
-
-
-def image_os(root: Optional[str]) -> Optional[str]:
-    """PRETTY_NAME of a directory image (None for disk images or without os-release)."""
-    if not root or not os.path.isdir(root):
-        return None
-    try:
-        with rootfs.RootFS(root) as fs:   # absolute links in the root resolve inside it, never on the host
-            for rel in ("etc/os-release", "usr/lib/os-release"):
-                try:
-                    text = fs.read_text(rel, limit=64 * 1024)
-                except (OSError, rootfs.RootError):
-                    continue
-                if text is not None:
-                    release = parse_os_release(text)
-                    return release.get("PRETTY_NAME") or release.get("NAME")
-    except OSError:
-        return None
-    return None
-
 
 def describe(name: str, image: Optional[dict], running: Optional[dict], unit: Dict[str, str],
              settings_path: str, settings_text: Optional[str], dropin_path: str,

@@ -16,7 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings, systemd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings, rootfs, systemd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.hostprep import parse_os_release
 from ansible_collections.corral.nspawn.plugins.module_utils.files import read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.machine import (
     DOWN_STATES, IMAGE_DIRS, SETTINGS_DIRS, UNIT_PROPERTIES, Current, Plan, RuntimeState, WaitResult, WaitSpec,
@@ -211,3 +212,22 @@ def image_error(module, name: str) -> Optional[str]:
         return None
     return (f"no such image: machine {name!r} has no root directory or disk image in "
             f"{', '.join(IMAGE_DIRS)} (create it first, e.g. with corral.nspawn.image)")
+
+
+def image_os(root: Optional[str]) -> Optional[str]:
+    """PRETTY_NAME of a directory image (None for disk images or without os-release; machine_info)."""
+    if not root or not os.path.isdir(root):
+        return None
+    try:
+        with rootfs.RootFS(root) as fs:   # absolute links in the root resolve inside it, never on the host
+            for rel in ("etc/os-release", "usr/lib/os-release"):
+                try:
+                    text = fs.read_text(rel, limit=64 * 1024)
+                except (OSError, rootfs.RootError):
+                    continue
+                if text is not None:
+                    release = parse_os_release(text)
+                    return release.get("PRETTY_NAME") or release.get("NAME")
+    except OSError:
+        return None
+    return None

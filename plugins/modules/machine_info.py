@@ -126,7 +126,7 @@ machines:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import lock, machine, resources, shared, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, machine, machine_io, resources, shared, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError, run_module
 from ansible_collections.corral.nspawn.plugins.module_utils.files import read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
@@ -148,7 +148,7 @@ def gather(module, wanted, layout: Layout) -> list:
         settings_path = layout.settings_path(name)
         dropin = resources.dropin_path(name, layout.units_dir)
         entry = machine.describe(name, image, running.get(name), unit, settings_path, read_text(settings_path),
-                                 dropin, resources.parse_dropin(read_text(dropin)), machine.image_os(
+                                 dropin, resources.parse_dropin(read_text(dropin)), machine_io.image_os(
                                      (image or {}).get("path")))
         entry["limits"] = {p: unit[p] for p in resources.show_properties() if p in unit}
         machines.append(entry)

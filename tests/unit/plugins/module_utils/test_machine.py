@@ -206,8 +206,8 @@ def test_describe_stopped_image_without_files():
 def test_image_os_reads_os_release(tmp_path):
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "os-release").write_text('NAME="Debian GNU/Linux"\nPRETTY_NAME="Debian 12"\n')
-    assert machine.image_os(str(tmp_path)) == "Debian 12"
-    assert machine.image_os(str(tmp_path / "missing")) is None
+    assert machine_io.image_os(str(tmp_path)) == "Debian 12"
+    assert machine_io.image_os(str(tmp_path / "missing")) is None
 
 
 @pytest.mark.parametrize("shown, since", [
