@@ -155,13 +155,13 @@ changes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import hostprep, lock
+from ansible_collections.corral.nspawn.plugins.module_utils import hostprep, hostprep_io, lock
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(hostprep.OPTION_SPEC, **lock.LOCK_SPEC), supports_check_mode=True)
-    run_module(module, lambda m: lock.run_locked(m, lambda: hostprep.run_prepare(m)))
+    run_module(module, lambda m: lock.run_locked(m, lambda: hostprep_io.run_prepare(m)))
 
 
 if __name__ == "__main__":

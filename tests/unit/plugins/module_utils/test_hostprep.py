@@ -4,7 +4,7 @@
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import hostprep
+from ansible_collections.corral.nspawn.plugins.module_utils import hostprep, hostprep_io
 
 DEBIAN = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n'
 
@@ -119,7 +119,7 @@ def test_check_apply_check_apply_rhythm_and_check_mode_changes_nothing(tmp_path,
     changed = []
     for check in (True, False, True, False):
         before = _state(tmp_path, host)
-        result = hostprep.run_prepare(host.module(_params(tmp_path), check_mode=check))
+        result = hostprep_io.run_prepare(host.module(_params(tmp_path), check_mode=check))
         changed.append(result["changed"])
         if check:
             assert _state(tmp_path, host) == before
@@ -130,7 +130,7 @@ def test_check_apply_check_apply_rhythm_and_check_mode_changes_nothing(tmp_path,
 
 
 def test_check_mode_predicts_every_change_with_a_diff(tmp_path, host):
-    result = hostprep.run_prepare(host.module(_params(tmp_path), check_mode=True))
+    result = hostprep_io.run_prepare(host.module(_params(tmp_path), check_mode=True))
     assert result["changes"] == [f"sysctl file: create {tmp_path}/sysctl.d/60-corral.conf",
                                  "sysctl net.ipv4.ip_forward: 0 -> 1",
                                  "enable and start systemd-networkd.service", "enable machines.target"]
@@ -139,9 +139,9 @@ def test_check_mode_predicts_every_change_with_a_diff(tmp_path, host):
 
 
 def test_a_prepared_host_is_read_in_few_commands_and_left_alone(tmp_path, host):
-    hostprep.run_prepare(host.module(_params(tmp_path)))
+    hostprep_io.run_prepare(host.module(_params(tmp_path)))
     host.calls.clear()
-    result = hostprep.run_prepare(host.module(_params(tmp_path)))
+    result = hostprep_io.run_prepare(host.module(_params(tmp_path)))
     assert not result["changed"] and result["os_family"] == "Debian" and result["missing_packages"] == []
     assert [c[0] for c in host.calls] == ["dpkg-query", "systemctl", "busctl", "machinectl"]
 
@@ -150,7 +150,7 @@ def test_missing_packages_are_reported_and_units_left_for_after_the_install(tmp_
     host.installed -= {"debootstrap", "nftables"}
     for check in (True, False):
         host.calls.clear()
-        result = hostprep.run_prepare(host.module(_params(tmp_path, sysctls={}), check_mode=check))
+        result = hostprep_io.run_prepare(host.module(_params(tmp_path, sysctls={}), check_mode=check))
         assert result["missing_packages"] == ["nftables", "debootstrap"] and not result["changed"]
         assert result["pending"] == ["enable and start systemd-networkd", "check systemd-machined",
                                      "enable machines.target"]
@@ -158,24 +158,24 @@ def test_missing_packages_are_reported_and_units_left_for_after_the_install(tmp_
 
 
 def test_check_packages_false_asks_no_package_database(tmp_path, host):
-    result = hostprep.run_prepare(host.module(_params(tmp_path, check_packages=False)))
+    result = hostprep_io.run_prepare(host.module(_params(tmp_path, check_packages=False)))
     assert result["wanted_packages"] == [] and "dpkg-query" not in [c[0] for c in host.calls]
 
 
 def test_networkd_without_its_bus_connection_is_restarted(tmp_path, host):
-    hostprep.run_prepare(host.module(_params(tmp_path)))
+    hostprep_io.run_prepare(host.module(_params(tmp_path)))
     host.bus_ok = False
-    check = hostprep.run_prepare(host.module(_params(tmp_path), check_mode=True))
+    check = hostprep_io.run_prepare(host.module(_params(tmp_path), check_mode=True))
     assert check["changed"] and host.bus_ok is False
-    result = hostprep.run_prepare(host.module(_params(tmp_path)))
+    result = hostprep_io.run_prepare(host.module(_params(tmp_path)))
     assert result["changes"] == ["restart systemd-networkd.service, which is running without its D-Bus connection"]
     assert ["systemctl", "restart", hostprep.NETWORKD] in host.calls
-    assert not hostprep.run_prepare(host.module(_params(tmp_path)))["changed"]
+    assert not hostprep_io.run_prepare(host.module(_params(tmp_path)))["changed"]
 
 
 def test_options_false_leave_networkd_and_machines_target_alone(tmp_path, host):
-    result = hostprep.run_prepare(host.module(_params(tmp_path, sysctls={}, networkd=False,
-                                                      machines_target=False)))
+    result = hostprep_io.run_prepare(host.module(_params(tmp_path, sysctls={}, networkd=False,
+                                                         machines_target=False)))
     assert not result["changed"]
     assert host.units[hostprep.NETWORKD] == ["disabled", "inactive"]
     assert not (tmp_path / "sysctl.d").exists()
@@ -184,15 +184,15 @@ def test_options_false_leave_networkd_and_machines_target_alone(tmp_path, host):
 def test_machined_that_does_not_answer_fails_with_what_is_missing(tmp_path, host):
     host.machined_ok = False
     with pytest.raises(hostprep.PrepareError, match="systemd-machined is not available"):
-        hostprep.run_prepare(host.module(_params(tmp_path, sysctls={})))
+        hostprep_io.run_prepare(host.module(_params(tmp_path, sysctls={})))
 
 
 def test_unsupported_family_and_bad_input_fail_before_any_change(tmp_path, host):
     (tmp_path / "os-release").write_text('ID=opensuse-tumbleweed\nID_LIKE="opensuse suse"\n')
     with pytest.raises(hostprep.PrepareError, match=r"supports the OS families Debian, RedHat, Archlinux; .*"
                                                     r"ID='opensuse-tumbleweed'"):
-        hostprep.run_prepare(host.module(_params(tmp_path)))
+        hostprep_io.run_prepare(host.module(_params(tmp_path)))
     (tmp_path / "os-release").write_text(DEBIAN)
     with pytest.raises(hostprep.PrepareError, match="sysctls: key 'bad key'"):
-        hostprep.run_prepare(host.module(_params(tmp_path, sysctls={"bad key": 1})))
+        hostprep_io.run_prepare(host.module(_params(tmp_path, sysctls={"bad key": 1})))
     assert host.calls == [] and (tmp_path / "ip_forward").read_text() == "0\n"
