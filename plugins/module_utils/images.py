@@ -298,38 +298,22 @@ def _validate_address(params: dict) -> List[str]:
 
 @dataclass
 class Paths:
+    """Where one image and corral's things beside it live (``machines_dir`` without a trailing slash)."""
+
     machines_dir: str
     name: str
     import_name: str = ""  # importd name of this build (random, recorded in the staging marker)
 
-    @property
-    def root(self) -> str:
-        return os.path.join(self.machines_dir, self.name)
-
-    @property
-    def raw(self) -> str:
-        return self.root + ".raw"
-
-    @property
-    def state_dir(self) -> str:
-        return os.path.join(self.machines_dir, STATE_DIR)
-
-    @property
-    def staging(self) -> str:
-        return os.path.join(self.state_dir, "staging", self.name)
-
-    @property
-    def old(self) -> str:
-        return os.path.join(self.state_dir, "old", self.name)
-
-    @property
-    def record(self) -> str:
-        return os.path.join(self.state_dir, "records", f"{self.name}.json")
-
-    @property
-    def legacy(self) -> List[str]:
-        """Where corral.nspawn before 0.2 kept staging/backup dirs (no build marker: reported, never removed)."""
-        return [os.path.join(self.machines_dir, f".corral-{kind}-{self.name}") for kind in ("staging", "old")]
+    def __post_init__(self) -> None:
+        self.machines_dir = self.machines_dir.rstrip("/") or "/"
+        self.root = os.path.join(self.machines_dir, self.name)
+        self.raw = self.root + ".raw"
+        self.state_dir = os.path.join(self.machines_dir, STATE_DIR)
+        self.staging = os.path.join(self.state_dir, "staging", self.name)
+        self.old = os.path.join(self.state_dir, "old", self.name)
+        self.record = os.path.join(self.state_dir, "records", f"{self.name}.json")
+        # where corral.nspawn before 0.2 kept staging/backup dirs (no build marker: reported, never removed)
+        self.legacy = [os.path.join(self.machines_dir, f".corral-{kind}-{self.name}") for kind in ("staging", "old")]
 
 
 @dataclass

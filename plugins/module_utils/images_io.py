@@ -141,7 +141,7 @@ def read_one(module, layout: Layout, params: dict) -> ImageState:
     errors = images.validate(params)
     if errors:
         raise ImageError("; ".join(errors))
-    paths = Paths(layout.machines_dir.rstrip("/") or "/", params["name"])
+    paths = Paths(layout.machines_dir, params["name"])
     state = ImageState(params, paths, read_current(module, paths, params.get("_running")))
     action = images.plan_item(params, paths, state.current).action
     if action in ("create", "rebuild"):
@@ -287,7 +287,7 @@ def purge_built(module, machines_dir: str, name: str) -> dict:
     Returns ``removed`` (bool), ``path`` and ``kept`` (why a root that exists was kept, else "").
     A root corral did not build (hand-made, imported with machinectl, adopted) is never deleted here.
     """
-    paths = Paths(machines_dir.rstrip("/") or "/", name)
+    paths = Paths(machines_dir, name)
     current = read_current(module, paths)
     path = paths.raw if current.kind == "raw" else paths.root
     if not current.exists or not current.built:

@@ -216,26 +216,14 @@ class RootFS:
         finally:
             os.close(fd)
 
-    def exists(self, rel: str) -> bool:
-        return self.stat(rel) is not None
-
     def is_dir(self, rel: str) -> bool:
         info = self.stat(rel)
         return info is not None and stat.S_ISDIR(info.st_mode)
 
-    def is_file(self, rel: str) -> bool:
-        """A regular file (after in-root symlink resolution)."""
-        info = self.stat(rel)
-        return info is not None and stat.S_ISREG(info.st_mode)
-
-    def read_bytes(self, rel: str, limit: int = READ_LIMIT) -> Optional[bytes]:
-        """Content of a regular file, at most ``limit`` bytes; None when absent. Anything else is refused."""
-        found = self._read(rel, limit)
-        return None if found is None else found[0]
-
     def read_text(self, rel: str, limit: int = READ_LIMIT) -> Optional[str]:
-        data = self.read_bytes(rel, limit)
-        return None if data is None else data.decode("utf-8", errors="surrogateescape")
+        """Content of a regular file, at most ``limit`` bytes; None when absent. Anything else is refused."""
+        found = self.read_with_stat(rel, limit)
+        return None if found is None else found[0]
 
     def read_with_stat(self, rel: str, limit: int = READ_LIMIT) -> Optional[Tuple[str, os.stat_result]]:
         """(text, fstat of the same open file) so owner and mode belong to the content read; None when absent."""
@@ -246,9 +234,7 @@ class RootFS:
         try:
             # O_PATH first: opening a device or FIFO for reading can have side effects or block.
             path_fd = self._open(rel, os.O_PATH)
-        except FileNotFoundError:
-            return None
-        except NotADirectoryError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         try:
             info = os.fstat(path_fd)
