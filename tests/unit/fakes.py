@@ -51,6 +51,7 @@ class FakeModule:
         self.options: List[dict] = []      # the keyword arguments of each run_command, in order
         self.moves: List[str] = []         # the destinations of atomic_move
         self.warnings: List[str] = []
+        self.failed: Optional[dict] = None     # what fail_json was given (with failed=True); None until then
         self._lock = threading.Lock()      # code under test may run commands from several threads
 
     def run_command(self, argv, **kwargs):
@@ -90,7 +91,8 @@ class FakeModule:
         raise Exit(dict(result))
 
     def fail_json(self, **result):
-        raise Exit(dict(result, failed=True))
+        self.failed = dict(result, failed=True)
+        raise Exit(self.failed)
 
     def get_bin_path(self, name, required=False, opt_dirs=None):  # pylint: disable=unused-argument
         return f"/usr/bin/{name}" if self.bins is None or name in self.bins else None

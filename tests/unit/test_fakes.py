@@ -21,9 +21,11 @@ def test_fake_module_records_answers_and_exits_like_ansible(fake_module):
     assert module.calls == [["tool", "x", "y"], ["tool", "z"], ["other"]] and module.commands("tool") == module.calls[:2]
     module.warn("careful")
     assert module.warnings == ["careful"] and module.params == {"name": "web"} and module.check_mode
+    assert module.failed is None
     with pytest.raises(SystemExit) as info:
         module.fail_json(msg="bad", rc=1)
     assert info.value.result == {"msg": "bad", "rc": 1, "failed": True} and info.value.failed
+    assert module.failed == info.value.result
 
 
 def test_fake_module_refuses_shell_strings_and_expansion(fake_module):

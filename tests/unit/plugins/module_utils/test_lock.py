@@ -11,6 +11,7 @@ import time
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import lock
+from ansible_collections.corral.nspawn.tests.unit.fakes import FakeModule
 
 HOLDER = """
 import sys, time
@@ -83,21 +84,14 @@ def test_the_lock_file_is_not_followed_through_a_symlink(tmp_path):
     assert victim.read_text() == "precious\n"
 
 
-class _Module:
-    _name = "corral.nspawn.demo"
-
-    def __init__(self):
-        self.params = {"lock_timeout": 0}
-        self.failed = None
-
-    def fail_json(self, **kw):
-        self.failed = kw
-        raise SystemExit(1)
+def _module():
+    """The shared fake module of a module named corral.nspawn.demo (fail_json records module.failed)."""
+    return FakeModule({"lock_timeout": 0}, name="corral.nspawn.demo")
 
 
 def test_an_unexpected_exception_is_a_clean_failure_not_a_traceback(monkeypatch, tmp_path):
     monkeypatch.setattr(lock, "LOCK_PATH", str(tmp_path / "l"))
-    module = _Module()
+    module = _module()
     with pytest.raises(SystemExit):
         with lock.module_lock(module):
             {}["missing"]  # pylint: disable=pointless-statement
@@ -107,7 +101,7 @@ def test_an_unexpected_exception_is_a_clean_failure_not_a_traceback(monkeypatch,
 
 def test_our_own_errors_pass_through_to_the_module_handlers(monkeypatch, tmp_path):
     monkeypatch.setattr(lock, "LOCK_PATH", str(tmp_path / "l"))
-    module = _Module()
+    module = _module()
     with pytest.raises(lock.LockError):
         with lock.module_lock(module):
             raise lock.LockError("handled by the module")
