@@ -20,12 +20,13 @@ MANAGED_MARKER = "Managed by corral.nspawn"
 
 @dataclass
 class FileResult:
-    """Outcome of one file reconciliation: whether it changed, and a whole-file diff."""
+    """Outcome of one file reconciliation: whether it changed, a whole-file diff, and what the file holds after."""
 
     path: str
     changed: bool
     diff: dict = field(default_factory=dict)
     action: str = "none"  # none | create | update | chmod | remove
+    content: Optional[str] = None   # the text the file holds after the change (None: absent)
 
 
 def read_text(path: str) -> Optional[str]:
@@ -55,14 +56,14 @@ def file_diff(path: str, before: Optional[str], after: Optional[str]) -> dict:
 def plan_file(path: str, before: Optional[str], after: Optional[str]) -> FileResult:
     """Pure decision: what must happen to go from ``before`` to ``after``."""
     if before == after:
-        return FileResult(path, False, {}, "none")
+        return FileResult(path, False, {}, "none", after)
     if after is None:
         action = "remove"
     elif before is None:
         action = "create"
     else:
         action = "update"
-    return FileResult(path, True, file_diff(path, before, after), action)
+    return FileResult(path, True, file_diff(path, before, after), action, after)
 
 
 def read_file(path: str) -> Tuple[Optional[str], Optional[int]]:
@@ -83,7 +84,7 @@ def plan_file_mode(path: str, before: Optional[str], mode: Optional[int], after:
         return result
     diff = file_diff(path, before, after)
     diff.update(before_header=f"{path} (mode {mode or 0:04o})", after_header=f"{path} (mode {want:04o})")
-    return FileResult(path, True, diff, "chmod")
+    return FileResult(path, True, diff, "chmod", after)
 
 
 def atomic_write(module, path: str, content: str, mode: int = 0o644) -> None:
@@ -126,7 +127,7 @@ def write_result(module, result: FileResult, mode: int = 0o644) -> None:
         except FileNotFoundError:
             pass
     elif result.changed:
-        atomic_write(module, result.path, result.diff["after"], mode)
+        atomic_write(module, result.path, result.content, mode)
 
 
 def ensure_file(module, path: str, content: Optional[str], mode: int = 0o644) -> FileResult:

@@ -405,7 +405,7 @@ class NetworkState:
             if result.action == "remove":
                 self.ours.pop(result.path, None)
             elif result.changed:
-                self.ours[result.path], self.modes[result.path] = result.diff["after"], 0o644
+                self.ours[result.path], self.modes[result.path] = result.content, 0o644
 
 
 def _file_results(state: NetworkState, files: Dict[str, Optional[str]]) -> List[FileResult]:

@@ -26,6 +26,17 @@ def test_plan_file_decides_the_action_and_diff(before, after, action):
         assert result.diff == {}
 
 
+def test_a_planned_file_carries_its_content_and_is_written_from_it(tmp_path):
+    """The text a file holds after the change is the plan's content, not read back out of the diff."""
+    path = str(tmp_path / "f.conf")
+    assert [files.plan_file(path, b, a).content for b, a in (("x", "y"), ("x", "x"), ("x", None))] == ["y", "x", None]
+    assert files.plan_file_mode(path, "y", 0o600, "y").content == "y"
+    result = files.plan_file(path, None, "new\n")
+    result.diff = {}   # what is written does not come from the diff
+    files.write_result(Module(), result)
+    assert open(path, encoding="utf-8").read() == "new\n"
+
+
 def test_is_managed_looks_at_the_first_three_lines_only():
     assert files.is_managed(f"# {files.MANAGED_MARKER}. Do not edit\n[Exec]\n")
     assert not files.is_managed(f"a\nb\nc\n# {files.MANAGED_MARKER}\n")
