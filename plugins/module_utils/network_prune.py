@@ -2,10 +2,10 @@
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
-"""Prune zones and bridges corral.nspawn created that are no longer declared.
+"""Prune zones and bridges corral.nspawn created that are no longer declared: the pure half.
 
-``read()`` gathers the host as plain data (our networkd files, links and their ports, the
-``.nspawn`` files, running machines), ``plan()`` decides (pure, unit-tested) and ``run()``
+``network_prune_io.read()`` gathers the host as plain data (our networkd files, links and their ports,
+the ``.nspawn`` files, running machines), ``plan()`` here decides and ``network_prune_io.run_prune()``
 applies: files removed, links deleted, networkd reloaded. A zone or bridge is a candidate
 only when one of its ``50-corral-*`` files carries the managed marker; links and files
 corral.nspawn did not write are never touched. Anything still using a candidate (a declared
@@ -19,14 +19,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import netlink, networkd, shared, systemd, unitfile
-from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, is_managed, read_text
+from ansible_collections.corral.nspawn.plugins.module_utils import netlink, networkd, shared, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils.files import is_managed
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, deep_merge
 from ansible_collections.corral.nspawn.plugins.module_utils.names import veth_ifname, zone_ifname
-from ansible_collections.corral.nspawn.plugins.module_utils.network_io import read_dir
-from ansible_collections.corral.nspawn.plugins.module_utils.nspawn_settings import SETTINGS_DIR
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
-from ansible_collections.corral.nspawn.plugins.module_utils.systemd import SystemdError, list_machines
+from ansible_collections.corral.nspawn.plugins.module_utils.shared import SETTINGS_DIR
 
 CONTAINER_PORT_PREFIXES = ("vb-", "ve-")  # host sides of the veths systemd-nspawn creates
 FLEET_OPTION_SPEC = dict(
@@ -102,10 +99,6 @@ def kind_and_name(ifname: str) -> Tuple[str, str]:
 def label(ifname: str) -> str:
     kind, name = kind_and_name(ifname)
     return f"zone {name} ({ifname})" if kind == "zone" else f"bridge {name}"
-
-
-def declared_links(zones: Iterable[str], bridges: Iterable[str]) -> List[str]:
-    return sorted({zone_ifname(z) for z in zones} | set(bridges))
 
 
 def _owner(path: str, text: str) -> Tuple[Optional[str], Optional[str]]:
@@ -287,68 +280,3 @@ def still_attached(victims: List[Victim], net: netlink.HostNet) -> List[str]:
     """Container ports that were to be gone before their link is deleted but are still there."""
     return [f"{v.ifname}: {port}" for v in victims if v.link == "delete"
             for port in net.ports_of(v.ifname) if port in v.gone_first]
-
-
-# ---------------------------------------------------------------- read and apply
-
-def read_settings(directory: Optional[str] = None) -> Dict[str, MachineSettings]:
-    directory = directory or SETTINGS_DIR
-    try:
-        entries = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return {}
-    return {e[:-len(".nspawn")]: settings_network(read_text(os.path.join(directory, e)) or "")
-            for e in entries if e.endswith(".nspawn") and os.path.isfile(os.path.join(directory, e))}
-
-
-def read_running(module) -> List[str]:
-    """Running machines as machined lists them ([] when machined does not answer: ports still name them)."""
-    try:
-        return sorted(m.get("machine", "") for m in list_machines(module) if m.get("machine"))
-    except (CommandError, SystemdError):
-        return []
-
-
-def read(module) -> HostState:
-    settings_dir = module.params["settings_dir"]
-    return HostState(read_dir(), netlink.read(), read_settings(settings_dir), read_running(module), settings_dir)
-
-
-def run_prune(module) -> dict:
-    """The module's whole job: read, plan, refuse or apply; returns the result for exit_json."""
-    params = module.params
-    errors = shared.errors({"settings_dir": params["settings_dir"]})
-    if errors:
-        module.fail_json(msg="; ".join(errors), pruned=[], changes=[])
-    fleet = params["fleet"] or {}
-    declared, errors = declared_machines(fleet.get("machines") or [], fleet.get("defaults") or {})
-    state = read(module)
-    # like the fleet: with an empty machine list it prunes only when prune_all says so
-    fleet_prune = bool(fleet.get("prune")) and bool(fleet.get("machines") or fleet.get("prune_all"))
-    todo = plan(declared_links(params["zones"], params["bridges"]), declared, state, fleet_prune,
-                params["prune_all"])
-    errors += todo.errors
-    if errors:
-        module.fail_json(msg="prune: refusing to remove anything: " + "; ".join(errors) + "; nothing was changed",
-                         pruned=[], changes=[])
-    if todo.victims and not module.check_mode:
-        stuck = still_attached(todo.victims, netlink.read())
-        if stuck:
-            module.fail_json(msg="prune: container ports are still attached to links that were to be deleted "
-                                 f"({'; '.join(stuck)}); remove or stop those machines first (in site.yml the "
-                                 "fleet runs before the network prune)", pruned=[], changes=[])
-    results = [ensure_file(module, path, None) for v in todo.victims for path in v.files]
-    changes = [f"remove {r.path}" for r in results if r.changed]
-    changes += [f"delete link {v.ifname}" for v in todo.victims if v.link == "delete"]
-    for warning in todo.warnings:
-        module.warn(warning)
-    if changes and not module.check_mode:
-        for victim in todo.victims:
-            if victim.link == "delete":
-                netlink.delete_link(victim.ifname)
-        systemd.networkd_reload(module, run)
-    out = dict(changed=bool(changes), changes=changes, pruned=[v.as_dict() for v in todo.victims])
-    if module._diff and changes:
-        deleted = [v for v in todo.victims if v.link == "delete"]
-        out["diff"] = [r.diff for r in results if r.changed] + [link_diff(v, state.net) for v in deleted]
-    return out

@@ -125,13 +125,13 @@ changes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.corral.nspawn.plugins.module_utils import lock, netlink, network_prune
+from ansible_collections.corral.nspawn.plugins.module_utils import lock, netlink, network_prune, network_prune_io
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
 
 
 def prune(module) -> dict:
     netlink.require(module)
-    return lock.run_locked(module, lambda: network_prune.run_prune(module))
+    return lock.run_locked(module, lambda: network_prune_io.run_prune(module))
 
 
 def main():

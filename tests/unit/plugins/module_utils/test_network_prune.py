@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nat, netlink, network_prune, networkd
+from ansible_collections.corral.nspawn.plugins.module_utils import nat, netlink, network_prune, network_prune_io, networkd
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_HEADER
 from ansible_collections.corral.nspawn.plugins.module_utils.network_prune import HostState, MachineSettings
 from ansible_collections.corral.nspawn.plugins.module_utils.unitfile import HEADER
@@ -231,8 +231,8 @@ def host(tmp_path, monkeypatch):
     fake = {"net": host_net(), "commands": [], "deleted": [], "dir": network_dir, "settings": settings_dir}
     monkeypatch.setattr(netlink, "read", lambda: fake["net"])
     monkeypatch.setattr(netlink, "delete_link", fake["deleted"].append)
-    monkeypatch.setattr(network_prune, "run", lambda module, argv, **kw: fake["commands"].append(argv))
-    monkeypatch.setattr(network_prune, "list_machines", lambda module: [{"machine": m} for m in fake.get("running", [])])
+    monkeypatch.setattr(network_prune_io, "run", lambda module, argv, **kw: fake["commands"].append(argv))
+    monkeypatch.setattr(network_prune_io, "list_machines", lambda module: [{"machine": m} for m in fake.get("running", [])])
     return fake
 
 
@@ -244,20 +244,20 @@ def params(zones=("apps",), bridges=(), machines=(), prune=False, prune_all=Fals
 
 def test_check_apply_check_apply(host):
     before = sorted(os.listdir(host["dir"]))
-    check = network_prune.run_prune(prune_module(params(), check_mode=True))
+    check = network_prune_io.run_prune(prune_module(params(), check_mode=True))
     assert check["changed"] and sorted(os.listdir(host["dir"])) == before
     assert host["commands"] == [] and host["deleted"] == []
     assert "delete link br-old" in check["changes"]
     headers = [d["before_header"] for d in check["diff"]]
     assert "link br-old" in headers and any(h.endswith("50-corral-br-old.netdev") for h in headers)
-    applied = network_prune.run_prune(prune_module(params()))
+    applied = network_prune_io.run_prune(prune_module(params()))
     assert applied["changes"] == check["changes"] and applied["pruned"] == check["pruned"]
     assert sorted(os.listdir(host["dir"])) == ["50-corral-br-hand.netdev", "50-corral-vz-apps.netdev",
                                                "50-corral-vz-apps.network"]
     assert host["deleted"] == ["br-old"] and host["commands"] == [["networkctl", "reload"]]
     del host["net"].links["br-old"]
     for check_mode in (True, False):
-        again = network_prune.run_prune(prune_module(params(), check_mode=check_mode))
+        again = network_prune_io.run_prune(prune_module(params(), check_mode=check_mode))
         assert not again["changed"] and again["changes"] == [] and "diff" not in again
 
 
@@ -265,19 +265,19 @@ def test_refusal_changes_nothing_and_names_the_machines(host):
     before = sorted(os.listdir(host["dir"]))
     with pytest.raises(Failed, match=r"prune: refusing to remove anything: bridge br-old is used by declared "
                                      r"machine\(s\) db"):
-        network_prune.run_prune(prune_module(params(zones=(), prune_all=True,
-                                                    machines=[{"name": "db", "bridge": "br-old"}])))
+        network_prune_io.run_prune(prune_module(params(zones=(), prune_all=True,
+                                                       machines=[{"name": "db", "bridge": "br-old"}])))
     assert sorted(os.listdir(host["dir"])) == before and host["commands"] == [] and host["deleted"] == []
 
 
 def test_ports_still_attached_at_apply_time_fail_before_any_change(host):
     (host["settings"] / "old.nspawn").write_text(FLEET_HEADER + "[Network]\nBridge=br-old\n")
     host["net"] = host_net(**{"br-old": ["vb-old"]})
-    predicted = network_prune.run_prune(prune_module(params(prune=True, fleet_prune_all=True), check_mode=True))
+    predicted = network_prune_io.run_prune(prune_module(params(prune=True, fleet_prune_all=True), check_mode=True))
     assert predicted["changed"]  # the fleet removes "old" first
     before = sorted(os.listdir(host["dir"]))
     with pytest.raises(Failed, match=r"container ports are still attached .*br-old: vb-old"):
-        network_prune.run_prune(prune_module(params(prune=True, fleet_prune_all=True)))  # ... but it did not
+        network_prune_io.run_prune(prune_module(params(prune=True, fleet_prune_all=True)))  # ... but it did not
     assert sorted(os.listdir(host["dir"])) == before and host["deleted"] == []
 
 
@@ -285,8 +285,8 @@ def test_an_empty_fleet_prunes_machines_only_with_its_prune_all(host):
     """The fleet refuses prune with no machines unless prune_all: then "old" stays and keeps br-old."""
     (host["settings"] / "old.nspawn").write_text(FLEET_HEADER + "[Network]\nBridge=br-old\n")
     with pytest.raises(Failed, match=r"bridge br-old is joined by machine\(s\) old"):
-        network_prune.run_prune(prune_module(params(prune=True), check_mode=True))
-    assert network_prune.run_prune(prune_module(params(prune=True, fleet_prune_all=True), check_mode=True))["changed"]
+        network_prune_io.run_prune(prune_module(params(prune=True), check_mode=True))
+    assert network_prune_io.run_prune(prune_module(params(prune=True, fleet_prune_all=True), check_mode=True))["changed"]
 
 
 def test_settings_dir_is_where_staying_settings_are_read(host, tmp_path):
@@ -295,12 +295,12 @@ def test_settings_dir_is_where_staying_settings_are_read(host, tmp_path):
     other.mkdir()
     (other / "hand.nspawn").write_text("[Network]\nBridge=br-old\n")
     with pytest.raises(Failed, match=f"bridge br-old is joined by machine\\(s\\) hand in {other} "):
-        network_prune.run_prune(prune_module(dict(params(), settings_dir=str(other)), check_mode=True))
-    assert network_prune.run_prune(prune_module(params(), check_mode=True))["changed"]  # the fixture's dir is empty
+        network_prune_io.run_prune(prune_module(dict(params(), settings_dir=str(other)), check_mode=True))
+    assert network_prune_io.run_prune(prune_module(params(), check_mode=True))["changed"]  # the fixture's dir is empty
 
 
 def test_relative_settings_dir_is_refused_before_any_change(host):
     before = sorted(os.listdir(host["dir"]))
     with pytest.raises(Failed, match=r"^settings_dir: 'nspawn' is not allowed; give an absolute directory path"):
-        network_prune.run_prune(prune_module(dict(params(), settings_dir="nspawn")))
+        network_prune_io.run_prune(prune_module(dict(params(), settings_dir="nspawn")))
     assert sorted(os.listdir(host["dir"])) == before and host["commands"] == [] and host["deleted"] == []
