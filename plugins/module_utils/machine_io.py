@@ -72,6 +72,10 @@ def wait_mode(name: str, dirs: Sequence[str] = SETTINGS_DIRS) -> str:
 
 # ---------------------------------------------------------------- wait
 
+# A container booted alone is up in a fraction of a second: asked again after 0.1, 0.3, 0.7 s, then every
+# ``poll``, it is seen up to a poll interval sooner, for a few more questions while it boots.
+FIRST_POLL = 0.1
+
 def failed_units(module, name: str) -> List[str]:
     """Failed units inside the container (explains 'degraded')."""
     _rc, out, _err = run(module, ["systemctl", "--machine", name, "list-units", "--failed",
@@ -80,9 +84,10 @@ def failed_units(module, name: str) -> List[str]:
 
 
 def _poll(module, name: str, timeout: float, poll: float, probe, too_long) -> WaitResult:
-    """Ask ``probe(elapsed)`` -> (WaitResult or None, state) every ``poll`` s until it decides; after ``timeout``
-    a failure: ``too_long(state)`` and the unit's status and journal tail."""
-    started = time.monotonic()
+    """Ask ``probe(elapsed)`` -> (WaitResult or None, state) until it decides, FIRST_POLL s after the first
+    question, then twice as long each time up to every ``poll`` s; after ``timeout`` a failure:
+    ``too_long(state)`` and the unit's status and journal tail."""
+    started, pause = time.monotonic(), min(FIRST_POLL, poll)
     while True:
         decided, state = probe(time.monotonic() - started)
         if decided is not None:
@@ -90,7 +95,8 @@ def _poll(module, name: str, timeout: float, poll: float, probe, too_long) -> Wa
         elapsed = time.monotonic() - started
         if elapsed >= timeout:
             return _failed(module, name, state, elapsed, too_long(state))
-        time.sleep(poll)
+        time.sleep(pause)
+        pause = min(2 * pause, poll)
 
 
 def _failed(module, name: str, state: str, elapsed: float, why: str) -> WaitResult:
