@@ -19,7 +19,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_
 from ansible_collections.corral.nspawn.plugins.module_utils import images_backends_io as backends_io
 from ansible_collections.corral.nspawn.plugins.module_utils import images_io, images_tree_io as tree
 
-from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.test_fleet import (
+from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.fleet_fakes import (
     FakeHost, FakeModule as FleetModule, _snapshot)
 from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.test_images import (
     FakeModule as ImageModule, make_template, params)
