@@ -175,12 +175,8 @@ def test_enable_of_thousands_names_machines_target_once_after_every_instance():
 def test_show_of_thousands_units_merges_every_chunks_answer():
     names = [systemd.unit_name(n) for n in _names(5000)]
 
-    class ShowModule(FakeModule):
-        def run_command(self, argv, **kwargs):
-            super().run_command(argv, **kwargs)
-            return 0, "".join(f"Id={u}\nActiveState=active\n\n" for u in argv[4:]), ""
-
-    module = ShowModule()
+    module = FakeModule({("systemctl", "show"): lambda argv: (
+        0, "".join(f"Id={u}\nActiveState=active\n\n" for u in argv[4:]), "")})
     units = systemd.show(module, names, ["ActiveState"])
     assert len(module.calls) > 1
     assert all(argv[:4] == module.calls[0][:4] for argv in module.calls)
@@ -189,12 +185,7 @@ def test_show_of_thousands_units_merges_every_chunks_answer():
 
 
 def test_every_chunk_runs_and_the_first_failure_is_raised():
-    class FailFirst(FakeModule):
-        def run_command(self, argv, **kwargs):
-            super().run_command(argv, **kwargs)
-            return (1, "", "Job failed") if len(self.calls) == 1 else (0, "", "")
-
-    module = FailFirst()
+    module = FakeModule({("systemctl",): [(1, "", "Job failed"), (0, "", "")]})   # the first call fails
     with pytest.raises(CommandError, match="Job failed"):
         systemd.start(module, _names(1000))
     sent = [arg for argv in module.calls for arg in argv[2:]]
