@@ -351,14 +351,11 @@ def _table(params: dict, state: NatState) -> TablePlan:
                                    if current is not None else None, nft.render(out.desired) if present else None)
     out.table_changes += [f"update {len(integrate)} integrate rule command(s) in other tables"] if integrate else []
     out.commands += integrate
-    out.warnings = todo.warnings + ([] if params.get("integrate") else [blocker_warning(b) for b in out.blockers])
+    out.warnings = todo.warnings + [
+        f"table {b['family']} {b['table']} chain {b['chain']} (hook {b['hook']}, {b['reason']}) may drop container "
+        "traffic: tables are independent, an accept in ours does not override it. Add accepts there, or set "
+        "integrate=true" for b in ([] if params.get("integrate") else out.blockers)]
     return out
-
-
-def blocker_warning(b: dict) -> str:
-    return (f"table {b['family']} {b['table']} chain {b['chain']} (hook {b['hook']}, {b['reason']}) may drop "
-            "container traffic: tables are independent, an accept in ours does not override it. Add accepts "
-            "there, or set integrate=true")
 
 
 def plan_files(out: TablePlan, files: Dict[str, Tuple[Optional[str], Optional[int]]]) -> TablePlan:

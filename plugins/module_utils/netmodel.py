@@ -36,16 +36,11 @@ IFNAMSIZ = 15
 
 # ---------------------------------------------------------------- attachment
 
-def layer_attachment(layer: Optional[dict]) -> dict:
-    """The attachment keys a layer sets (None inherits)."""
-    return {k: layer[k] for k in ATTACHMENT_KEYS if isinstance(layer, dict) and layer.get(k) is not None}
-
-
 def merge_attachment(layers: Iterable[Optional[dict]]) -> dict:
-    """The most specific layer that sets any attachment key wins as a whole (earlier layers first)."""
+    """The most specific layer that sets any attachment key wins as a whole (earlier layers first; None inherits)."""
     chosen: dict = {}
     for layer in layers:
-        found = layer_attachment(layer)
+        found = {k: layer[k] for k in ATTACHMENT_KEYS if isinstance(layer, dict) and layer.get(k) is not None}
         if found:
             chosen = found
     return chosen
@@ -243,12 +238,6 @@ class AddressPlan:
     warnings: List[str] = field(default_factory=list)
 
 
-def _link_of(wanted: Wanted) -> Optional[str]:
-    if wanted.kind == "zone":
-        return zone_ifname(wanted.network)
-    return wanted.network if wanted.kind == "bridge" else None
-
-
 def pool_range(net: Net, subnet) -> Optional[Tuple[object, object]]:
     """First and last address networkd's DHCP server leases on ``subnet`` (IPv4), or None."""
     if not net.dhcp or subnet.version != 4 or subnet.num_addresses < 4:
@@ -298,11 +287,15 @@ def plan_addresses(machines: List[Wanted], nets: Dict[str, Net], forwards: Optio
     owners: Dict[object, List[str]] = {}
     warned = set()
     for wanted in machines:
-        link = _link_of(wanted)
+        link = zone_ifname(wanted.network) if wanted.kind == "zone" else wanted.network if wanted.kind == "bridge" else None
         net = nets.get(link) if link else None
         if wanted.kind == "zone" and net is None and wanted.network not in warned:
             warned.add(wanted.network)
-            plan.warnings.append(unknown_zone_warning(wanted.network, declared_zones))
+            plan.warnings.append(
+                f"zone {wanted.network!r} is declared by no corral_network_zones entry and not managed by corral on this "
+                f"host (declared: {', '.join(declared_zones or []) or 'none'}): systemd-nspawn then creates "
+                f"vz-{wanted.network} with a random subnet outside corral's management (no address checks, not in the "
+                "NAT masquerade list); add it to corral_network_zones")
         for option, value in wanted.addresses:
             owners.setdefault(ipaddress.ip_interface(value).ip, []).append(f"{wanted.name}.{option}")
             if wanted.kind not in VETH_KINDS:
@@ -320,13 +313,6 @@ def plan_addresses(machines: List[Wanted], nets: Dict[str, Net], forwards: Optio
                                "a static address must be unique on the host")
     plan.warnings += forward_warnings(forwards or [], set(owners), nets)
     return plan
-
-
-def unknown_zone_warning(zone: str, declared: Optional[List[str]]) -> str:
-    return (f"zone {zone!r} is declared by no corral_network_zones entry and not managed by corral on this host "
-            f"(declared: {', '.join(declared or []) or 'none'}): systemd-nspawn then creates vz-{zone} with a "
-            "random subnet outside corral's management (no address checks, not in the NAT masquerade list); "
-            "add it to corral_network_zones")
 
 
 def forward_warnings(forwards: List[dict], static: set, nets: Dict[str, Net]) -> List[str]:

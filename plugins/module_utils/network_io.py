@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ansible.module_utils.basic import AnsibleModule
@@ -23,13 +22,6 @@ from ansible_collections.corral.nspawn.plugins.module_utils import lock, netlink
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module as run_body
 from ansible_collections.corral.nspawn.plugins.module_utils.files import read_text, write_result
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
-
-
-@dataclass
-class Batch(networkd.NetworkState):
-    """The state of one module call plus the links planned in it: (plan, result, label, timeout)."""
-
-    pending: List[tuple] = field(default_factory=list)
 
 
 def read_dir(directory: Optional[str] = None) -> Dict[str, str]:
@@ -41,12 +33,12 @@ def read_dir(directory: Optional[str] = None) -> Dict[str, str]:
             for n in sorted(os.listdir(directory)) if n.startswith(networkd.FILE_PREFIX)}
 
 
-def read() -> Batch:
+def read() -> networkd.NetworkState:
     ours = read_dir()
-    return Batch(ours, {path: os.stat(path).st_mode & 0o7777 for path in ours}, netlink.read())
+    return networkd.NetworkState(ours, {path: os.stat(path).st_mode & 0o7777 for path in ours}, netlink.read())
 
 
-def _link(module, planner, state: Optional[Batch]) -> dict:
+def _link(module, planner, state: Optional[networkd.NetworkState]) -> dict:
     alone = state is None
     state = state or read()
     plan = planner(dict(module.params), state)
@@ -63,11 +55,11 @@ def _link(module, planner, state: Optional[Batch]) -> dict:
     return result
 
 
-def bridge(module, state: Optional[Batch] = None) -> dict:
+def bridge(module, state: Optional[networkd.NetworkState] = None) -> dict:
     return _link(module, networkd.plan_bridge, state)
 
 
-def zone(module, state: Optional[Batch] = None) -> dict:
+def zone(module, state: Optional[networkd.NetworkState] = None) -> dict:
     return _link(module, networkd.plan_zone, state)
 
 
@@ -95,7 +87,7 @@ def _verify(plan: networkd.LinkPlan, label: str, timeout: float):
     return net.link(ifname)
 
 
-def finish(module, state: Batch) -> None:
+def finish(module, state: networkd.NetworkState) -> None:
     """Delete the links planned away, ONE reload, reconfigure links whose live state was off, verify."""
     pending = [entry for entry in state.pending if entry[0].changes]
     if not pending or module.check_mode:

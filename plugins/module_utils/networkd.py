@@ -283,18 +283,14 @@ def render_network(ifname: str, params: dict, addresses: List[str], dhcp_server:
     return unitfile.render(doc)
 
 
-def render_port(bridge: str, port: str) -> str:
-    return unitfile.render([("Match", [("Name", port)]), ("Network", [("Bridge", bridge)])])
-
-
 def build_bridge_files(params: dict) -> Dict[str, str]:
     """``{path: text}`` for a bridge (validated params; ``address`` a list of interface addresses)."""
     name = params["name"]
     files = {netdev_path(name): render_netdev(name, params.get("stp", False), params.get("mac_address")),
              network_path(name): render_network(name, params, params.get("address") or [],
                                                 bool(params.get("dhcp_server") or params.get("dhcp_static_leases")))}
-    for port in params.get("ports") or []:
-        files[port_path(name, port)] = render_port(name, port)
+    for port in params.get("ports") or []:   # a port file enslaves the interface to the bridge
+        files[port_path(name, port)] = unitfile.render([("Match", [("Name", port)]), ("Network", [("Bridge", name)])])
     return files
 
 
@@ -390,6 +386,7 @@ class NetworkState:
     ours: Dict[str, str] = field(default_factory=dict)
     modes: Dict[str, int] = field(default_factory=dict)
     net: netlink.HostNet = field(default_factory=netlink.HostNet)
+    pending: List[tuple] = field(default_factory=list)   # the links planned in this call: (plan, result, label, timeout)
 
     def taken(self, ifname: str) -> List[tuple]:
         """Subnets in use elsewhere: host addresses/routes (not on ``ifname``) and other managed links."""
@@ -460,24 +457,18 @@ def plan_bridge(params: dict, state: NetworkState) -> LinkPlan:
     return plan_present(state, name, build_bridge_files(params), params["address"], must_exist=True)
 
 
-def zone_addresses(params: dict, state: NetworkState) -> List[str]:
-    """Given addresses, else the ones our file already has, else the deterministic pick from ``pool``."""
-    ifname = zone_ifname(params["name"])
-    if params.get("address"):
-        return [str(parse_address(a)) for a in params["address"]]
-    for entry in managed_networks(state.ours):
-        if entry["name"] == ifname:
-            return entry["addresses"]
-    picked = zone_address(params["name"], params["pool"], state.taken(ifname))
-    if picked is None:
-        raise NetworkError(f"pool: no free /{ZONE_PREFIXLEN} left in {params['pool']} for zone "
-                           f"{params['name']!r}; give 'address' or a larger pool")
-    return [picked]
-
-
 def plan_zone(params: dict, state: NetworkState) -> LinkPlan:
+    """Addresses: the given ones, else the ones our file already has, else the deterministic pick from ``pool``."""
     ifname = zone_ifname(params["name"])
     if params["state"] == "absent":
         return plan_absent(state, ifname)
-    params = dict(params, address=zone_addresses(params, state))
-    return plan_present(state, ifname, build_zone_files(params), params["address"], must_exist=params["netdev"])
+    addresses = [str(parse_address(a)) for a in params.get("address") or []]
+    addresses = addresses or next((e["addresses"] for e in managed_networks(state.ours) if e["name"] == ifname), [])
+    if not addresses:
+        picked = zone_address(params["name"], params["pool"], state.taken(ifname))
+        if picked is None:
+            raise NetworkError(f"pool: no free /{ZONE_PREFIXLEN} left in {params['pool']} for zone "
+                               f"{params['name']!r}; give 'address' or a larger pool")
+        addresses = [picked]
+    params = dict(params, address=addresses)
+    return plan_present(state, ifname, build_zone_files(params), addresses, must_exist=params["netdev"])

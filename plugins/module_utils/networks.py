@@ -21,7 +21,6 @@ from ansible.module_utils.errors import UnsupportedError
 from ansible_collections.corral.nspawn.plugins.module_utils import nat, nat_io, netlink, network_io, networkd, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.nft import NftError
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
 
 NETWORKD = "systemd-networkd.service"
 
@@ -39,9 +38,6 @@ ITEM_SPECS = {"zones": networkd.ZONE_OPTION_SPEC, "bridges": networkd.BRIDGE_OPT
 class ItemFailed(CorralError):
     """One zone, bridge or the NAT run failed (its module would have called fail_json)."""
 
-    def __init__(self, msg: str, details: dict):
-        super().__init__(msg, **details)
-
 
 class Item:
     """The module as one zone, bridge or NAT run sees it: its own params, the parent's everything else."""
@@ -52,7 +48,7 @@ class Item:
         self._diff = module._diff
 
     def fail_json(self, msg: str, **details):
-        raise ItemFailed(f"{self.label}: {msg}", details)
+        raise ItemFailed(f"{self.label}: {msg}", **details)
 
     def warn(self, msg: str) -> None:
         self._module.warn(f"{self.label}: {msg}")
@@ -98,7 +94,7 @@ def ensure_networkd(module) -> List[str]:
     unit = systemd.show_unit(module, NETWORKD, ("LoadState", "UnitFileState", "ActiveState"))
     if unit.get("LoadState") == "not-found":
         raise ItemFailed(f"{NETWORKD} is not installed: zones and bridges need systemd-networkd "
-                         "(the host role installs it)", {})
+                         "(the host role installs it)")
     verbs = systemd.enable_and_start(module, NETWORKD, unit)
     return [f"{' and '.join(verbs)} {NETWORKD}"] if verbs else []
 
@@ -113,19 +109,19 @@ def run_links(module, params: dict, record, result: dict) -> None:
                 try:
                     result[kind][item["name"]] = record(label, plan(Item(module, dict(item), label), state))
                 except networkd.NetworkError as exc:
-                    raise ItemFailed(f"{label}: {exc}", dict(exc.details)) from exc
+                    raise ItemFailed(f"{label}: {exc}", **exc.details) from exc
     finally:   # the files already written are reloaded even when a later item fails
         try:
             network_io.finish(module, state)
         except networkd.NetworkError as exc:
-            raise ItemFailed(str(exc), dict(exc.details)) from exc
+            raise ItemFailed(str(exc), **exc.details) from exc
 
 
 def run_networks(module) -> dict:
     """The module's whole job: networkd, every zone, every bridge, then the NAT table (in that order)."""
     params, errors = inputs(module.params)
     if errors:
-        raise ItemFailed("; ".join(errors), {})
+        raise ItemFailed("; ".join(errors))
     result = {"changed": False, "changes": [], "zones": {}, "bridges": {}, "nat": None}
     diffs: list = []
 
@@ -147,17 +143,12 @@ def run_networks(module) -> dict:
             try:
                 result["nat"] = record("nat", nat_io.run(item))
             except (nat.NatError, NftError) as exc:
-                raise ItemFailed(f"nat: {exc}", dict(exc.details)) from exc
-    except ItemFailed as exc:
-        exc.details.setdefault("changed", result["changed"] or bool(exc.details.get("changed")))
-        exc.details.setdefault("changes", result["changes"])
-        raise
-    except CommandError as exc:
-        raise ItemFailed(str(exc), {"changed": result["changed"], "changes": result["changes"], "rc": exc.rc,
-                                    "stdout": exc.out, "stderr": exc.err}) from exc
+                raise ItemFailed(f"nat: {exc}", **exc.details) from exc
+    except CorralError as exc:   # a failed command or any other error: with what changed so far
+        failed = exc if isinstance(exc, ItemFailed) else ItemFailed(str(exc), **exc.details)
+        failed.details.setdefault("changed", result["changed"] or bool(failed.details.get("changed")))
+        failed.details.setdefault("changes", result["changes"])
+        raise failed from exc.__cause__ if failed is exc else exc
     if module._diff and diffs:
         result["diff"] = diffs
     return result
-
-
-__all__ = ["OPTION_SPEC", "Item", "ItemFailed", "validated", "inputs", "ensure_networkd", "run_networks"]

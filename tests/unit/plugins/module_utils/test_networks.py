@@ -4,7 +4,7 @@
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nat_io, netlink, network_io, networks
+from ansible_collections.corral.nspawn.plugins.module_utils import nat_io, netlink, network_io, networkd, networks
 
 
 DEFAULTS = {"zones": [], "bridges": [], "nat": None, "networkd": True}
@@ -34,7 +34,7 @@ def applied(monkeypatch):
         return run
 
     monkeypatch.setattr(netlink, "require", lambda module: None)
-    monkeypatch.setattr(network_io, "read", network_io.Batch)   # the seam moved (issue 16): one read per call
+    monkeypatch.setattr(network_io, "read", networkd.NetworkState)   # the seam moved (issue 16): one read per call
     monkeypatch.setattr(network_io, "zone", flow("zone", lambda p: p["name"] == "new"))
     monkeypatch.setattr(network_io, "bridge", flow("bridge", lambda p: False))
     monkeypatch.setattr(nat_io, "run", flow("nat", lambda p: bool(p["forwards"])))
