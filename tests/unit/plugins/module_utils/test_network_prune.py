@@ -1,20 +1,17 @@
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""network_prune: the pure plan (what is a candidate, what blocks it, what happens to the link) and the
-read -> plan -> apply flow with files in a temp dir and netlink/commands faked."""
+"""network_prune: the pure plan (what is a candidate, what blocks it, what happens to the link); the read -> plan
+-> apply flow: test_network_prune_io.py."""
 
 import os
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nat, netlink, network_prune, network_prune_io, networkd
+from ansible_collections.corral.nspawn.plugins.module_utils import nat, netlink, network_prune, networkd
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_HEADER
 from ansible_collections.corral.nspawn.plugins.module_utils.network_prune import HostState, MachineSettings
 from ansible_collections.corral.nspawn.plugins.module_utils.unitfile import HEADER
-from ansible_collections.corral.nspawn.tests.unit.fakes import Exit as Failed, FakeModule
-
-BRIDGE = {"name": "br-old", "address": ["10.77.2.1/24"], "dhcp_server": True, "ports": ["eth1"]}
-ZONE = {"name": "apps", "address": ["10.77.1.1/24"]}
+from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.network_prune_fakes import BRIDGE, ZONE, host_net
 
 
 def managed_files(*, bridge=True, zone=True):
@@ -28,17 +25,6 @@ def managed_files(*, bridge=True, zone=True):
 
 def unmanaged(text):
     return text.replace(HEADER, "")
-
-
-def host_net(**ports):
-    """Links br-old, vz-apps (both bridges) and eth0; ``ports`` = {bridge: [port, ...]}."""
-    net = netlink.HostNet()
-    for index, name in enumerate(["eth0", "br-old", "vz-apps"], 2):
-        net.links[name] = netlink.Link(name, index, kind="bridge" if name != "eth0" else "", up=True)
-    for index, (bridge, names) in enumerate(ports.items(), 20):
-        for offset, port in enumerate(names):
-            net.links[port] = netlink.Link(port, index * 10 + offset, kind="veth", up=True, master=bridge)
-    return net
 
 
 def state(files=None, net=None, settings=None, running=()):
@@ -209,98 +195,3 @@ def test_nat_networks_limits_masquerade_and_links_to_the_declared_ones():
     assert [str(n) for n in declared.masquerade] == ["10.77.1.0/24"] and "br-old" not in declared.links
     errors = nat.plan(dict(params, networks=["bad name"]), managed).errors
     assert len(errors) == 1 and errors[0].startswith("networks: 'bad name' contains characters not allowed")
-
-
-# ---------------------------------------------------------------- the flow (files in tmp, netlink faked)
-
-def prune_module(params, check_mode=False):
-    """The shared fake module in diff mode."""
-    return FakeModule(params, check_mode=check_mode, diff=True)
-
-
-@pytest.fixture
-def host(tmp_path, monkeypatch):
-    network_dir, settings_dir = tmp_path / "network", tmp_path / "nspawn"
-    network_dir.mkdir()
-    settings_dir.mkdir()
-    monkeypatch.setattr(networkd, "NETWORK_DIR", str(network_dir))
-    monkeypatch.setattr(network_prune, "SETTINGS_DIR", str(settings_dir))
-    for path, text in {**networkd.build_bridge_files(BRIDGE), **networkd.build_zone_files(ZONE)}.items():
-        (network_dir / os.path.basename(path)).write_text(text)
-    (network_dir / "50-corral-br-hand.netdev").write_text("[NetDev]\nName=br-hand\nKind=bridge\n")
-    fake = {"net": host_net(), "commands": [], "deleted": [], "dir": network_dir, "settings": settings_dir}
-    monkeypatch.setattr(netlink, "read", lambda: fake["net"])
-    monkeypatch.setattr(netlink, "delete_link", fake["deleted"].append)
-    monkeypatch.setattr(network_prune_io, "run", lambda module, argv, **kw: fake["commands"].append(argv))
-    monkeypatch.setattr(network_prune_io, "list_machines", lambda module: [{"machine": m} for m in fake.get("running", [])])
-    return fake
-
-
-def params(zones=("apps",), bridges=(), machines=(), prune=False, prune_all=False, fleet_prune_all=False):
-    return {"zones": list(zones), "bridges": list(bridges), "prune_all": prune_all,
-            "settings_dir": network_prune.SETTINGS_DIR,  # the host fixture's directory
-            "fleet": {"machines": list(machines), "defaults": {}, "prune": prune, "prune_all": fleet_prune_all}}
-
-
-def test_check_apply_check_apply(host):
-    before = sorted(os.listdir(host["dir"]))
-    check = network_prune_io.run_prune(prune_module(params(), check_mode=True))
-    assert check["changed"] and sorted(os.listdir(host["dir"])) == before
-    assert host["commands"] == [] and host["deleted"] == []
-    assert "delete link br-old" in check["changes"]
-    headers = [d["before_header"] for d in check["diff"]]
-    assert "link br-old" in headers and any(h.endswith("50-corral-br-old.netdev") for h in headers)
-    applied = network_prune_io.run_prune(prune_module(params()))
-    assert applied["changes"] == check["changes"] and applied["pruned"] == check["pruned"]
-    assert sorted(os.listdir(host["dir"])) == ["50-corral-br-hand.netdev", "50-corral-vz-apps.netdev",
-                                               "50-corral-vz-apps.network"]
-    assert host["deleted"] == ["br-old"] and host["commands"] == [["networkctl", "reload"]]
-    del host["net"].links["br-old"]
-    for check_mode in (True, False):
-        again = network_prune_io.run_prune(prune_module(params(), check_mode=check_mode))
-        assert not again["changed"] and again["changes"] == [] and "diff" not in again
-
-
-def test_refusal_changes_nothing_and_names_the_machines(host):
-    before = sorted(os.listdir(host["dir"]))
-    with pytest.raises(Failed, match=r"prune: refusing to remove anything: bridge br-old is used by declared "
-                                     r"machine\(s\) db"):
-        network_prune_io.run_prune(prune_module(params(zones=(), prune_all=True,
-                                                       machines=[{"name": "db", "bridge": "br-old"}])))
-    assert sorted(os.listdir(host["dir"])) == before and host["commands"] == [] and host["deleted"] == []
-
-
-def test_ports_still_attached_at_apply_time_fail_before_any_change(host):
-    (host["settings"] / "old.nspawn").write_text(FLEET_HEADER + "[Network]\nBridge=br-old\n")
-    host["net"] = host_net(**{"br-old": ["vb-old"]})
-    predicted = network_prune_io.run_prune(prune_module(params(prune=True, fleet_prune_all=True), check_mode=True))
-    assert predicted["changed"]  # the fleet removes "old" first
-    before = sorted(os.listdir(host["dir"]))
-    with pytest.raises(Failed, match=r"container ports are still attached .*br-old: vb-old"):
-        network_prune_io.run_prune(prune_module(params(prune=True, fleet_prune_all=True)))  # ... but it did not
-    assert sorted(os.listdir(host["dir"])) == before and host["deleted"] == []
-
-
-def test_an_empty_fleet_prunes_machines_only_with_its_prune_all(host):
-    """The fleet refuses prune with no machines unless prune_all: then "old" stays and keeps br-old."""
-    (host["settings"] / "old.nspawn").write_text(FLEET_HEADER + "[Network]\nBridge=br-old\n")
-    with pytest.raises(Failed, match=r"bridge br-old is joined by machine\(s\) old"):
-        network_prune_io.run_prune(prune_module(params(prune=True), check_mode=True))
-    assert network_prune_io.run_prune(prune_module(params(prune=True, fleet_prune_all=True), check_mode=True))["changed"]
-
-
-def test_settings_dir_is_where_staying_settings_are_read(host, tmp_path):
-    """issue 13: the shared settings_dir option, not a fixed /etc/systemd/nspawn, says which .nspawn files stay."""
-    other = tmp_path / "other-nspawn"
-    other.mkdir()
-    (other / "hand.nspawn").write_text("[Network]\nBridge=br-old\n")
-    with pytest.raises(Failed, match=f"bridge br-old is joined by machine\\(s\\) hand in {other} "):
-        network_prune_io.run_prune(prune_module(dict(params(), settings_dir=str(other)), check_mode=True))
-    assert network_prune_io.run_prune(prune_module(params(), check_mode=True))["changed"]  # the fixture's dir is empty
-
-
-def test_relative_settings_dir_is_refused_before_any_change(host):
-    before = sorted(os.listdir(host["dir"]))
-    with pytest.raises(Failed, match=r"^settings_dir: 'nspawn' is not allowed; give an absolute directory path"):
-        network_prune_io.run_prune(prune_module(dict(params(), settings_dir="nspawn")))
-    assert sorted(os.listdir(host["dir"])) == before and host["commands"] == [] and host["deleted"] == []
