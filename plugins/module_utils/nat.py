@@ -135,10 +135,11 @@ def plan(params: dict, managed: List[dict]) -> NatPlan:
         errors.append(f"table: {result.table!r} {reason}; "
                       "use 1-32 letters, digits, '_' or '-', starting with a letter (other tables, like "
                       "io.systemd.nat, are never touched)")
-    for value in params.get("networks") or []:
-        error = ifname_error(value)
-        if error:
-            errors.append(f"networks: {error}")
+    for key, check in (("networks", ifname_error), ("uplinks", _pattern_error), ("links", _pattern_error)):
+        for value in params.get(key) or []:
+            error = check(value)
+            if error:
+                errors.append(f"{key}: {error}")
     # the rules come from every managed network, or only the links in ``networks``: the network role passes
     # the declared zones and bridges when it prunes, so one about to be removed loses its rules in the same run
     if params.get("networks") is not None:
@@ -146,11 +147,6 @@ def plan(params: dict, managed: List[dict]) -> NatPlan:
     managed_nets = [ipaddress.ip_interface(a).network for m in managed for a in m["addresses"]]
     given = params.get("masquerade")
     result.masquerade = _subnets(given if given is not None else [str(n) for n in managed_nets], errors)
-    for key in ("uplinks", "links"):
-        for value in params.get(key) or []:
-            error = _pattern_error(value)
-            if error:
-                errors.append(f"{key}: {error}")
     result.uplinks = list(params.get("uplinks") or [])
     links = list(nft.CONTAINER_LINKS) + sorted({m["name"] for m in managed}) + list(params.get("links") or [])
     result.links = [link for i, link in enumerate(links) if link not in links[:i]

@@ -141,17 +141,18 @@ class Net:
     dhcp: bool = False
     pool_offset: Optional[int] = None
     pool_size: Optional[int] = None
-    leases: List[str] = field(default_factory=list)  # static lease addresses
+    leases: list = field(default_factory=list)       # static lease addresses (ip_address)
     where: str = ""                 # declared | on the host
 
 
-def _ifaces(values) -> list:
+def _parsed(values, parse=ipaddress.ip_interface) -> list:
+    """The ``values`` that ``parse`` takes (the zone/bridge module reports the others)."""
     out = []
     for value in values or []:
         try:
-            out.append(ipaddress.ip_interface(str(value)))
+            out.append(parse(str(value)))
         except ValueError:
-            continue   # the zone/bridge module reports it
+            continue
     return out
 
 
@@ -171,11 +172,12 @@ def host_networks(files: Dict[str, str]) -> Dict[str, Net]:
             continue   # a port file (enslaves an interface), not a bridge or zone
         link = names[-1]
         kind, name = ("zone", link[3:]) if link.startswith("vz-") else ("bridge", link)
-        nets[link] = Net(kind, name, link, _ifaces(unitfile.get(doc, "Network", "Address")),
+        nets[link] = Net(kind, name, link, _parsed(unitfile.get(doc, "Network", "Address")),
                          "yes" in unitfile.get(doc, "Network", "DHCPServer"),
                          _int((unitfile.get(doc, "DHCPServer", "PoolOffset") or [None])[-1]),
                          _int((unitfile.get(doc, "DHCPServer", "PoolSize") or [None])[-1]),
-                         unitfile.get(doc, "DHCPServerStaticLease", "Address"), f"on the host ({path})")
+                         _parsed(unitfile.get(doc, "DHCPServerStaticLease", "Address"), ipaddress.ip_address),
+                         f"on the host ({path})")
     return nets
 
 
@@ -183,10 +185,9 @@ def _declared(kind: str, item: dict) -> Net:
     link = zone_ifname(item["name"]) if kind == "zone" else item["name"]
     dhcp = item.get("dhcp_server") is not False if kind == "zone" else bool(
         item.get("dhcp_server") or item.get("dhcp_static_leases"))
-    return Net(kind, item["name"], link, _ifaces(item.get("address")), dhcp, _int(item.get("dhcp_pool_offset")),
-               _int(item.get("dhcp_pool_size")), [str(lease.get("address")) for lease in item.get("dhcp_static_leases")
-                                                  or [] if isinstance(lease, dict)],
-               f"corral_network_{kind}s")
+    leases = [lease.get("address") for lease in item.get("dhcp_static_leases") or [] if isinstance(lease, dict)]
+    return Net(kind, item["name"], link, _parsed(item.get("address")), dhcp, _int(item.get("dhcp_pool_offset")),
+               _int(item.get("dhcp_pool_size")), _parsed(leases, ipaddress.ip_address), f"corral_network_{kind}s")
 
 
 def known_networks(zones: List[dict], bridges: List[dict], on_host: Dict[str, Net]) -> Dict[str, Net]:
@@ -216,7 +217,7 @@ def known_networks(zones: List[dict], bridges: List[dict], on_host: Dict[str, Ne
             derived = networkd.zone_address(net.name, pool, taken)
         except ValueError:
             derived = None
-        net.interfaces = _ifaces([derived] if derived else [])
+        net.interfaces = _parsed([derived] if derived else [])
     return nets
 
 
@@ -317,13 +318,7 @@ def plan_addresses(machines: List[Wanted], nets: Dict[str, Net], forwards: Optio
 
 def forward_warnings(forwards: List[dict], static: set, nets: Dict[str, Net]) -> List[str]:
     """Port forwards whose target is no declared machine's static address nor a fixed DHCP lease."""
-    known = set(static)
-    for net in nets.values():
-        for lease in net.leases:
-            try:
-                known.add(ipaddress.ip_address(lease))
-            except ValueError:
-                continue
+    known = set(static).union(*(net.leases for net in nets.values()))
     warnings = []
     for forward in forwards:
         if not isinstance(forward, dict):

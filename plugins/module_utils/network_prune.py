@@ -166,59 +166,47 @@ def port_owner(port: str, machines: Iterable[str]) -> Optional[str]:
 
 # ---------------------------------------------------------------- the plan
 
-@dataclass
-class _Context:
-    """Inputs of plan() shared by every candidate."""
-
-    declared: Dict[str, Optional[str]]  # declared machine -> link it joins
-    state: HostState
-    leaving: List[str]                  # undeclared fleet machines the fleet removes first
-
-
-def _users(ifname: str, ctx: _Context) -> List[str]:
-    """Why ``ifname`` must stay: declared machines on it, .nspawn files that stay, running containers."""
+def _users(ifname: str, declared: Dict[str, Optional[str]], state: HostState, leaving: List[str]) -> List[str]:
+    """Why ``ifname`` must stay: declared machines on it (``declared``: machine -> link), .nspawn files that stay
+    (``leaving``: undeclared fleet machines the fleet removes first)."""
     errors = []
-    users = sorted(m for m, link in ctx.declared.items() if link == ifname)
+    users = sorted(m for m, link in declared.items() if link == ifname)
     if users:
         errors.append(f"{label(ifname)} is used by declared machine(s) {', '.join(users)}; remove them in the same "
                       "change or keep it declared")
-    staying = sorted(m for m, s in ctx.state.settings.items()
-                     if s.network == ifname and m not in ctx.declared and m not in ctx.leaving)
+    staying = sorted(m for m, s in state.settings.items()
+                     if s.network == ifname and m not in declared and m not in leaving)
     if staying:
-        errors.append(f"{label(ifname)} is joined by machine(s) {', '.join(staying)} in {ctx.state.settings_dir} that are not "
+        errors.append(f"{label(ifname)} is joined by machine(s) {', '.join(staying)} in {state.settings_dir} that are not "
                       "declared and are not removed by this run (fleet prune is off, or the fleet did not create "
                       "them)")
     return errors
 
 
-def _ports(ifname: str, group: NetworkFiles, ctx: _Context) -> Tuple[List[str], List[str], List[str]]:
+def _ports(ifname: str, group: NetworkFiles, declared: Dict[str, Optional[str]], state: HostState,
+           leaving_machines: List[str]) -> Tuple[List[str], List[str], List[str]]:
     """Ports of the live link: (running containers that block, container ports leaving first, foreign)."""
-    known = set(ctx.declared) | set(ctx.state.settings) | set(ctx.state.running)
+    known = set(declared) | set(state.settings) | set(state.running)
     blocking, leaving, foreign = [], [], []
-    for port in ctx.state.net.ports_of(ifname):
+    for port in state.net.ports_of(ifname):
         if port in group.ports:
             continue  # enslaved by our own port file: released with the link
         if not port.startswith(CONTAINER_PORT_PREFIXES):
             foreign.append(port)
             continue
         owner = port_owner(port, known)
-        if owner is not None and (owner in ctx.leaving or owner in ctx.declared):
+        if owner is not None and (owner in leaving_machines or owner in declared):
             leaving.append(port)  # removed by the fleet, or a declared machine moving elsewhere on restart
         else:
             blocking.append(f"{owner} (port {port})" if owner else f"port {port}")
     return blocking, leaving, foreign
 
 
-def _victim(ifname: str, group: NetworkFiles, ctx: _Context, result: PrunePlan) -> None:
-    errors = _users(ifname, ctx)
-    blocking, leaving, foreign = _ports(ifname, group, ctx)
-    if blocking:
-        errors.append(f"{label(ifname)} has running container(s) attached: {', '.join(blocking)}")
-    result.errors.extend(errors)
-    if errors:
-        return
+def _victim(ifname: str, group: NetworkFiles, state: HostState, leaving: List[str], foreign: List[str],
+            result: PrunePlan) -> None:
+    """A candidate nothing holds: its files go; its link is deleted, kept or already absent."""
     kind, name = kind_and_name(ifname)
-    link = "absent" if ctx.state.net.link(ifname) is None else "delete"
+    link = "absent" if state.net.link(ifname) is None else "delete"
     netdev = networkd.netdev_path(ifname)
     if link == "delete" and netdev in group.unmanaged:
         link = "keep"
@@ -242,7 +230,6 @@ def plan(keep: Iterable[str], declared: Dict[str, Optional[str]], state: HostSta
     """
     keep = set(keep)
     leaving = sorted(m for m, s in state.settings.items() if s.fleet and m not in declared) if fleet_prune else []
-    ctx = _Context(declared, state, leaving)
     result = PrunePlan()
     candidates = [(i, g) for i, g in sorted(group_files(state.files).items()) if i not in keep and g.managed]
     if candidates and not keep and not prune_all:
@@ -252,7 +239,13 @@ def plan(keep: Iterable[str], declared: Dict[str, Optional[str]], state: HostSta
                              "that lost its variables looks exactly like this. Set prune_all=true (role: "
                              "corral_network_prune_all) to remove them all")
     for ifname, group in candidates:
-        _victim(ifname, group, ctx, result)
+        errors = _users(ifname, declared, state, leaving)
+        blocking, leaving_ports, foreign = _ports(ifname, group, declared, state, leaving)
+        if blocking:
+            errors.append(f"{label(ifname)} has running container(s) attached: {', '.join(blocking)}")
+        result.errors += errors
+        if not errors:
+            _victim(ifname, group, state, leaving_ports, foreign, result)
     return result
 
 

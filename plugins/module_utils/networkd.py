@@ -123,8 +123,9 @@ def address_errors(values: Optional[List[str]], option: str = "address") -> Tupl
     return parsed, errors
 
 
-def _common_errors(params: dict, addresses: list) -> List[str]:
-    errors = []
+def _common_errors(params: dict) -> List[str]:
+    """The problems of the options bridge and zone share: addresses, the DHCP server, the timeout."""
+    addresses, errors = address_errors(params.get("address"))
     for key in ("dhcp_pool_offset", "dhcp_pool_size"):
         if params.get(key) is not None and params[key] < 0:
             errors.append(f"{key}: {params[key]} is not allowed; give a number >= 0")
@@ -170,8 +171,7 @@ def bridge_errors(params: dict) -> List[str]:
     if params.get("mac_address") and params["mac_address"] != "none" and not _MAC.fullmatch(params["mac_address"]):
         errors.append(f"mac_address: {params['mac_address']!r} is not a MAC address like 02:00:00:00:00:01 "
                       "or V(none)")
-    addresses, address_problems = address_errors(params.get("address"))
-    return errors + address_problems + _common_errors(params, addresses)
+    return errors + _common_errors(params)
 
 
 def zone_errors(params: dict) -> List[str]:
@@ -183,8 +183,7 @@ def zone_errors(params: dict) -> List[str]:
             errors.append(f"pool: {pool} must be an IPv4 network of /{ZONE_PREFIXLEN} or larger")
     except ValueError as exc:
         errors.append(f"pool: {params.get('pool')!r} is not a network in CIDR form like 10.88.0.0/16 ({exc})")
-    addresses, address_problems = address_errors(params.get("address"))
-    return errors + address_problems + _common_errors(params, addresses)
+    return errors + _common_errors(params)
 
 
 # ---------------------------------------------------------------- overlap and subnets
