@@ -6,7 +6,7 @@
 
     read(module, fs, params, fresh=False) -> images_setup.RootState    batched, nothing changes
     apply(module, fs, plan) -> None                                    never called in check mode
-    ensure_post_setup(module, root, params, fresh=False, diffs=None, dry=None) -> (changed, changes)
+    prepare(module, root, params, fresh=False, dry=False) -> plan      read -> plan -> apply for one root
 
 A root is untrusted data (a running container owns every file in it): every read and write inside
 it goes through ``rootfs.RootFS``, which never leaves the root and never resolves a path twice.
@@ -214,15 +214,3 @@ def prepare(module, root: str, params: dict, fresh: bool = False, dry: bool = Fa
         if not dry:
             apply(module, fs, todo)
     return todo
-
-
-def ensure_post_setup(module, root: str, params: dict, fresh: bool = False,
-                      diffs: Optional[list] = None, dry: Optional[bool] = None) -> Tuple[bool, List[str]]:
-    """prepare() with check mode as the default ``dry``; warns, adds the diffs; (changed, changes in words)."""
-    todo = prepare(module, root, params, fresh, module.check_mode if dry is None else dry)
-    warn = getattr(module, "warn", None)
-    for warning in todo.warnings if warn else []:
-        warn(warning)
-    if diffs is not None:
-        diffs.extend(todo.diffs)
-    return todo.changed, todo.changes

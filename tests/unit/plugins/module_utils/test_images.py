@@ -16,6 +16,8 @@ from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
 from ansible_collections.corral.nspawn.tests.unit import fakes
 
+from ansible_collections.corral.nspawn.tests.unit.post_setup import ensure_post_setup
+
 
 class FakeModule(fakes.FakeModule):
     """The shared fake, but it runs real commands (cp, tar) unless an answer names a word of the argv;
@@ -424,14 +426,14 @@ def test_post_setup_each_step_idempotent(machines):
     # systemctl --root is scripted (never the host's real systemctl)
     checker = FakeModule(check_mode=True, answers={"is-enabled": (1, "disabled\n", "")})
     checker.missing.discard("systemctl")
-    changed, actions = setup_io.ensure_post_setup(checker, root, opts)
+    changed, actions = ensure_post_setup(checker, root, opts)
     assert not any("enable" in c for c in checker.calls)
     assert changed and len(actions) >= 5
     assert open(os.path.join(root, "etc/hostname")).read() == "template\n"  # check mode wrote nothing
     module = FakeModule()
     module.missing.discard("systemctl")
     module.answers = {"is-enabled": (1, "disabled\n", ""), "enable": (0, "", "")}
-    changed, actions = setup_io.ensure_post_setup(module, root, opts)
+    changed, actions = ensure_post_setup(module, root, opts)
     assert changed
     steps = {a.split(":", maxsplit=1)[0] for a in actions}
     assert steps >= {"hostname", "root password", "authorized_keys", "host0 address", "securetty (machinectl login)"}
@@ -446,7 +448,7 @@ def test_post_setup_each_step_idempotent(machines):
         == "/usr/lib/systemd/system/systemd-networkd.service"
     assert not any("enable" in c for c in module.calls)
     module.calls = []
-    assert setup_io.ensure_post_setup(module, root, opts) == (False, [])
+    assert ensure_post_setup(module, root, opts) == (False, [])
     assert module.calls == []
 
 
@@ -457,8 +459,8 @@ def test_check_mode_and_a_real_run_share_one_plan(machines):
             "securetty_fix": True, "root_password_hash": "$6$abc$def", "reset_machine_id": True,
             "regenerate_ssh_host_keys": False}
     checked_diffs, done_diffs = [], []
-    checked = setup_io.ensure_post_setup(FakeModule(check_mode=True), root, opts, fresh=True, diffs=checked_diffs)
-    done = setup_io.ensure_post_setup(FakeModule(), root, opts, fresh=True, diffs=done_diffs)
+    checked = ensure_post_setup(FakeModule(check_mode=True), root, opts, fresh=True, diffs=checked_diffs)
+    done = ensure_post_setup(FakeModule(), root, opts, fresh=True, diffs=done_diffs)
     assert checked == done and checked[0]
     assert checked_diffs == done_diffs and any("authorized_keys" in d["after_header"] for d in done_diffs)
 
@@ -480,19 +482,19 @@ def test_post_setup_mode_drift_is_a_chmod_with_the_mode_in_the_diff(machines):
     root = os.path.join(machines, "tmpl")
     os.chmod(os.path.join(root, "etc/hostname"), 0o600)
     diffs = []
-    assert setup_io.ensure_post_setup(FakeModule(), root, {"hostname": "template"}, diffs=diffs) == (
+    assert ensure_post_setup(FakeModule(), root, {"hostname": "template"}, diffs=diffs) == (
         True, ["hostname: chmod etc/hostname"])
     assert diffs[0]["after_header"].endswith("etc/hostname (mode 0644)")
     assert os.stat(os.path.join(root, "etc/hostname")).st_mode & 0o777 == 0o644
-    assert setup_io.ensure_post_setup(FakeModule(), root, {"hostname": "template"}) == (False, [])
+    assert ensure_post_setup(FakeModule(), root, {"hostname": "template"}) == (False, [])
 
 
 def test_post_setup_password_hash_given(machines):
     root = os.path.join(machines, "tmpl")
     opts = {"root_password_hash": "$6$abc$def"}
-    assert setup_io.ensure_post_setup(FakeModule(), root, opts)[0] is True
+    assert ensure_post_setup(FakeModule(), root, opts)[0] is True
     assert setup.shadow_root_hash(open(os.path.join(root, "etc/shadow")).read()) == "$6$abc$def"
-    assert setup_io.ensure_post_setup(FakeModule(), root, opts)[0] is False
+    assert ensure_post_setup(FakeModule(), root, opts)[0] is False
 
 
 def test_post_setup_refuses_symlinked_paths_out_of_the_root(machines, tmp_path):
@@ -502,16 +504,16 @@ def test_post_setup_refuses_symlinked_paths_out_of_the_root(machines, tmp_path):
     os.unlink(os.path.join(root, "etc/hostname"))
     os.symlink(str(host_file), os.path.join(root, "etc/hostname"))
     # the link is replaced by a file inside the root; its absolute target is never written
-    assert setup_io.ensure_post_setup(FakeModule(), root, {"hostname": "evil"})[0] is True
+    assert ensure_post_setup(FakeModule(), root, {"hostname": "evil"})[0] is True
     assert not os.path.islink(os.path.join(root, "etc/hostname"))
     assert open(os.path.join(root, "etc/hostname")).read() == "evil\n"
     # a directory link out of the root resolves inside it, as the container sees it
     os.rename(os.path.join(root, "root"), os.path.join(root, "root.real"))
     os.symlink(str(tmp_path), os.path.join(root, "root"))
     with pytest.raises(setup.SetupError, match="No such file"):   # dangling inside the root: a clean refusal
-        setup_io.ensure_post_setup(FakeModule(), root, {"authorized_keys": ["ssh-ed25519 AAAAC3 k"]})
+        ensure_post_setup(FakeModule(), root, {"authorized_keys": ["ssh-ed25519 AAAAC3 k"]})
     os.makedirs(os.path.join(root, str(tmp_path).lstrip("/")))
-    setup_io.ensure_post_setup(FakeModule(), root, {"authorized_keys": ["ssh-ed25519 AAAAC3 k"]})
+    ensure_post_setup(FakeModule(), root, {"authorized_keys": ["ssh-ed25519 AAAAC3 k"]})
     assert not (tmp_path / ".ssh").exists()
     assert os.path.isfile(os.path.join(root, str(tmp_path).lstrip("/"), ".ssh/authorized_keys"))
     assert host_file.read_text() == "host\n"
@@ -520,14 +522,14 @@ def test_post_setup_refuses_symlinked_paths_out_of_the_root(machines, tmp_path):
 def test_machine_id_and_ssh_keys_only_on_fresh_roots(machines):
     root = os.path.join(machines, "tmpl")
     opts = {"reset_machine_id": True, "regenerate_ssh_host_keys": True}
-    assert setup_io.ensure_post_setup(FakeModule(), root, opts) == (False, [])
-    changed, actions = setup_io.ensure_post_setup(FakeModule(), root, opts, fresh=True)
+    assert ensure_post_setup(FakeModule(), root, opts) == (False, [])
+    changed, actions = ensure_post_setup(FakeModule(), root, opts, fresh=True)
     assert changed and any("machine-id" in a for a in actions) and any("ssh host keys" in a for a in actions)
 
 
 def test_ssh_keygen_missing_is_a_clear_error(machines):
     with pytest.raises(setup.SetupError, match="ssh-keygen is not installed"):
-        setup_io.ensure_post_setup(FakeModule(missing={"ssh-keygen"}), os.path.join(machines, "tmpl"),
+        ensure_post_setup(FakeModule(missing={"ssh-keygen"}), os.path.join(machines, "tmpl"),
                                    {"regenerate_ssh_host_keys": True}, fresh=True)
 
 
@@ -610,21 +612,21 @@ def test_enable_follows_install_alias_and_also_inside_the_root(machines):
     with open(os.path.join(unit_dir, "systemd-networkd.socket"), "w", encoding="utf-8") as handle:
         handle.write("[Install]\nWantedBy=sockets.target\n")
     opts = {"enable_networkd": True}
-    assert setup_io.ensure_post_setup(FakeModule(check_mode=True), root, opts)[0] is True
+    assert ensure_post_setup(FakeModule(check_mode=True), root, opts)[0] is True
     assert not os.path.exists(os.path.join(root, "etc/systemd"))
-    assert setup_io.ensure_post_setup(FakeModule(), root, opts)[0] is True
+    assert ensure_post_setup(FakeModule(), root, opts)[0] is True
     links = {rel: os.readlink(os.path.join(root, "etc/systemd/system", rel)) for rel in (
         "multi-user.target.wants/systemd-networkd.service", "sockets.target.wants/systemd-networkd.socket",
         "dbus-org.freedesktop.network1.service")}
     assert links == {"multi-user.target.wants/systemd-networkd.service": "/usr/lib/systemd/system/systemd-networkd.service",
                      "sockets.target.wants/systemd-networkd.socket": "/usr/lib/systemd/system/systemd-networkd.socket",
                      "dbus-org.freedesktop.network1.service": "/usr/lib/systemd/system/systemd-networkd.service"}
-    assert setup_io.ensure_post_setup(FakeModule(), root, opts) == (False, [])
+    assert ensure_post_setup(FakeModule(), root, opts) == (False, [])
     os.unlink(os.path.join(root, "etc/systemd/system/sockets.target.wants/systemd-networkd.socket"))
-    assert setup_io.ensure_post_setup(FakeModule(), root, opts)[0] is True   # a missing Also= link is repaired
+    assert ensure_post_setup(FakeModule(), root, opts)[0] is True   # a missing Also= link is repaired
     os.symlink("/dev/null", os.path.join(root, "etc/systemd/system/systemd-resolved.service"))
     with pytest.raises(setup.SetupError, match="masked"):
-        setup_io.ensure_post_setup(FakeModule(), root, {"enable_resolved": True})
+        ensure_post_setup(FakeModule(), root, {"enable_resolved": True})
 
 
 def test_an_ubuntu_suite_without_a_mirror_is_refused_with_the_keyring_hint():

@@ -24,6 +24,8 @@ from ansible_collections.corral.nspawn.plugins.module_utils import images, image
 from ansible_collections.corral.nspawn.plugins.module_utils import images_io, machine_io
 from ansible_collections.corral.nspawn.tests.unit.fakes import FakeModule
 
+from ansible_collections.corral.nspawn.tests.unit.post_setup import ensure_post_setup
+
 RESOLVERS = [pytest.param(True, id="openat2"), pytest.param(False, id="walk")]
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
@@ -156,7 +158,7 @@ def test_special_files_at_every_prepared_path_are_refused(world, use_openat2, ki
     _alarm(10)
     try:
         with pytest.raises(images_setup.SetupError) as caught:
-            images_setup_io.ensure_post_setup(no_commands(), root, params, fresh="machine-id" in rel)
+            ensure_post_setup(no_commands(), root, params, fresh="machine-id" in rel)
     finally:
         signal.alarm(0)
     wanted = {"fifo": "a FIFO", "chardev": "a character device", "socketdir": "a directory", "huge": "bytes"}[kind]
@@ -299,7 +301,7 @@ def test_racing_swap_against_post_setup(world, use_openat2, params):
         if "enable_networkd" in step:   # undo the link (confined, so no evidence of an escape is removed)
             with rootfs.RootFS(root) as fs:
                 fs.unlink("etc/systemd/system/multi-user.target.wants/systemd-networkd.service")
-        images_setup_io.ensure_post_setup(no_commands(), root, step)
+        ensure_post_setup(no_commands(), root, step)
 
     ok, _refused = _attack(root, host, ["etc", "root/.ssh"] if "authorized_keys" in params else ["etc"],
                            prepare, 600)
@@ -311,7 +313,7 @@ def test_refusals_are_clean_errors_not_tracebacks(world, use_openat2):
     os.rename(os.path.join(root, "etc"), os.path.join(root, "etc.real"))
     os.symlink("/nonexistent", os.path.join(root, "etc"))
     with pytest.raises(images_setup.SetupError, match="evil/etc.* (is not a directory|nothing outside)"):
-        images_setup_io.ensure_post_setup(no_commands(), root, {"hostname": "web"})
+        ensure_post_setup(no_commands(), root, {"hostname": "web"})
 
 
 def test_loops_end_with_eloop(world, use_openat2):
@@ -330,7 +332,7 @@ def test_clone_identity_files_are_reset_on_fresh_roots(world, use_openat2):
         with open(os.path.join(root, rel), "w", encoding="utf-8") as handle:
             handle.write("template secret\n")
     opts = {"reset_machine_id": True, "regenerate_ssh_host_keys": False}
-    assert images_setup_io.ensure_post_setup(no_commands(), root, opts) == (False, [])   # a booted root keeps them
-    changed, actions = images_setup_io.ensure_post_setup(no_commands(), root, opts, fresh=True)
+    assert ensure_post_setup(no_commands(), root, opts) == (False, [])   # a booted root keeps them
+    changed, actions = ensure_post_setup(no_commands(), root, opts, fresh=True)
     assert changed and sum("clone identity" in a for a in actions) == 2
     assert not any(os.path.lexists(os.path.join(root, rel)) for rel in images_setup.IDENTITY_FILES)
