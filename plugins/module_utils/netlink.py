@@ -2,9 +2,9 @@
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # PRIVATE to the corral.nspawn collection (docs/architecture.md): no API for other content, may change in any release.
-"""Live network state read through pyroute2 (links, addresses, routes).
+"""Live network state (links, addresses, routes), read over rtnetlink; links deleted through pyroute2.
 
-The import is guarded: modules call :func:`require` first, which fails with
+The pyroute2 import is guarded: modules call :func:`require` first, which fails with
 ``missing_required_lib`` when pyroute2 is not installed on the host. The
 snapshot is plain data (:class:`HostNet`) so planning code stays pure.
 """
@@ -13,17 +13,30 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import os
+import socket
+import struct
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
-# pyroute2 is imported where netlink is read, not here: its import costs 0.1-0.3 s, and every module
-# that only plans networks (the fleet, through networkd) would pay it on each run. Finding it is cheap.
+# pyroute2 is imported where a link is deleted, not here: its import costs 0.2-0.5 s on a test host, more
+# than a whole no-op networks run spends reading (read() below uses the socket module). Finding it is cheap.
 HAS_PYROUTE2 = importlib.util.find_spec("pyroute2") is not None
 PYROUTE2_IMPORT_ERROR = None if HAS_PYROUTE2 else "ModuleNotFoundError: No module named 'pyroute2'"
 
 IFF_UP = 0x1
 MAIN_TABLE = 254
+# rtnetlink (linux/netlink.h, rtnetlink.h, if_link.h, if_addr.h): what read() asks and the attributes it reads
+NLMSG_ERROR, NLMSG_DONE, DUMP_REQUEST = 2, 3, 0x301          # DUMP_REQUEST: NLM_F_REQUEST | NLM_F_DUMP
+RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE = 18, 22, 26
+IFLA_IFNAME, IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_INFO_KIND = 3, 10, 16, 18, 1
+IFA_ADDRESS, RTA_DST, RTA_OIF, RTA_TABLE = 1, 1, 4, 15
+OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
+HEADER = struct.Struct("=IHHII")     # nlmsghdr: length, type, flags, sequence, port
+IFINFO = struct.Struct("=BxHiII")    # ifinfomsg: family, type, index, flags, change
+IFADDR = struct.Struct("=BBBBI")     # ifaddrmsg: family, prefix length, flags, scope, index
+RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 
 
 @dataclass
@@ -65,42 +78,80 @@ def require(module) -> None:
                          exception=PYROUTE2_IMPORT_ERROR)
 
 
-def _attr(msg, name, default=None):
-    value = msg.get_attr(name)
-    return default if value is None else value
+def _attrs(data: bytes, offset: int = 0) -> Dict[int, bytes]:
+    """The netlink attributes of ``data`` from ``offset`` on: {type: payload} (nested/byte-order bits dropped)."""
+    found = {}
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        found[kind & 0x3FFF] = data[offset + 4:offset + length]
+        offset += (length + 3) & ~3
+    return found
 
 
-def _link_from_msg(msg) -> Link:
-    info = msg.get_attr("IFLA_LINKINFO")
-    kind = (info.get_attr("IFLA_INFO_KIND") if info is not None else None) or ""
-    return Link(name=_attr(msg, "IFLA_IFNAME", ""), index=msg["index"], kind=kind,
-                up=bool(msg["flags"] & IFF_UP), operstate=str(_attr(msg, "IFLA_OPERSTATE", "")).lower(),
-                master=_attr(msg, "IFLA_MASTER"))
+def _text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _u32(raw: Optional[bytes]) -> Optional[int]:
+    return struct.unpack("=I", raw[:4])[0] if raw else None
+
+
+def _dump(sock: socket.socket, kind: int, request: bytes) -> Iterator[bytes]:
+    """The body of every message that answers one dump request (``request``: its family header)."""
+    sock.send(HEADER.pack(HEADER.size + len(request), kind, DUMP_REQUEST, kind, 0) + request)
+    while True:
+        data, offset = sock.recv(1 << 20), 0
+        while offset + HEADER.size <= len(data):
+            length, mtype = HEADER.unpack_from(data, offset)[:2]
+            if mtype == NLMSG_DONE:
+                return
+            body = data[offset + HEADER.size:offset + length]
+            if mtype == NLMSG_ERROR and struct.unpack_from("=i", body)[0]:
+                code = -struct.unpack_from("=i", body)[0]
+                raise OSError(code, f"rtnetlink dump (type {kind}): {os.strerror(code)}")
+            if mtype != NLMSG_ERROR:
+                yield body
+            offset += max(HEADER.size, (length + 3) & ~3)
+
+
+def _links(sock: socket.socket) -> Dict[int, Link]:
+    links = {}
+    for body in _dump(sock, RTM_GETLINK, IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+        index, flags = IFINFO.unpack_from(body)[2:4]
+        attrs = _attrs(body, IFINFO.size)
+        oper = attrs.get(IFLA_OPERSTATE)
+        links[index] = Link(name=_text(attrs.get(IFLA_IFNAME, b"")), index=index, up=bool(flags & IFF_UP),
+                            kind=_text(_attrs(attrs.get(IFLA_LINKINFO, b"")).get(IFLA_INFO_KIND, b"")),
+                            operstate=OPERSTATES[oper[0]] if oper and oper[0] < len(OPERSTATES) else "",
+                            master=_u32(attrs.get(IFLA_MASTER)))
+    for link in links.values():  # IFLA_MASTER is an index; keep names only
+        link.master = links[link.master].name if link.master in links else None
+    return links
 
 
 def read() -> HostNet:
-    """Read links, their addresses and the main routing table (IPv4 and IPv6)."""
-    from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        links = {}
-        by_index = {}
-        for msg in ipr.get_links():
-            link = _link_from_msg(msg)
-            links[link.name] = link
-            by_index[link.index] = link
-        for link in links.values():  # IFLA_MASTER is an index; keep names only
-            link.master = by_index[link.master].name if link.master in by_index else None
-        for msg in ipr.get_addr():
-            link = by_index.get(msg["index"])
-            if link is not None:
-                link.addresses.append(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}")
+    """Read links, their addresses and the main routing table (IPv4 and IPv6): four dumps on one socket."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as sock:
+        sock.bind((0, 0))
+        by_index = _links(sock)
+        for body in _dump(sock, RTM_GETADDR, IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+            family, prefix, _flags, _scope, index = IFADDR.unpack_from(body)
+            address = _attrs(body, IFADDR.size).get(IFA_ADDRESS)
+            if index in by_index and address:
+                by_index[index].addresses.append(f"{socket.inet_ntop(family, address)}/{prefix}")
         routes = []
-        for family in (2, 10):  # AF_INET, AF_INET6
-            for msg in ipr.get_routes(family=family, table=MAIN_TABLE):
-                dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
-                link = by_index.get(msg.get_attr("RTA_OIF"))
-                routes.append((link.name if link else "", f"{dst}/{msg['dst_len']}"))
-    return HostNet(links, routes)
+        for family, default in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+            for body in _dump(sock, RTM_GETROUTE, RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
+                dst_len, table = RTMSG.unpack_from(body)[1], RTMSG.unpack_from(body)[4]
+                attrs = _attrs(body, RTMSG.size)
+                if (_u32(attrs.get(RTA_TABLE)) or table) != MAIN_TABLE:
+                    continue
+                dst = socket.inet_ntop(family, attrs[RTA_DST]) if RTA_DST in attrs else default
+                link = by_index.get(_u32(attrs.get(RTA_OIF)))
+                routes.append((link.name if link else "", f"{dst}/{dst_len}"))
+    return HostNet({link.name: link for link in by_index.values()}, routes)
 
 
 def host_subnets(net: HostNet, exclude_links=()) -> List[tuple]:
