@@ -156,13 +156,16 @@ UBUNTU_SUITES = ("trusty", "xenial", "bionic", "focal", "jammy", "kinetic", "lun
                  "oracular", "plucky", "questing")
 
 
-def _require(params: dict, keys, source: str) -> List[str]:
-    return [f"{key}: required with source={source}" for key in keys if not params.get(key)]
+# The options each source cannot do without.
+REQUIRED = {"debootstrap": ("suite",), "dnf": ("releasever", "packages"), "zypper": ("packages",),
+            "mkosi": ("mkosi_directory",), "clone": ("clone_from",), "directory": ("path",)}
 
 
 def _validate_source(params: dict, source: str) -> List[str]:
-    if source == "debootstrap":
-        errors = _require(params, ["suite"], source)
+    errors = [f"{key}: required with source={source}" for key in REQUIRED.get(source, ()) if not params.get(key)]
+    if source in backends.IMPORT_SOURCES:
+        errors += _validate_import(params, source)
+    elif source == "debootstrap":
         if params.get("suite") in UBUNTU_SUITES and not params.get("mirror"):
             errors.append(f"mirror: required for the Ubuntu suite {params['suite']!r} (debootstrap's default mirror is "
                           "the host distribution's, which has no Ubuntu suites): give the URL of an Ubuntu archive, and "
@@ -170,30 +173,15 @@ def _validate_source(params: dict, source: str) -> List[str]:
                           "keyring: PATH)")
         if params.get("variant") and not re.match(r"^[a-z][a-z0-9-]*$", params["variant"]):
             errors.append(f"variant: {params['variant']!r} is not a debootstrap variant (e.g. minbase, buildd)")
-        return errors
-    if source == "dnf":
-        return _require(params, ["releasever", "packages"], source)
-    if source == "zypper":
-        return _require(params, ["packages"], source)
-    if source == "mkosi":
-        return _require(params, ["mkosi_directory"], source)
-    if source in backends.IMPORT_SOURCES:
-        return _validate_import(params, source)
-    if source == "clone":
-        errors = _require(params, ["clone_from"], source)
-        if params.get("clone_from"):
-            error = machine_name_error(params["clone_from"])
-            if error:
-                errors.append(f"clone_from: {error} (give the name of an image in machines_dir)")
-            elif params["clone_from"] == params.get("name"):
-                errors.append("clone_from: an image cannot be cloned from itself")
-        return errors
-    if source == "directory":
-        errors = _require(params, ["path"], source)
-        if params.get("path") and not os.path.isabs(params["path"]):
-            errors.append(f"path: {params['path']!r} must be an absolute path")
-        return errors
-    return []
+    elif source == "clone" and params.get("clone_from"):
+        error = machine_name_error(params["clone_from"])
+        if error:
+            errors.append(f"clone_from: {error} (give the name of an image in machines_dir)")
+        elif params["clone_from"] == params.get("name"):
+            errors.append("clone_from: an image cannot be cloned from itself")
+    elif source == "directory" and params.get("path") and not os.path.isabs(params["path"]):
+        errors.append(f"path: {params['path']!r} must be an absolute path")
+    return errors
 
 
 def _validate_import(params: dict, source: str) -> List[str]:
@@ -233,31 +221,26 @@ def _validate_setup(params: dict, source: Optional[str]) -> List[str]:
 
 
 def _ip(value, parse):
-    """``parse`` (ipaddress.ip_*) after the line check: ipaddress takes any text as an IPv6 scope id."""
-    if not isinstance(value, str) or line_error(value):
-        raise ValueError(value)
-    return parse(value)
+    """``parse`` (ipaddress.ip_*) of ``value`` after the line check (ipaddress takes any text as an IPv6
+    scope id); None when it is not one."""
+    try:
+        return parse(value) if isinstance(value, str) and not line_error(value) else None
+    except ValueError:
+        return None
 
 
 def _validate_network(params: dict) -> List[str]:
     """address6/gateway6 (IPv6) and network_links (container-side interface names, a trailing * matches a prefix)."""
     errors = []
-    if params.get("address6"):
-        try:
-            iface = _ip(params["address6"], ipaddress.ip_interface)
-            if iface.version != 6 or "/" not in params["address6"] or iface.network.prefixlen == 128:
-                raise ValueError
-        except ValueError:
-            errors.append(f"address6: {params['address6']!r} must be an IPv6 address with prefix length, "
-                          "e.g. fd00:88::10/64")
-    elif params.get("gateway6"):
+    address6, gateway6 = params.get("address6"), params.get("gateway6")
+    if address6:
+        iface = _ip(address6, ipaddress.ip_interface)
+        if iface is None or iface.version != 6 or "/" not in address6 or iface.network.prefixlen == 128:
+            errors.append(f"address6: {address6!r} must be an IPv6 address with prefix length, e.g. fd00:88::10/64")
+    elif gateway6:
         errors.append("gateway6: only used together with address6")
-    if params.get("gateway6"):
-        try:
-            if _ip(params["gateway6"], ipaddress.ip_address).version != 6:
-                raise ValueError
-        except ValueError:
-            errors.append(f"gateway6: {params['gateway6']!r} is not an IPv6 address")
+    if gateway6 and getattr(_ip(gateway6, ipaddress.ip_address), "version", None) != 6:
+        errors.append(f"gateway6: {gateway6!r} is not an IPv6 address")
     for index, link in enumerate(params.get("network_links") or []):
         name = link[:-1] if isinstance(link, str) and link.endswith("*") else link
         if ifname_error(name):
@@ -268,30 +251,21 @@ def _validate_network(params: dict) -> List[str]:
 
 def _validate_address(params: dict) -> List[str]:
     errors = []
-    iface = None
-    if params.get("address"):
-        try:
-            iface = _ip(params["address"], ipaddress.ip_interface)
-            if "/" not in params["address"] or iface.network.prefixlen == iface.max_prefixlen:
-                raise ValueError
-        except ValueError:
-            errors.append(f"address: {params['address']!r} must be an address with prefix length, e.g. 10.0.0.5/24")
-            iface = None
-    elif params.get("gateway") or params.get("dns"):
+    address, gateway = params.get("address"), params.get("gateway")
+    iface = _ip(address, ipaddress.ip_interface) if address else None
+    if address and (iface is None or "/" not in address or iface.network.prefixlen == iface.max_prefixlen):
+        errors.append(f"address: {address!r} must be an address with prefix length, e.g. 10.0.0.5/24")
+        iface = None
+    elif not address and (gateway or params.get("dns")):
         errors.append("gateway/dns: only used together with address")
-    if params.get("gateway"):
-        try:
-            gateway = _ip(params["gateway"], ipaddress.ip_address)
-            if iface is not None and gateway.version != iface.version:
-                errors.append(f"gateway: {params['gateway']} is not of the same IP version as address")
-        except ValueError:
-            errors.append(f"gateway: {params['gateway']!r} is not an IP address")
-    for server in params.get("dns") or []:
-        try:
-            _ip(server, ipaddress.ip_address)
-        except ValueError:
-            errors.append(f"dns: {server!r} is not an IP address")
-    return errors
+    if gateway:
+        parsed = _ip(gateway, ipaddress.ip_address)
+        if parsed is None:
+            errors.append(f"gateway: {gateway!r} is not an IP address")
+        elif iface is not None and parsed.version != iface.version:
+            errors.append(f"gateway: {gateway} is not of the same IP version as address")
+    return errors + [f"dns: {server!r} is not an IP address" for server in params.get("dns") or []
+                     if _ip(server, ipaddress.ip_address) is None]
 
 
 # ---------------------------------------------------------------- paths and state (pure)
