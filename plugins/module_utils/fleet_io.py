@@ -6,9 +6,10 @@
 
 Phases of one run (check mode stops after planning; nothing below ``apply`` runs in it):
 
-1. input: merge and validate every machine and template (``fleet``), the host's address plan,
-   render settings and limits (``render_all``): any problem fails the run before any change;
-2. read: files with their modes, one ``systemctl show`` for every unit and machines.target;
+1. input: merge and validate every machine and template (``fleet``), the host's address plan, the limits,
+   every .nspawn file read and planned by the settings resource (``render_all``): any problem fails the
+   run before any change;
+2. read: one ``systemctl show`` for every unit and machines.target, the drop-ins; the resources plan;
 3. images (``images_step``): every template, then every machine's root, read -> images.plan (pure) ->
    built, cloned and prepared (not in check mode; clones overlap, a few at once: ``apply_images``);
 4. plan: ``fleet_plan.plan_desired`` per machine (pure), with its root's outcome;
@@ -24,9 +25,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, read_file, read_text, remove_empty_dir, write_result
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, read_text
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
-    FLEET_HEADER, FleetError, Machine, desired_machines, image_options_for, image_params, machine_attachment,
+    FLEET_HEADER, FLEET_MARKER, FleetError, Machine, desired_machines, image_options_for, image_params, machine_attachment,
     validate_image, validate_template,
 )
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet_plan import (
@@ -35,7 +36,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.fleet_plan import (
 )
 from ansible_collections.corral.nspawn.plugins.module_utils import images, images_io, images_setup, resources_io
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils, machine_io
-from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, networkd, nspawn_settings
+from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, networkd, nspawn_settings, nspawn_settings_io
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import shared, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
@@ -70,27 +71,32 @@ class Context:
 # ---------------------------------------------------------------- input: render every machine before any change
 
 def render_all(ctx: Context, machines: List[Machine]) -> List[Desired]:
-    """Validate and render every machine (each by its own logic); no I/O but reads."""
+    """Validate every machine (each resource by its own logic) and plan every settings file; no I/O but reads."""
     desired, errors = [], []
     for machine in machines:
         try:
             desired.append(render_machine(ctx, machine))
         except FleetError as exc:
             errors.append(str(exc))
+    try:
+        settings = plan_settings(ctx, machines)
+    except FleetError as exc:
+        errors.append(str(exc))
     if errors:
         raise FleetError("invalid fleet: " + "; ".join(errors), errors=errors)
+    for one, item in zip(desired, settings.items):   # the settings plan's warnings (adoption, trust) lead
+        one.settings, one.warnings = item, item.warnings + one.warnings
     return desired
 
 
 def render_machine(ctx: Context, machine: Machine) -> Desired:
-    """One machine's settings text, limits and drop-in, image options (validated by their own logic)."""
+    """One machine's settings item, limits and image options (validated by their own logic)."""
     label = f"machines[{machine.name}]"
-    settings_text, warnings = render_settings(ctx, machine, label)
     try:
         limits = resources_utils.normalize(machine.resources, f"{label}.resources.")
     except resources_utils.ResourceError as exc:
         raise FleetError(str(exc)) from None
-    warnings = warnings + resources_utils.device_warnings(limits, label=f"{label}.resources.")
+    warnings = resources_utils.device_warnings(limits, label=f"{label}.resources.")
     image_options = image_options_for(machine)
     if image_options is not None:
         validate_image(ctx.machines_dir, machine.name, image_options, f"{label}.image")
@@ -98,13 +104,13 @@ def render_machine(ctx: Context, machine: Machine) -> Desired:
     if not has_source and machine.state == "running" and not os.path.isdir(ctx.root(machine.name)):
         raise FleetError(f"{label}: state=running needs a root, but {ctx.root(machine.name)} does not exist "
                          "and neither template nor image.source is given")
-    return Desired(machine, settings_text, resources_utils.dropin_path(machine.name, ctx.units_dir),
-                   resources_utils.render_dropin(limits), image_options, limits, warnings,
-                   settings_path=ctx.settings_path(machine.name))
+    dropin = resources_utils.dropin_path(machine.name, ctx.units_dir)
+    return Desired(machine, resources_utils.ResourcesItem(machine.name, dropin, limits), image_options, warnings)
 
 
-def render_settings(ctx: Context, machine: Machine, label: str):
-    """The .nspawn text (fleet header) and warnings from the settings logic; zone/bridge are shorthands."""
+def settings_item(ctx: Context, machine: Machine) -> nspawn_settings.SettingsItem:
+    """The machine's .nspawn file for the settings resource (fleet header); zone/bridge/network are shorthands."""
+    label = f"machines[{machine.name}]"
     params = dict(machine.settings)
     for key in ("zone", "bridge"):
         value = getattr(machine, key)
@@ -113,19 +119,30 @@ def render_settings(ctx: Context, machine: Machine, label: str):
                 raise FleetError(f"{label}: {key}={value!r} and settings.{key}={params[key]!r} disagree")
             params[key] = value
     for key, value in netmodel.network_settings(machine.network).items():
-        if key in params and netmodel.as_bool(params[key]) != value:
+        if key in params and nspawn_settings.as_bool(params[key]) != value:
             raise FleetError(f"{label}: network={machine.network!r} means {key}={str(value).lower()}, but "
                              f"settings.{key}={params[key]!r}; drop one of them")
         params[key] = value
+    return nspawn_settings.SettingsItem(machine.name, ctx.settings_path(machine.name), params, FLEET_HEADER,
+                                        f"{label}.settings", f"{label}: settings", ctx.machines_dir, FLEET_MARKER)
+
+
+def plan_settings(ctx: Context, machines: List[Machine]) -> nspawn_settings.SettingsPlan:
+    """Every machine's .nspawn file through the settings resource: one read (no systemd version), the pure
+    plan; one FleetError naming every machine's problem."""
+    items, errors = [], []
+    for machine in machines:
+        try:
+            items.append(settings_item(ctx, machine))
+        except FleetError as exc:
+            errors.append(str(exc))
     try:
-        text, warnings = nspawn_settings.build_settings(params, header=FLEET_HEADER)
+        planned = nspawn_settings.plan(items, nspawn_settings_io.read(ctx.module, items, version=False))
     except nspawn_settings.SettingsError as exc:
-        raise FleetError(f"{label}.settings: {exc}") from None
-    missing = nspawn_settings.bind_source_errors(params)
-    if missing:
-        raise FleetError(f"{label}.settings: " + "; ".join(missing))
-    untrusted = nspawn_settings.untrusted_warning(machine.name, ctx.settings_path(machine.name), ctx.machines_dir)
-    return text, [f"{label}: {w}" for w in warnings + ([untrusted] if untrusted else [])]
+        errors.append(str(exc))
+    if errors:
+        raise FleetError("; ".join(errors))
+    return planned
 
 
 def check_addresses(params: dict, machines: List[Machine], network_dir: str = networkd.NETWORK_DIR) \
@@ -254,17 +271,14 @@ def images_step(ctx: Context, items: List[dict]) -> Dict[str, dict]:
 
 def read_units(module, names: List[str]) -> machine_utils.RuntimeState:
     """State, enablement and live limits of every machine's unit and machines.target in ONE systemctl call."""
-    return machine_io.read(module, names, ["NeedDaemonReload", "DropInPaths"] + resources_utils.show_properties())
+    return machine_io.read(module, names, resources_io.SHOW + resources_utils.show_properties())
 
 
 def current_of(ctx: Context, desired: Desired, state: machine_utils.RuntimeState) -> Current:
     name = desired.machine.name
     unit, runtime = state.units.get(name, {}), state.current(name)
-    settings, dropin = read_file(ctx.settings_path(name)), read_file(desired.dropin_path)
     return Current(
         root_exists=os.path.isdir(ctx.root(name)),
-        settings_text=settings[0], settings_mode=settings[1],
-        dropin_text=dropin[0], dropin_mode=dropin[1],
         active=unit.get("ActiveState", "inactive"),
         enabled=runtime.enabled,
         target_enabled=runtime.target_enabled,
@@ -301,25 +315,17 @@ def apply_files(ctx: Context, plans: List[MachinePlan]) -> None:
     for plan in plans:
         for result in plan.files:
             if result.changed:
-                write_file(ctx.module, result)
+                resources_io.write(ctx.module, result)
     if any(plan.resources_changed or plan.reload_needed for plan in plans):
         systemd.daemon_reload(ctx.module)
-
-
-def write_file(module, result: FileResult) -> None:
-    write_result(module, result)
-    if result.action == "remove":
-        remove_empty_dir(os.path.dirname(result.path))
 
 
 def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: int) -> List[str]:
     """Live limits, then the machine logic's enable/disable, stop, restart and start (batched); returns warnings."""
     for plan in plans:
         if plan.live and plan.runtime not in ("stop", "restart"):
-            try:   # set-property --runtime (resets of removed limits included), verified with systemctl show
-                resources_io.apply_live(ctx.module, plan.name, plan.live)
-            except resources_io.LimitsError as exc:
-                raise FleetError(str(exc), **exc.details) from None
+            # set-property --runtime (resets of removed limits included), verified with systemctl show
+            resources_io.apply_live(ctx.module, plan.name, plan.live)
     outcomes = machine_io.apply(ctx.module, [p.runtime_plan for p in plans if p.runtime_plan],
                                 wait_specs(plans, wait, timeout))
     return check_outcomes(outcomes)
@@ -342,7 +348,7 @@ def prune(ctx: Context, names: List[str], units: machine_utils.RuntimeState) -> 
     systemd.disable(ctx.module, names)
     for name in names:
         for path in (ctx.settings_path(name), resources_utils.dropin_path(name, ctx.units_dir)):
-            write_file(ctx.module, FileResult(path, True, {}, "remove"))
+            resources_io.write(ctx.module, FileResult(path, True, {}, "remove"))
     systemd.daemon_reload(ctx.module)
 
 
@@ -431,10 +437,12 @@ def run_fleet(module) -> dict:
                                             params["purge"])] if params["prune"] else []
     units = read_units(module, declared + [n for n in pruned if n not in declared])
     currents = [current_of(ctx, d, units) for d in desired]
+    items = [d.limits for d in desired]
+    limits = resources_utils.plan(items, resources_io.read(module, items, shown=units.units))
     roots = images_step(ctx, image_items(ctx, params["templates"], desired, currents))
-    plans = [in_step(f"machines[{d.machine.name}]: plan", plan_desired, d, c, roots.get(d.machine.name), ctx.policy)
-             for d, c in zip(desired, currents)]
-    warnings += [w for d in desired for w in d.warnings] + [w for p in plans for w in p.warnings]
+    plans = [in_step(f"machines[{d.machine.name}]: plan", plan_desired, d, c, roots.get(d.machine.name), ctx.policy, lim)
+             for d, c, lim in zip(desired, currents, limits.items)]
+    warnings += [w for d in desired for w in d.warnings]
     if not module.check_mode:
         apply_files(ctx, plans)
         warnings += apply_runtime(ctx, plans, params["wait"], params["timeout"])

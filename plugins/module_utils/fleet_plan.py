@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER, FileResult, plan_file_mode
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, Machine, machine_attachment
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
@@ -29,10 +29,6 @@ class Current:
     """What is on the host for one machine now."""
 
     root_exists: bool = False
-    settings_text: Optional[str] = None
-    dropin_text: Optional[str] = None
-    settings_mode: Optional[int] = None   # permission bits of the settings file (None: absent)
-    dropin_mode: Optional[int] = None
     active: str = "inactive"  # systemd ActiveState of systemd-nspawn@NAME.service
     enabled: bool = False
     target_enabled: bool = True  # machines.target (read in the same show): disabled, no machine starts at boot
@@ -46,16 +42,14 @@ class Current:
 
 @dataclass
 class Desired:
-    """Rendered target of one machine: computed for all machines before the first change."""
+    """One machine's validated target, for all machines before the first change: its .nspawn file planned by the
+    settings resource (``settings``, set with every machine's in one read), its limits for the resources one."""
 
     machine: Machine
-    settings_text: str
-    dropin_path: str
-    dropin_text: Optional[str]
+    limits: resources_utils.ResourcesItem
     image_options: Optional[dict]
-    resources: dict = field(default_factory=dict)  # normalised limits {Key: value}
     warnings: List[str] = field(default_factory=list)
-    settings_path: str = ""
+    settings: Optional[nspawn_settings.ItemPlan] = None
 
 
 @dataclass
@@ -77,7 +71,6 @@ class MachinePlan:
     wait: Optional[str] = None            # how to wait after a start: system | unit | none (None: the fleet's)
     timeout: Optional[int] = None         # seconds (None: the fleet's timeout)
     changes: List[str] = field(default_factory=list)
-    warnings: List[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -88,23 +81,15 @@ def is_fleet_managed(text: Optional[str]) -> bool:
     return text is not None and any(FLEET_MARKER in line for line in text.splitlines()[:3])
 
 
-def adoption(path: str, text: Optional[str]) -> Optional[str]:
-    """Words for taking over a .nspawn file the fleet did not write (None when it is ours or absent)."""
-    if text is None or is_fleet_managed(text):
-        return None
-    owner = "written by corral.nspawn.settings" if any(MANAGED_MARKER in line for line in text.splitlines()[:3]) \
-        else "hand-written (no corral.nspawn marker)"
-    return f"adopt {path}, {owner}: its content is replaced and the machine becomes fleet-managed (prune may remove it)"
-
-
 def plan_machine(machine: Machine, current: Current, settings: FileResult, dropin: FileResult,
                  image: Optional[dict], policy: str, settings_restart: bool = True, live=None,
-                 load_stale: Optional[bool] = None) -> MachinePlan:
+                 load_stale: Optional[bool] = None, adopted: Optional[str] = None) -> MachinePlan:
     """Decide every action for one machine from its desired and current state.
 
     ``settings_restart`` says whether the settings change needs a restart (the
     settings logic knows). ``live`` is the resources logic's plan for the running
     unit (assignments to push now, keys that only apply at the next start).
+    ``adopted``: the settings plan's words for taking over a file the fleet did not write.
     """
     plan = MachinePlan(machine.name, image=image, files=[settings, dropin])
     if image and image.get("changed"):
@@ -112,12 +97,9 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
         plan.restart_needed = bool(image.get("restart_required", not image.get("created")))
     if image and image.get("deferred"):
         plan.restart_needed = True  # first-boot changes wait for the machine to stop (setup_running=defer)
-    adopted = adoption(settings.path, current.settings_text)
     if settings.changed:
         plan.settings_changed = True
         plan.changes.append(f"settings: {adopted}" if adopted else f"settings: {settings.action} {settings.path}")
-        if adopted:
-            plan.warnings.append(f"machines[{machine.name}]: settings: {adopted}")
         plan.restart_needed = plan.restart_needed or settings_restart
     elif current.stale:
         plan.restart_needed = True  # an earlier run changed the settings and did not restart
@@ -141,24 +123,15 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     return plan
 
 
-def plan_desired(desired: Desired, current: Current, image: Optional[dict], default_policy: str) -> MachinePlan:
-    """Every action for one machine from its rendered target, what was read, and the image step's outcome."""
-    machine = desired.machine
-    settings = plan_file_mode(desired.settings_path, current.settings_text, current.settings_mode, desired.settings_text)
-    dropin = plan_file_mode(desired.dropin_path, current.dropin_text, current.dropin_mode, desired.dropin_text)
-    live = resources_utils.plan_live(desired.resources, resources_utils.parse_dropin(current.dropin_text),
-                                     current.unit) if current.running else None
-    plan = plan_machine(machine, current, settings, dropin, image, machine.restart or default_policy,
-                        nspawn_settings.restart_required(current.settings_text, desired.settings_text), live,
-                        load_stale(desired, current))
+def plan_desired(desired: Desired, current: Current, image: Optional[dict], default_policy: str,
+                 limits: resources_utils.ItemPlan) -> MachinePlan:
+    """Every action for one machine from the settings and resources plans of its files and limits, what was
+    read, and the image step's outcome."""
+    machine, settings = desired.machine, desired.settings
+    plan = plan_machine(machine, current, settings.file, limits.file, image, machine.restart or default_policy,
+                        settings.restart_required, limits.live, limits.stale, settings.takeover)
     plan.wait, plan.timeout = wait_mode(machine), machine.timeout
     return plan
-
-
-def load_stale(desired: Desired, current: Current) -> bool:
-    """systemd runs the unit with other limits than our drop-in on disk says (resources.load_stale)."""
-    return resources_utils.load_stale(desired.resources if desired.dropin_text is not None else {},
-                                      desired.dropin_path, current.unit)
 
 
 def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dict]:

@@ -12,7 +12,8 @@ The resource contract (the settings module calls it with one item, the fleet wit
   a wrong mode is a change like a wrong text. ``plan.items[i]``: path, content, restart_required, changed, diff.
 - ``nspawn_settings_io.apply(module, plan)``: writes, chmods or removes what the plan says; never in check mode.
 - ``SettingsItem(name, path, params=None (removes the file), header=HEADER, label="", warning_label="",
-  machines_dir=UNTRUSTED_DIR)``; ``plan.actions`` are files.FileResult (action create/update/remove/chmod).
+  machines_dir=UNTRUSTED_DIR, marker=MANAGED_MARKER)``; ``plan.actions`` are files.FileResult (action
+  create/update/remove/chmod). The fleet's items carry its header and marker (a file without it is adopted).
 
 Other API:
 
@@ -36,7 +37,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from ansible_collections.corral.nspawn.plugins.module_utils import shared, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
-from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, is_managed, plan_file_mode
+from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER, FileResult, is_managed, plan_file_mode
 from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 from ansible_collections.corral.nspawn.plugins.module_utils.schema import (
@@ -71,7 +72,8 @@ OPTION_SPEC = _option_spec()
 
 # ---------------------------------------------------------------- values
 
-def _as_bool(value) -> Optional[bool]:
+def as_bool(value) -> Optional[bool]:
+    """yes/true/on/1 -> True, no/false/off/0 -> False (any case), a bool as it is; else None."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -132,7 +134,7 @@ def _item_error(spec: Key, item: str) -> Optional[str]:
 def _scalar(spec: Key, value) -> str:
     """One scalar option value in the form systemd reads; ValueError carries the allowed form."""
     if spec.kind == "bool":
-        parsed = _as_bool(value)
+        parsed = as_bool(value)
         if parsed is None:
             raise ValueError("must be a boolean (true/false)")
         return "yes" if parsed else "no"
@@ -181,7 +183,7 @@ def boots(params: dict) -> bool:
 
     ``boot: false`` or ``process_two: true`` run ``parameters`` (or a shell) instead: no systemd inside.
     """
-    return _as_bool(params.get("boot", True)) is not False and _as_bool(params.get("process_two", False)) is not True
+    return as_bool(params.get("boot", True)) is not False and as_bool(params.get("process_two", False)) is not True
 
 
 def did_you_mean(word: str, candidates, cutoff: float = 0.8) -> Optional[str]:
@@ -461,7 +463,7 @@ def to_options(text: Optional[str]) -> dict:
                 continue
             spec = TABLE[option]
             if spec.kind == "bool":
-                options[option] = _as_bool(value)
+                options[option] = as_bool(value)
             elif spec.kind == "list_joined":
                 options.setdefault(option, []).extend(shlex.split(value) if spec.quote else value.split())
             elif spec.kind == "list_repeated":
@@ -475,7 +477,11 @@ def to_options(text: Optional[str]) -> dict:
 
 @dataclass
 class SettingsItem:
-    """One .nspawn file to reconcile; ``params`` None removes it. Labels prefix errors and warnings (fleet)."""
+    """One .nspawn file to reconcile; ``params`` None removes it. Labels prefix errors and warnings (fleet).
+
+    ``marker``: what the first lines of a file its writer wrote carry (the fleet: its own, ``header`` with it);
+    a file without it is taken over, with a warning (``takeover``).
+    """
 
     name: str
     path: str
@@ -484,6 +490,7 @@ class SettingsItem:
     label: str = ""
     warning_label: str = ""
     machines_dir: str = UNTRUSTED_DIR
+    marker: str = MANAGED_MARKER
 
     def probes(self) -> List[str]:
         """The paths whose existence the plan needs: the untrusted file and the bind sources."""
@@ -509,6 +516,7 @@ class ItemPlan:
     file: FileResult
     restart_required: bool = False
     warnings: List[str] = field(default_factory=list)
+    takeover: Optional[str] = None   # words for replacing a file another writer wrote (see takeover)
 
     @property
     def changed(self) -> bool:
@@ -543,13 +551,27 @@ def desired_text(item: SettingsItem, state: SettingsState) -> Tuple[Optional[str
     return text, warnings + trust_warnings(text, item.path)
 
 
+def takeover(item: SettingsItem, before: Optional[str]) -> Optional[str]:
+    """Words for replacing a file that does not carry the item's marker (None: absent or its writer's own).
+
+    The settings module owns any corral.nspawn file; the fleet adopts what it did not write (prune may remove it).
+    """
+    if before is None or any(item.marker in line for line in before.splitlines()[:3]):
+        return None
+    if item.marker == MANAGED_MARKER:
+        return f"{item.path} was not written by corral.nspawn; it is replaced (see the diff for what it held)"
+    owner = "written by corral.nspawn.settings" if is_managed(before) else "hand-written (no corral.nspawn marker)"
+    return (f"adopt {item.path}, {owner}: its content is replaced and the machine becomes fleet-managed "
+            "(prune may remove it)")
+
+
 def _item_plan(item: SettingsItem, state: SettingsState) -> ItemPlan:
     after, warnings = desired_text(item, state)
     before, mode = state.files.get(item.path, (None, None))
     file = plan_file_mode(item.path, before, mode, after)
     plan = ItemPlan(item.name, item.path, after, file, file.changed and restart_required(before, after))
-    if before is not None and not is_managed(before) and before != after:
-        warnings.append(f"{item.path} was not written by corral.nspawn; it is replaced (see the diff for what it held)")
+    plan.takeover = takeover(item, before) if before != after else None
+    warnings += [plan.takeover] if plan.takeover else []
     untrusted = untrusted_warning(item.name, item.path, item.machines_dir, lambda p: state.exists.get(p, False))
     plan.warnings = [_prefixed(item.warning_label, w) for w in warnings + ([untrusted] if untrusted else [])]
     return plan

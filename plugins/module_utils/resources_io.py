@@ -42,8 +42,11 @@ def read_file(path: str) -> Tuple[Optional[str], Optional[int], Optional[float]]
     return text, info.st_mode & 0o7777, info.st_mtime
 
 
-def read(module, items: List[resources.ResourcesItem]) -> resources.ResourcesState:
-    shown = read_live(module, [item.name for item in items])
+def read(module, items: List[resources.ResourcesItem],
+         shown: Optional[Dict[str, Dict[str, str]]] = None) -> resources.ResourcesState:
+    """The drop-ins and ONE show of the units; ``shown``: {name: SHOW + show_properties() values} when the caller
+    asked systemd already (the fleet, in its one show of every unit and machines.target)."""
+    shown = read_live(module, [item.name for item in items]) if shown is None else shown
     return resources.ResourcesState(
         files={item.path: read_file(item.path) for item in items}, shown=shown,
         started={name: parse_timestamp(props.get("ActiveEnterTimestamp", "")) for name, props in shown.items()})

@@ -110,6 +110,8 @@ def test_guide_recipe_is_valid_and_warns_about_nothing(name, tmp_path, monkeypat
     needs = [n for r in RECIPES.chain(recipes, [name]) for n in recipes[r].needs]
     monkeypatch.setattr(nspawn_settings, "bind_source_errors",
                         lambda params, exists=None: original(params, _host_has(needs)))
+    # the test's settings_dir stands for the fleet's default /etc/systemd/nspawn, a trusted directory
+    monkeypatch.setattr(nspawn_settings, "TRUSTED_DIRS", (str(tmp_path),))
     warnings = check(RECIPES.compose(recipes, [name]), tmp_path)
     assert not warnings, f"recipe {name} warns: {warnings}"
 

@@ -10,16 +10,23 @@ import subprocess
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, fleet_plan, images_io
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, fleet_plan, images_io, nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils, machine_io
 from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.fleet_fakes import (
     FakeHost, FakeModule, _params, _snapshot)
 
 
-def test_fleet_settings_carry_the_fleet_header(tmp_path):
+def _settings(ctx, machine, monkeypatch):
+    """The machine's .nspawn file as the fleet plans it (through the settings resource); the test's settings_dir
+    stands for /etc/systemd/nspawn, a trusted one (privileged keys outside it are warned about, as by settings)."""
+    monkeypatch.setattr(nspawn_settings, "TRUSTED_DIRS", (ctx.settings_dir,))
+    one = fleet_io.plan_settings(ctx, [machine]).items[0]
+    return one.content, one.warnings
+
+
+def test_fleet_settings_carry_the_fleet_header(tmp_path, monkeypatch):
     ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
-    text, warnings = fleet_io.render_settings(ctx, fleet.Machine("web", zone="apps", settings={"boot": True}),
-                                              "machines[web]")
+    text, warnings = _settings(ctx, fleet.Machine("web", zone="apps", settings={"boot": True}), monkeypatch)
     assert text.startswith(fleet.FLEET_HEADER) and text.count("Managed by corral.nspawn") == 1
     assert "[Exec]\nBoot=yes\n" in text and "[Network]\nZone=apps\n" in text and warnings == []
     assert fleet_plan.is_fleet_managed(text)
@@ -39,10 +46,10 @@ def test_settings_and_resources_are_validated_by_their_own_logic(tmp_path, machi
     assert message in str(info.value)
 
 
-def test_settings_file_next_to_the_image_is_warned_about(tmp_path):
+def test_settings_file_next_to_the_image_is_warned_about(tmp_path, monkeypatch):
     ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path / "etc"), str(tmp_path), False, "on_change")
     (tmp_path / "web.nspawn").write_text("[Network]\nPrivate=no\n")
-    _text, warnings = fleet_io.render_settings(ctx, fleet.Machine("web"), "machines[web]")
+    _text, warnings = _settings(ctx, fleet.Machine("web"), monkeypatch)
     assert "web.nspawn exists next to the image" in warnings[0]
 
 
@@ -90,7 +97,7 @@ def test_a_missing_bind_source_fails_the_fleet_before_any_change(tmp_path):
     machine = fleet.Machine("b", settings={"bind": [f"{tmp_path}/nope:/src:idmap"]}, state="stopped")
     with pytest.raises(fleet.FleetError, match=re.escape(f"machines[b].settings: bind: '{tmp_path}/nope:/src:idmap': "
                                                          f"the source {tmp_path}/nope does not exist on the host")):
-        fleet_io.render_machine(ctx, machine)
+        fleet_io.render_all(ctx, [machine])
 
 
 @pytest.fixture

@@ -125,11 +125,18 @@ def test_a_unit_systemd_has_not_reloaded_is_reloaded_before_it_starts(tmp_path):
 def test_need_daemon_reload_left_by_set_property_does_not_reload_every_run():
     """Regression (full-suite run): systemd 252 leaves NeedDaemonReload=yes after set-property --runtime;
     reloading for it made every run after a live limit change report a change."""
-    desired = fleet_plan.Desired(fleet.Machine("db"), "", "/etc/systemd/system/systemd-nspawn@db.service.d/50-corral-resources.conf",
-                                 "[Service]\nMemoryMax=768M\n", None, resources={"MemoryMax": "768M"})
-    loaded = {"NeedDaemonReload": "yes", "DropInPaths": desired.dropin_path, "MemoryMax": str(768 * 1024 ** 2)}
-    assert fleet_plan.load_stale(desired, fleet_plan.Current(unit=loaded)) is False
+    desired = resources.ResourcesItem("db", "/etc/systemd/system/systemd-nspawn@db.service.d/50-corral-resources.conf",
+                                      {"MemoryMax": "768M"})
+    loaded = {"NeedDaemonReload": "yes", "DropInPaths": desired.path, "MemoryMax": str(768 * 1024 ** 2)}
+    assert _stale(desired, fleet_plan.Current(unit=loaded)) is False
     # a killed run: the drop-in on disk says 768M, systemd still runs with 512M, or never loaded the file
-    assert fleet_plan.load_stale(desired, fleet_plan.Current(unit=dict(loaded, MemoryMax=str(512 * 1024 ** 2)))) is True
-    assert fleet_plan.load_stale(desired, fleet_plan.Current(unit=dict(loaded, DropInPaths=""))) is True
-    assert fleet_plan.load_stale(desired, fleet_plan.Current(unit=dict(loaded, NeedDaemonReload="no", DropInPaths=""))) is False
+    assert _stale(desired, fleet_plan.Current(unit=dict(loaded, MemoryMax=str(512 * 1024 ** 2)))) is True
+    assert _stale(desired, fleet_plan.Current(unit=dict(loaded, DropInPaths=""))) is True
+    assert _stale(desired, fleet_plan.Current(unit=dict(loaded, NeedDaemonReload="no", DropInPaths=""))) is False
+
+
+def _stale(item, current):
+    """The fleet's reload decision for one machine whose drop-in on disk is as planned: the resources plan's."""
+    state = resources.ResourcesState(files={item.path: (resources.render_dropin(item.desired), 0o644, None)},
+                                     shown={item.name: current.unit})
+    return resources.plan([item], state).items[0].stale

@@ -62,8 +62,8 @@ def test_attachment_errors(item, message):
 ])
 def test_network_modes_render_settings(network, settings, expected, tmp_path):
     ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
-    text, _w = fleet_io.render_settings(ctx, fleet.merge_machine({}, {"name": "m", "network": network,
-                                                                      "settings": settings}), "m")
+    text = fleet_io.plan_settings(ctx, [fleet.merge_machine({}, {"name": "m", "network": network,
+                                                                 "settings": settings})]).items[0].content
     assert expected in text
 
 
@@ -71,7 +71,7 @@ def test_network_mode_contradicting_settings_is_refused(tmp_path):
     ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
     machine = fleet.merge_machine({}, {"name": "m", "network": "host", "settings": {"private_network": True}})
     with pytest.raises(fleet.FleetError, match="network='host' means private_network=false"):
-        fleet_io.render_settings(ctx, machine, "machines[m]")
+        fleet_io.settings_item(ctx, machine)
 
 
 # ---------------------------------------------------------------- links inside the container
