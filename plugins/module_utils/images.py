@@ -45,7 +45,6 @@ from ansible_collections.corral.nspawn.plugins.module_utils.values import (
 )
 
 
-DEFAULT_MACHINES_DIR = shared.MACHINES_DIR
 IMPORTD_DIR = "/var/lib/machines"  # systemd-importd always imports here
 RECORD = ".corral-image"           # inside the root: the build id (legacy roots: how it was made)
 STATE_DIR = ".corral"              # beside the roots; never a machine name (those cannot start with '.')
@@ -57,7 +56,7 @@ BTRFS_MAGIC = "btrfs"
 IMAGE_OPTION_SPEC: Dict[str, dict] = dict(
     name=dict(type="str", required=True),
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    machines_dir=dict(type="path", default=DEFAULT_MACHINES_DIR),
+    machines_dir=dict(type="path", default=shared.MACHINES_DIR),
     source=dict(type="str", choices=list(backends.SOURCES)),
     force=dict(type="bool", default=False),
     suite=dict(type="str"),
@@ -375,7 +374,8 @@ def plan_item(params: dict, paths: Paths, current: Current) -> ItemPlan:
         if not params.get("source"):
             raise ImageError(f"source: required to create {paths.root} (it does not exist)")
         todo.action = "create"
-        todo.changes.append(f"create {_target(paths, params)} from {describe_source(params)}")
+        todo.changes.append(f"create {paths.raw if params['source'] == 'raw' else paths.root} from "
+                            f"{describe_source(params)}")
         return todo
     if current.kind == "symlink":
         target = current.real or os.path.normpath(os.path.join(paths.machines_dir, current.target or ""))
@@ -414,10 +414,6 @@ def _plan_absent(params: dict, paths: Paths, current: Current, todo: ItemPlan) -
     return todo
 
 
-def _target(paths: Paths, params: dict) -> str:
-    return paths.raw if params.get("source") == "raw" else paths.root
-
-
 def describe_source(params: dict) -> str:
     source = params["source"]
     detail = {"debootstrap": params.get("suite"), "clone": params.get("clone_from"),
@@ -425,12 +421,6 @@ def describe_source(params: dict) -> str:
               "raw": params.get("path") or params.get("url"), "mkosi": params.get("mkosi_directory"),
               "dnf": f"releasever {params.get('releasever')}"}.get(source)
     return f"{source} ({detail})" if detail else source
-
-
-def setup_words(params: dict, actions: List[str]) -> List[str]:
-    """What a fresh build reports for its preparation: the actions done for a copy (check mode read its
-    source), the generic words for an archive or a bootstrap, whose content check mode cannot read."""
-    return actions if params["source"] in backends.COPY_SOURCES else images_setup.predict(params)
 
 
 def _plan_setup(todo: ItemPlan, state: ImageState) -> None:

@@ -178,7 +178,10 @@ def build(module, params: dict, paths: Paths, todo: ItemPlan, timings: dict) -> 
         started = time.monotonic()
         if not raw:
             prepared = images_setup_io.prepare(module, target, params, fresh=True)
-            words, warnings = images.setup_words(params, prepared.changes), prepared.warnings
+            # What a fresh build reports: the actions done for a copy (check mode read its source), the
+            # generic words for an archive or a bootstrap, whose content check mode cannot read.
+            copied = params["source"] in backends.COPY_SOURCES
+            words, warnings = prepared.changes if copied else images_setup.predict(params), prepared.warnings
             # Never open(target/RECORD): an imported tarball may have put a symlink there.
             with rootfs.RootFS(target) as fs:
                 fs.write(RECORD, images.build_id_text(build_id), 0o644, owner=(0, 0))
@@ -270,7 +273,7 @@ def ensure_image(module, params: dict) -> dict:
     Raises ImageError, SetupError or CommandError; nothing is changed before validation passed.
     """
     started = time.monotonic()
-    layout = Layout(machines_dir=params.get("machines_dir") or images.DEFAULT_MACHINES_DIR)
+    layout = Layout.from_params(params)
     todo = images.plan([params], read(module, layout, [params]))
     item = next(iter(todo.items.values()))
     outcome = None if module.check_mode else apply(module, layout, todo)[item.paths.name]

@@ -133,14 +133,9 @@ def _read_password(module, params: dict, state: setup.RootState) -> Optional[str
     return hash_password(module, params["root_password"])
 
 
-def _lstat_mode(fs: rootfs.RootFS, rel: str) -> Optional[int]:
-    info = fs.lstat(rel)
-    return None if info is None else info.st_mode
-
-
 _READERS = {
     "file": lambda module, fs, name, params, state: fs.read_with_stat(name),
-    "lstat": lambda module, fs, name, params, state: _lstat_mode(fs, name),
+    "lstat": lambda module, fs, name, params, state: getattr(fs.lstat(name), "st_mode", None),
     "dir": lambda module, fs, name, params, state: fs.is_dir(name),
     "list": lambda module, fs, name, params, state: fs.listdir(name),
     "unit": lambda module, fs, name, params, state: read_unit(fs, name),
