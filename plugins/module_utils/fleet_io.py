@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, read_text
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
     FLEET_HEADER, FLEET_MARKER, FleetError, Machine, desired_machines, image_options_for, image_params, machine_attachment,
     validate_image, validate_template,
@@ -36,7 +36,8 @@ from ansible_collections.corral.nspawn.plugins.module_utils.fleet_plan import (
 )
 from ansible_collections.corral.nspawn.plugins.module_utils import images, images_io, images_setup, resources_io
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils, machine_io
-from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, networkd, nspawn_settings, nspawn_settings_io
+from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, network_io, networkd, nspawn_settings
+from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings_io
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
 from ansible_collections.corral.nspawn.plugins.module_utils import shared, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
@@ -72,15 +73,16 @@ class Context:
 
 def render_all(ctx: Context, machines: List[Machine]) -> List[Desired]:
     """Validate every machine (each resource by its own logic) and plan every settings file; no I/O but reads."""
-    desired, errors = [], []
+    desired, items, errors = [], [], []
     for machine in machines:
         try:
+            items.append(settings_item(ctx, machine))
             desired.append(render_machine(ctx, machine))
         except FleetError as exc:
             errors.append(str(exc))
-    try:
-        settings = plan_settings(ctx, machines)
-    except FleetError as exc:
+    try:   # every item's problems, also of a machine that failed above for another reason
+        settings = plan_settings(ctx, items)
+    except nspawn_settings.SettingsError as exc:
         errors.append(str(exc))
     if errors:
         raise FleetError("invalid fleet: " + "; ".join(errors), errors=errors)
@@ -127,22 +129,10 @@ def settings_item(ctx: Context, machine: Machine) -> nspawn_settings.SettingsIte
                                         f"{label}.settings", f"{label}: settings", ctx.machines_dir, FLEET_MARKER)
 
 
-def plan_settings(ctx: Context, machines: List[Machine]) -> nspawn_settings.SettingsPlan:
-    """Every machine's .nspawn file through the settings resource: one read (no systemd version), the pure
-    plan; one FleetError naming every machine's problem."""
-    items, errors = [], []
-    for machine in machines:
-        try:
-            items.append(settings_item(ctx, machine))
-        except FleetError as exc:
-            errors.append(str(exc))
-    try:
-        planned = nspawn_settings.plan(items, nspawn_settings_io.read(ctx.module, items, version=False))
-    except nspawn_settings.SettingsError as exc:
-        errors.append(str(exc))
-    if errors:
-        raise FleetError("; ".join(errors))
-    return planned
+def plan_settings(ctx: Context, items: List[nspawn_settings.SettingsItem]) -> nspawn_settings.SettingsPlan:
+    """The machines' .nspawn files through the settings resource: one read (no systemd version), the pure plan
+    (a SettingsError names every item's problem)."""
+    return nspawn_settings.plan(items, nspawn_settings_io.read(ctx.module, items, version=False))
 
 
 def check_addresses(params: dict, machines: List[Machine], network_dir: str = networkd.NETWORK_DIR) \
@@ -154,7 +144,7 @@ def check_addresses(params: dict, machines: List[Machine], network_dir: str = ne
     """
     zones = [z for z in params.get("network_zones") or [] if isinstance(z, dict)]
     nets = netmodel.known_networks(zones, params.get("network_bridges") or [],
-                                   netmodel.host_networks(read_network_files(network_dir)))
+                                   netmodel.host_networks(network_io.read_dir(network_dir)))
     wanted = [netmodel.Wanted(m.name, machine_attachment(m)["kind"], machine_attachment(m)["name"],
                               [(k, getattr(m, k)) for k in ("address", "address6") if getattr(m, k)])
               for m in machines]
@@ -162,21 +152,6 @@ def check_addresses(params: dict, machines: List[Machine], network_dir: str = ne
     if plan.errors:
         raise FleetError("invalid addresses: " + "; ".join(plan.errors), errors=plan.errors)
     return plan.warnings, nets
-
-
-def read_network_files(directory: str) -> Dict[str, str]:
-    """``{path: text}`` of corral's zone/bridge ``.network`` files on the host (read only)."""
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return {}
-    files = {}
-    for name in names:
-        if name.startswith(networkd.FILE_PREFIX) and name.endswith(".network"):
-            text = read_text(os.path.join(directory, name))
-            if text is not None:
-                files[os.path.join(directory, name)] = text
-    return files
 
 
 def check_prune_all(items: List[dict], prune_flag: bool, prune_all: bool, victims: List[str]) -> None:
@@ -320,14 +295,13 @@ def apply_files(ctx: Context, plans: List[MachinePlan]) -> None:
         systemd.daemon_reload(ctx.module)
 
 
-def apply_runtime(ctx: Context, plans: List[MachinePlan], wait: bool, timeout: int) -> List[str]:
+def apply_runtime(ctx: Context, plans: List[MachinePlan], how: Dict[str, machine_utils.WaitSpec]) -> List[str]:
     """Live limits, then the machine logic's enable/disable, stop, restart and start (batched); returns warnings."""
     for plan in plans:
         if plan.live and plan.runtime not in ("stop", "restart"):
             # set-property --runtime (resets of removed limits included), verified with systemctl show
             resources_io.apply_live(ctx.module, plan.name, plan.live)
-    outcomes = machine_io.apply(ctx.module, [p.runtime_plan for p in plans if p.runtime_plan],
-                                wait_specs(plans, wait, timeout))
+    outcomes = machine_io.apply(ctx.module, [p.runtime_plan for p in plans if p.runtime_plan], how)
     return check_outcomes(outcomes)
 
 
@@ -445,7 +419,7 @@ def run_fleet(module) -> dict:
     warnings += [w for d in desired for w in d.warnings]
     if not module.check_mode:
         apply_files(ctx, plans)
-        warnings += apply_runtime(ctx, plans, params["wait"], params["timeout"])
+        warnings += apply_runtime(ctx, plans, wait_specs(desired, params["wait"], params["timeout"]))
         prune(ctx, pruned, units)
     warnings += purge(ctx, pruned) if params["purge"] else []
     seen, seen_warnings = observed_addresses(ctx, plans, desired, currents, params["wait"], nets)

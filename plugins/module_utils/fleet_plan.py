@@ -59,7 +59,6 @@ class MachinePlan:
     name: str
     image: Optional[dict] = None          # the image step's outcome: changed, created, changes, diff
     files: List[FileResult] = field(default_factory=list)
-    settings_changed: bool = False
     resources_changed: bool = False
     reload_needed: bool = False           # systemd has not loaded the unit's files on disk (a run died before reload)
     restart_needed: bool = False          # a change needs a restart of a running machine
@@ -68,8 +67,6 @@ class MachinePlan:
     pending_restart: bool = False
     live: Optional[object] = None  # the resources logic's LivePlan for the running unit (no restart)
     runtime_plan: Optional[machine_utils.Plan] = None   # the machine logic's plan (enable, start/stop/restart)
-    wait: Optional[str] = None            # how to wait after a start: system | unit | none (None: the fleet's)
-    timeout: Optional[int] = None         # seconds (None: the fleet's timeout)
     changes: List[str] = field(default_factory=list)
 
     @property
@@ -98,7 +95,6 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     if image and image.get("deferred"):
         plan.restart_needed = True  # first-boot changes wait for the machine to stop (setup_running=defer)
     if settings.changed:
-        plan.settings_changed = True
         plan.changes.append(f"settings: {adopted}" if adopted else f"settings: {settings.action} {settings.path}")
         plan.restart_needed = plan.restart_needed or settings_restart
     elif current.stale:
@@ -128,10 +124,8 @@ def plan_desired(desired: Desired, current: Current, image: Optional[dict], defa
     """Every action for one machine from the settings and resources plans of its files and limits, what was
     read, and the image step's outcome."""
     machine, settings = desired.machine, desired.settings
-    plan = plan_machine(machine, current, settings.file, limits.file, image, machine.restart or default_policy,
+    return plan_machine(machine, current, settings.file, limits.file, image, machine.restart or default_policy,
                         settings.restart_required, limits.live, limits.stale, settings.takeover)
-    plan.wait, plan.timeout = wait_mode(machine), machine.timeout
-    return plan
 
 
 def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dict]:
@@ -148,9 +142,10 @@ def wait_mode(machine: Machine) -> Optional[str]:
     return "system" if machine.wait else None
 
 
-def wait_specs(plans: List[MachinePlan], wait: bool, timeout: int) -> Dict[str, Tuple[str, float]]:
+def wait_specs(desired: List[Desired], wait: bool, timeout: int) -> Dict[str, Tuple[str, float]]:
     """Per machine: how to wait after a start and for how long (machine values over the fleet's)."""
-    return {p.name: (p.wait or ("system" if wait else "none"), p.timeout or timeout) for p in plans}
+    return {d.machine.name: (wait_mode(d.machine) or ("system" if wait else "none"), d.machine.timeout or timeout)
+            for d in desired}
 
 
 def machine_result(plan: MachinePlan, machine: Machine, current: Current) -> dict:

@@ -242,11 +242,6 @@ def conflicts(values: Dict[str, Value]) -> List[str]:
 
 # ---------------------------------------------------------------- extra keys
 
-def _known_keys() -> Dict[str, str]:
-    """'Section.Key' -> option, for suggestions."""
-    return {f"{section}.{key}": option for (section, key), option in BY_KEY.items()}
-
-
 def _extra_key_error(section: str, key: str) -> Optional[str]:
     label = f"extra.{section}.{key}"
     option = BY_KEY.get((section, key))

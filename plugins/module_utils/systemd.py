@@ -296,9 +296,3 @@ def list_images(module) -> List[dict]:
     """Images machined finds in /var/lib/machines and the other image directories."""
     return _json(module, ["machinectl", "--no-pager", "--output=json", "list-images"])
 
-
-__all__ = ["CommandError", "SystemdError", "argv_byte_limit", "argv_bytes", "argv_chunks", "run_chunked",
-           "unit_name", "parse_show", "is_enabled", "show", "show_unit",
-           "systemctl", "enable_and_start", "daemon_reload", "set_property_runtime", "enable", "disable", "start", "stop",
-           "restart", "reset_failed", "unit_status", "journal_tail", "failure_report", "system_state",
-           "machined_error", "image_info", "list_machines", "list_images", "MACHINES_TARGET"]

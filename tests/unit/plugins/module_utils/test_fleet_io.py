@@ -20,7 +20,7 @@ def _settings(ctx, machine, monkeypatch):
     """The machine's .nspawn file as the fleet plans it (through the settings resource); the test's settings_dir
     stands for /etc/systemd/nspawn, a trusted one (privileged keys outside it are warned about, as by settings)."""
     monkeypatch.setattr(nspawn_settings, "TRUSTED_DIRS", (ctx.settings_dir,))
-    one = fleet_io.plan_settings(ctx, [machine]).items[0]
+    one = fleet_io.plan_settings(ctx, [fleet_io.settings_item(ctx, machine)]).items[0]
     return one.content, one.warnings
 
 

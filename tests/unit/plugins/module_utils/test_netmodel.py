@@ -62,8 +62,8 @@ def test_attachment_errors(item, message):
 ])
 def test_network_modes_render_settings(network, settings, expected, tmp_path):
     ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path), str(tmp_path), False, "on_change")
-    text = fleet_io.plan_settings(ctx, [fleet.merge_machine({}, {"name": "m", "network": network,
-                                                                 "settings": settings})]).items[0].content
+    machine = fleet.merge_machine({}, {"name": "m", "network": network, "settings": settings})
+    text = fleet_io.plan_settings(ctx, [fleet_io.settings_item(ctx, machine)]).items[0].content
     assert expected in text
 
 
