@@ -192,18 +192,25 @@ class RootFS:
 
     # ------------------------------------------------------------ reads
 
-    def lstat(self, rel: str) -> Optional[os.stat_result]:
-        """stat of the entry itself (a symlink is not followed); None when absent."""
+    def _entry(self, rel: str, call, absent, errors=(FileNotFoundError,),
+               missing=(FileNotFoundError, NotADirectoryError)):
+        """``call(name, dir_fd)`` on the entry ``rel`` itself (its last component is not followed);
+        ``absent`` when finding its directory raises one of ``missing``, or ``call`` one of ``errors``."""
         try:
             fd, name = self._parent(rel)
-        except FileNotFoundError:
-            return None
+        except missing:
+            return absent
         try:
-            return os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
+            return call(name, fd)
+        except errors:
+            return absent
         finally:
             os.close(fd)
+
+    def lstat(self, rel: str) -> Optional[os.stat_result]:
+        """stat of the entry itself (a symlink is not followed); None when absent."""
+        return self._entry(rel, lambda name, fd: os.stat(name, dir_fd=fd, follow_symlinks=False), None,
+                           missing=(FileNotFoundError,))
 
     def stat(self, rel: str) -> Optional[os.stat_result]:
         """stat of what ``rel`` resolves to inside the root; None when absent (or a dangling link)."""
@@ -226,11 +233,10 @@ class RootFS:
         return None if found is None else found[0]
 
     def read_with_stat(self, rel: str, limit: int = READ_LIMIT) -> Optional[Tuple[str, os.stat_result]]:
-        """(text, fstat of the same open file) so owner and mode belong to the content read; None when absent."""
-        found = self._read(rel, limit)
-        return None if found is None else (found[0].decode("utf-8", errors="surrogateescape"), found[1])
+        """(text, fstat of the same open file) so owner and mode belong to the content read; None when absent.
 
-    def _read(self, rel: str, limit: int) -> Optional[Tuple[bytes, os.stat_result]]:
+        Only a regular file of at most ``limit`` bytes is read; anything else is refused (RootError).
+        """
         try:
             # O_PATH first: opening a device or FIFO for reading can have side effects or block.
             path_fd = self._open(rel, os.O_PATH)
@@ -256,7 +262,7 @@ class RootFS:
             content = b"".join(chunks)
             if len(content) > limit:
                 raise RootError(f"refusing to read {self.label(rel)}: more than {limit} bytes")
-            return content, os.fstat(fd)
+            return content.decode("utf-8", errors="surrogateescape"), os.fstat(fd)
         finally:
             os.close(fd)
 
@@ -273,16 +279,7 @@ class RootFS:
 
     def readlink(self, rel: str) -> Optional[str]:
         """Target of a symlink (not followed); None when absent or not a link."""
-        try:
-            fd, name = self._parent(rel)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        try:
-            return os.readlink(name, dir_fd=fd)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
+        return self._entry(rel, lambda name, fd: os.readlink(name, dir_fd=fd), None, errors=(OSError,))
 
     # ------------------------------------------------------------ writes
 
@@ -358,17 +355,10 @@ class RootFS:
 
     def unlink(self, rel: str) -> bool:
         """Remove the entry itself (a symlink is removed, not its target); False when absent."""
-        try:
-            fd, name = self._parent(rel)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        try:
-            os.unlink(name, dir_fd=fd)
+        def remove(name: str, dir_fd: int) -> bool:
+            os.unlink(name, dir_fd=dir_fd)
             return True
-        except FileNotFoundError:
-            return False
-        finally:
-            os.close(fd)
+        return self._entry(rel, remove, False)
 
     def symlink(self, target: str, rel: str) -> None:
         """Create (or replace) the symlink ``rel`` -> ``target``; the target is never resolved here."""
