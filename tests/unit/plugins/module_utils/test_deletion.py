@@ -21,8 +21,8 @@ from ansible_collections.corral.nspawn.plugins.module_utils import images_io, im
 
 from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.fleet_fakes import (
     FakeHost, FakeModule as FleetModule, _snapshot)
-from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.test_images import (
-    FakeModule as ImageModule, make_template, params)
+from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.images_fakes import (
+    FakeModule as ImageModule, params)
 
 
 class HostModule(FleetModule):
@@ -30,14 +30,6 @@ class HostModule(FleetModule):
 
     def get_bin_path(self, name, *args, **kwargs):
         return None if name in ("systemctl", "machinectl", "importctl") else shutil.which(name)
-
-
-@pytest.fixture
-def machines(tmp_path):
-    mdir = tmp_path / "machines"
-    mdir.mkdir()
-    make_template(str(mdir / "tmpl"))
-    return str(mdir)
 
 
 def build(machines, name):

@@ -15,7 +15,7 @@ import pytest
 from ansible_collections.corral.nspawn.plugins.module_utils import images_setup_io as setup
 from ansible_collections.corral.nspawn.plugins.module_utils import passwd
 
-from .test_images import FakeModule
+from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.images_fakes import FakeModule
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
