@@ -251,15 +251,9 @@ def read_units(module, names: List[str]) -> machine_utils.RuntimeState:
 
 def current_of(ctx: Context, desired: Desired, state: machine_utils.RuntimeState) -> Current:
     name = desired.machine.name
-    unit, runtime = state.units.get(name, {}), state.current(name)
-    return Current(
-        root_exists=os.path.isdir(ctx.root(name)),
-        active=unit.get("ActiveState", "inactive"),
-        enabled=runtime.enabled,
-        target_enabled=runtime.target_enabled,
-        unit=unit,
-        stale=machine_utils.pending_restart(runtime, machine_io.settings_mtimes(name, (ctx.settings_dir,))),
-    )
+    runtime = state.current(name)
+    return Current(**vars(runtime), root_exists=os.path.isdir(ctx.root(name)), unit=state.units.get(name, {}),
+                   stale=machine_utils.pending_restart(runtime, machine_io.settings_mtimes(name, (ctx.settings_dir,))))
 
 
 def managed_machines(settings_dir: str) -> List[str]:

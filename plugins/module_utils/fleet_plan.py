@@ -20,24 +20,18 @@ from ansible_collections.corral.nspawn.plugins.module_utils.files import FileRes
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, Machine, machine_attachment
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
-from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, nspawn_settings, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import resources as resources_utils
 
 
 @dataclass
-class Current:
-    """What is on the host for one machine now."""
+class Current(machine_utils.Current):
+    """What is on the host for one machine now: its unit as the machine logic reads it (with machines.target),
+    its root, every property of the batched show, and whether a restart is pending."""
 
     root_exists: bool = False
-    active: str = "inactive"  # systemd ActiveState of systemd-nspawn@NAME.service
-    enabled: bool = False
-    target_enabled: bool = True  # machines.target (read in the same show): disabled, no machine starts at boot
     unit: dict = field(default_factory=dict)  # every property read by the batched systemctl show
     stale: bool = False  # running since before its current settings file was written (a pending restart)
-
-    @property
-    def running(self) -> bool:
-        return systemd.is_running({"ActiveState": self.active})
 
 
 @dataclass
@@ -110,9 +104,8 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
         plan.live = live if live.assignments else None
         plan.changes.extend(f"resources live: {change}" for change in live.changes if not dropin.changed)
         plan.restart_needed = plan.restart_needed or bool(live.pending and dropin.changed)
-    runtime = machine_utils.plan(machine.name, machine.state, machine.enabled, machine_utils.Current(
-        machine.name, current.active, enabled=current.enabled, target_enabled=current.target_enabled),
-        plan.restart_needed, policy, terse=True)
+    runtime = machine_utils.plan(machine.name, machine.state, machine.enabled, current, plan.restart_needed, policy,
+                                 terse=True)
     plan.enable, plan.runtime, plan.pending_restart = runtime.enable, runtime.runtime, runtime.pending_restart
     plan.runtime_plan = runtime
     plan.changes.extend(runtime.changes)

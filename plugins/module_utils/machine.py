@@ -43,7 +43,7 @@ class MachineError(CorralError):
 class Current:
     """The container unit as systemd reports it now."""
 
-    name: str
+    name: str = ""
     active: str = "inactive"          # ActiveState of systemd-nspawn@NAME.service
     sub: str = "dead"
     enabled: bool = False             # the instance is wanted by machines.target
