@@ -285,7 +285,7 @@ def apply_files(ctx: Context, plans: List[MachinePlan]) -> None:
         for result in plan.files:
             if result.changed:
                 resources_io.write(ctx.module, result)
-    if any(plan.resources_changed or plan.reload_needed for plan in plans):
+    if any(plan.reload_needed for plan in plans):
         systemd.daemon_reload(ctx.module)
 
 

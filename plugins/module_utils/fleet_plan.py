@@ -53,9 +53,7 @@ class MachinePlan:
     name: str
     image: Optional[dict] = None          # the image step's outcome: changed, created, changes, diff
     files: List[FileResult] = field(default_factory=list)
-    resources_changed: bool = False
-    reload_needed: bool = False           # systemd has not loaded the unit's files on disk (a run died before reload)
-    restart_needed: bool = False          # a change needs a restart of a running machine
+    reload_needed: bool = False           # daemon-reload: a drop-in written now, or one systemd never loaded
     enable: Optional[bool] = None         # True enable, False disable, None leave
     runtime: str = "none"                 # none | start | stop | restart
     pending_restart: bool = False
@@ -83,18 +81,19 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     ``adopted``: the settings plan's words for taking over a file the fleet did not write.
     """
     plan = MachinePlan(machine.name, image=image, files=[settings, dropin])
+    restart = False   # a change needs a restart of a running machine
     if image and image.get("changed"):
         plan.changes.extend(image.get("changes") or ["image: prepared"])
-        plan.restart_needed = bool(image.get("restart_required", not image.get("created")))
+        restart = bool(image.get("restart_required", not image.get("created")))
     if image and image.get("deferred"):
-        plan.restart_needed = True  # first-boot changes wait for the machine to stop (setup_running=defer)
+        restart = True  # first-boot changes wait for the machine to stop (setup_running=defer)
     if settings.changed:
         plan.changes.append(f"settings: {adopted}" if adopted else f"settings: {settings.action} {settings.path}")
-        plan.restart_needed = plan.restart_needed or settings_restart
+        restart = restart or settings_restart
     elif current.stale:
-        plan.restart_needed = True  # an earlier run changed the settings and did not restart
+        restart = True  # an earlier run changed the settings and did not restart
     if dropin.changed:
-        plan.resources_changed = True
+        plan.reload_needed = True
         plan.changes.append(f"resources: {dropin.action} {dropin.path}")
     elif load_stale if load_stale is not None else current.unit.get("NeedDaemonReload") == "yes":
         # e.g. a run killed between writing the drop-in and daemon-reload: a start would use the old limits
@@ -103,9 +102,8 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     if live is not None and current.running and machine.state != "stopped":
         plan.live = live if live.assignments else None
         plan.changes.extend(f"resources live: {change}" for change in live.changes if not dropin.changed)
-        plan.restart_needed = plan.restart_needed or bool(live.pending and dropin.changed)
-    runtime = machine_utils.plan(machine.name, machine.state, machine.enabled, current, plan.restart_needed, policy,
-                                 terse=True)
+        restart = restart or bool(live.pending and dropin.changed)
+    runtime = machine_utils.plan(machine.name, machine.state, machine.enabled, current, restart, policy, terse=True)
     plan.enable, plan.runtime, plan.pending_restart = runtime.enable, runtime.runtime, runtime.pending_restart
     plan.runtime_plan = runtime
     plan.changes.extend(runtime.changes)

@@ -167,16 +167,22 @@ def format_cpus(cpus: List[int]) -> str:
 
 # ---------------------------------------------------------------- normalisers (one per kind)
 
-def _memory(value) -> str:
-    text = str(value).strip()
+def _share(text: str) -> Optional[str]:
+    """'infinity', or a percentage above 0% and at most 100% (of RAM, of the kernel's task limit) in our
+    spelling; None when ``text`` is neither (an absolute value)."""
     if text == INFINITY:
         return INFINITY
-    if text.endswith("%"):
-        permyriad = parse_percent(text)
-        if not 0 < permyriad <= 10000:
-            raise ValueError(text)
-        return format_percent(permyriad)
-    return format_size(parse_size(text))
+    if not text.endswith("%"):
+        return None
+    permyriad = parse_percent(text)
+    if not 0 < permyriad <= 10000:   # more than 100% is refused
+        raise ValueError(text)
+    return format_percent(permyriad)
+
+
+def _memory(value) -> str:
+    text = str(value).strip()
+    return _share(text) or format_size(parse_size(text))
 
 
 def _quota(value) -> str:
@@ -206,13 +212,8 @@ def _cpus(value) -> str:
 
 def _tasks(value) -> str:
     text = str(value).strip()
-    if text == INFINITY:
-        return text
-    if text.endswith("%"):
-        permyriad = parse_percent(text)
-        if not 0 < permyriad <= 10000:   # a share of the kernel's limit: more than 100% is refused
-            raise ValueError(text)
-        return format_percent(permyriad)
+    if _share(text):
+        return _share(text)
     if not text.isdigit() or int(text) < 1:
         raise ValueError(text)
     return str(int(text))
