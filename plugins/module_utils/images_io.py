@@ -161,48 +161,44 @@ def read(module, layout: Layout, items: List[dict]) -> List[ImageState]:
 
 # ---------------------------------------------------------------- apply
 
-def build(module, params: dict, paths: Paths, todo: ItemPlan, timings: dict) -> Tuple[List[str], List[str]]:
-    """Staging build, post-setup in staging, then rename into place; staging is removed on any failure."""
+def build(module, todo: ItemPlan, outcome: dict) -> None:
+    """Staging build, post-setup in staging, then rename into place (a rebuilt root's old one goes to the
+    backup dir first); staging is removed on any failure. Timings and the preparation's words go to ``outcome``."""
+    params, paths, timings = todo.params, todo.paths, outcome["timings"]
     os.makedirs(paths.machines_dir, mode=0o700, exist_ok=True)
     build_id = secrets.token_hex(16)
     paths.import_name = backends_io.new_import_name() if params["source"] in backends.IMPORT_SOURCES else ""
     tree.make_marked_dir(paths, paths.staging, paths.import_name)
     raw = params["source"] == "raw"
-    target = os.path.join(paths.staging, "root.raw" if raw else "root")
-    words: List[str] = []
-    warnings: List[str] = []
+    built, final = os.path.join(paths.staging, "root.raw" if raw else "root"), paths.raw if raw else paths.root
     try:
         started = time.monotonic()
-        backends_io.make_root(module, params, paths, target)
+        backends_io.make_root(module, params, paths, built)
         timings["build"] = round(time.monotonic() - started, 3)
         started = time.monotonic()
         if not raw:
-            prepared = images_setup_io.prepare(module, target, params, fresh=True)
+            prepared = images_setup_io.prepare(module, built, params, fresh=True)
             # What a fresh build reports: the actions done for a copy (check mode read its source), the
             # generic words for an archive or a bootstrap, whose content check mode cannot read.
             copied = params["source"] in backends.COPY_SOURCES
-            words, warnings = prepared.changes if copied else images_setup.predict(params), prepared.warnings
-            # Never open(target/RECORD): an imported tarball may have put a symlink there.
-            with rootfs.RootFS(target) as fs:
+            outcome["setup_words"] = prepared.changes if copied else images_setup.predict(params)
+            outcome["warnings"] = prepared.warnings
+            # Never open(built/RECORD): an imported tarball may have put a symlink there.
+            with rootfs.RootFS(built) as fs:
                 fs.write(RECORD, images.build_id_text(build_id), 0o644, owner=(0, 0))
         timings["setup"] = round(time.monotonic() - started, 3)
-        swap_into_place(module, paths, target, paths.raw if raw else paths.root, todo.action == "rebuild")
+        if todo.action == "rebuild":
+            tree.make_marked_dir(paths, paths.old)
+            os.rename(final, os.path.join(paths.old, os.path.basename(built)))
+            drop_host_record(paths)
+        os.rename(built, final)
+        tree.fsync_dir(paths.machines_dir)
+        if todo.action == "rebuild":
+            tree.discard(module, paths.old)
         write_host_record(paths, "raw" if raw else "directory", params, build_id)
     finally:
         if os.path.lexists(paths.staging):
             tree.discard(module, paths.staging)
-    return words, warnings
-
-
-def swap_into_place(module, paths: Paths, built: str, final: str, replace: bool) -> None:
-    if replace:
-        tree.make_marked_dir(paths, paths.old)
-        os.rename(final, os.path.join(paths.old, os.path.basename(built)))
-        drop_host_record(paths)
-    os.rename(built, final)
-    tree.fsync_dir(paths.machines_dir)
-    if replace:
-        tree.discard(module, paths.old)
 
 
 def stop_machine(module, name: str, timeout: float = 60) -> None:
@@ -250,7 +246,7 @@ def apply_one(module, todo: ItemPlan) -> dict:
         remove_image(module, todo.paths, todo.current)
     elif todo.action in ("create", "rebuild"):
         backends_io.check_tools(module, todo.params, todo.paths, [], building=True)   # a template built first exists now
-        outcome["setup_words"], outcome["warnings"] = build(module, todo.params, todo.paths, todo, timings)
+        build(module, todo, outcome)
     elif todo.setup is not None:
         begin = time.monotonic()
         with images_setup_io.confined(os.path.realpath(todo.paths.root)) as fs:

@@ -106,11 +106,6 @@ def dhcp_network(link: str) -> str:
                             ("Network", [("DHCP", "yes"), ("LinkLocalAddressing", "ipv6"), ("IPv6AcceptRA", "yes")])])
 
 
-def link_network_path(link: str) -> str:
-    """Where the root's networkd file for ``link`` goes (host0 keeps its historical name)."""
-    return HOST0_NETWORK if link == "host0" else f"etc/systemd/network/10-corral-{link.rstrip('*')}.network"
-
-
 def securetty_missing(text: str) -> List[str]:
     """The pts lines pam_securetty needs for machinectl login that ``text`` lacks."""
     present = {line.strip() for line in text.splitlines()}
@@ -147,11 +142,6 @@ def hash_salt(crypted: Optional[str]) -> Optional[Tuple[str, str]]:
     return None
 
 
-def authorized_keys_text(keys: List[str]) -> str:
-    body = "".join(key.strip() + "\n" for key in keys if key.strip())
-    return f"# {MANAGED_MARKER}: root's authorized keys.\n{body}"
-
-
 def wants_networkd(params: dict) -> bool:
     """enable_networkd, or by default when the root gets a network file (static address or links)."""
     if params.get("enable_networkd") is not None:
@@ -168,7 +158,9 @@ def network_files(params: dict) -> List[Tuple[str, str, str]]:
                                                    params.get("address6"), params.get("gateway6")), "host0 address"))
     for link in params.get("network_links") or []:
         if not (static and link == "host0"):
-            files.append((link_network_path(link), dhcp_network(link), f"{link} DHCP"))
+            # host0's file keeps its historical name
+            path = HOST0_NETWORK if link == "host0" else f"etc/systemd/network/10-corral-{link.rstrip('*')}.network"
+            files.append((path, dhcp_network(link), f"{link} DHCP"))
     return files
 
 
@@ -257,7 +249,8 @@ def plan_password(params: dict, state: RootState, out: SetupPlan) -> None:
 def plan_authorized_keys(params: dict, state: RootState, out: SetupPlan) -> None:
     if not state.get("dir", "root/.ssh"):
         out.add("authorized_keys: create root/.ssh", (("mkdir", "root/.ssh", 0o700),))
-    _file(state, "root/.ssh/authorized_keys", authorized_keys_text(params["authorized_keys"]), 0o600,
+    body = "".join(key.strip() + "\n" for key in params["authorized_keys"] if key.strip())
+    _file(state, "root/.ssh/authorized_keys", f"# {MANAGED_MARKER}: root's authorized keys.\n{body}", 0o600,
           "authorized_keys", out)
 
 
