@@ -23,8 +23,9 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import networkd, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import networkd, nspawn_settings, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
+from ansible_collections.corral.nspawn.plugins.module_utils.nspawn_settings import as_bool
 
 ATTACHMENT_KEYS = ("zone", "bridge", "network")
 NETWORK_MODES = ("veth", "host", "none")
@@ -58,17 +59,6 @@ def attachment_errors(label: str, zone, bridge, network) -> List[str]:
     return errors
 
 
-def as_bool(value) -> Optional[bool]:
-    if isinstance(value, bool) or value is None:
-        return value
-    text = str(value).strip().lower()
-    if text in ("yes", "true", "1", "on"):
-        return True
-    if text in ("no", "false", "0", "off"):
-        return False
-    return None
-
-
 def attachment(zone: Optional[str], bridge: Optional[str], network: Optional[str], settings: dict) -> dict:
     """``{kind, name}``: zone | bridge | veth | host | none (settings decide when no key is given)."""
     if zone is not None:
@@ -91,8 +81,7 @@ def attachment(zone: Optional[str], bridge: Optional[str], network: Optional[str
 
 def boots(settings: dict) -> bool:
     """Whether the container runs an init (networkd can run in it), not a command (``boot: false``, ``process_two``)."""
-    settings = settings if isinstance(settings, dict) else {}
-    return as_bool(settings.get("boot", True)) is not False and as_bool(settings.get("process_two", False)) is not True
+    return nspawn_settings.boots(settings if isinstance(settings, dict) else {})
 
 
 def network_settings(network: Optional[str]) -> dict:
