@@ -62,12 +62,6 @@ class Context:
     def layout(self) -> Layout:
         return Layout(self.machines_dir, self.settings_dir, self.units_dir)
 
-    def root(self, name: str) -> str:
-        return self.layout.root(name)
-
-    def settings_path(self, name: str) -> str:
-        return self.layout.settings_path(name)
-
 
 # ---------------------------------------------------------------- input: render every machine before any change
 
@@ -103,8 +97,8 @@ def render_machine(ctx: Context, machine: Machine) -> Desired:
     if image_options is not None:
         validate_image(ctx.machines_dir, machine.name, image_options, f"{label}.image")
     has_source = bool((image_options or {}).get("source"))
-    if not has_source and machine.state == "running" and not os.path.isdir(ctx.root(machine.name)):
-        raise FleetError(f"{label}: state=running needs a root, but {ctx.root(machine.name)} does not exist "
+    if not has_source and machine.state == "running" and not os.path.isdir(ctx.layout.root(machine.name)):
+        raise FleetError(f"{label}: state=running needs a root, but {ctx.layout.root(machine.name)} does not exist "
                          "and neither template nor image.source is given")
     dropin = resources_utils.dropin_path(machine.name, ctx.units_dir)
     return Desired(machine, resources_utils.ResourcesItem(machine.name, dropin, limits), image_options, warnings)
@@ -125,7 +119,7 @@ def settings_item(ctx: Context, machine: Machine) -> nspawn_settings.SettingsIte
             raise FleetError(f"{label}: network={machine.network!r} means {key}={str(value).lower()}, but "
                              f"settings.{key}={params[key]!r}; drop one of them")
         params[key] = value
-    return nspawn_settings.SettingsItem(machine.name, ctx.settings_path(machine.name), params, FLEET_HEADER,
+    return nspawn_settings.SettingsItem(machine.name, ctx.layout.settings_path(machine.name), params, FLEET_HEADER,
                                         f"{label}.settings", f"{label}: settings", ctx.machines_dir, FLEET_MARKER)
 
 
@@ -179,7 +173,7 @@ def image_items(ctx: Context, templates: List[dict], desired: List[Desired], cur
         options = dict(one.image_options)
         options.setdefault("setup_running", "defer" if (machine.restart or ctx.policy) == "never" else "apply")
         options["_running"] = current.running   # known from the batched show: no command per machine
-        if machine.template and not os.path.isdir(ctx.root(machine.template)):
+        if machine.template and not os.path.isdir(ctx.layout.root(machine.template)):
             # the template is built earlier in this run: its clone is predicted from what it will be a copy of
             options.update(_source_planned=True, _predict_from=predict_from.get(machine.template))
         options["_network_auto"] = "network_links" not in machine.image   # computed: a missing networkd warns
@@ -252,7 +246,7 @@ def read_units(module, names: List[str]) -> machine_utils.RuntimeState:
 def current_of(ctx: Context, desired: Desired, state: machine_utils.RuntimeState) -> Current:
     name = desired.machine.name
     runtime = state.current(name)
-    return Current(**vars(runtime), root_exists=os.path.isdir(ctx.root(name)), unit=state.units.get(name, {}),
+    return Current(**vars(runtime), root_exists=os.path.isdir(ctx.layout.root(name)), unit=state.units.get(name, {}),
                    stale=machine_utils.pending_restart(runtime, machine_io.settings_mtimes(name, (ctx.settings_dir,))))
 
 
@@ -315,7 +309,7 @@ def prune(ctx: Context, names: List[str], units: machine_utils.RuntimeState) -> 
     systemd.stop(ctx.module, [n for n in names if units.units.get(n, {}).get("ActiveState", "inactive") != "inactive"])
     systemd.disable(ctx.module, names)
     for name in names:
-        for path in (ctx.settings_path(name), resources_utils.dropin_path(name, ctx.units_dir)):
+        for path in (ctx.layout.settings_path(name), resources_utils.dropin_path(name, ctx.units_dir)):
             resources_io.write(ctx.module, FileResult(path, True, {}, "remove"))
     systemd.daemon_reload(ctx.module)
 

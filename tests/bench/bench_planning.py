@@ -101,7 +101,7 @@ class FakeModule:
 
 def present_images(ctx, items):
     for item in items:
-        os.makedirs(ctx.root(item["name"]), exist_ok=True)
+        os.makedirs(ctx.layout.root(item["name"]), exist_ok=True)
     return {item["name"]: {"changed": False, "created": False, "changes": []} for item in items}
 
 

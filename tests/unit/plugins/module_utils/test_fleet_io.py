@@ -104,7 +104,7 @@ def test_a_missing_bind_source_fails_the_fleet_before_any_change(tmp_path):
 def fake_images(monkeypatch, tmp_path):
     """Stand-ins for the single-purpose modules' logic: settings/resources render plain INI."""
     def ensure_image(ctx, options):
-        root = ctx.root(options["name"])
+        root = ctx.layout.root(options["name"])
         if os.path.isdir(root):
             return {"changed": False, "created": False, "changes": []}
         if not ctx.check_mode:
