@@ -144,10 +144,7 @@ def validate(params: dict) -> List[str]:
     for key, owners in _OWNERS.items():
         if _given(params, key) and source not in owners:
             errors.append(f"{key}: only used with source={'/'.join(sorted(owners))}, not with source={source}")
-    if source:
-        errors += _validate_source(params, source)
-    errors += _validate_setup(params, source)
-    return errors
+    return errors + _validate_source(params, source) + _validate_setup(params)
 
 
 # Ubuntu release code names debootstrap knows (its scripts directory); a Debian host's default mirror has none.
@@ -160,7 +157,7 @@ REQUIRED = {"debootstrap": ("suite",), "dnf": ("releasever", "packages"), "zyppe
             "mkosi": ("mkosi_directory",), "clone": ("clone_from",), "directory": ("path",)}
 
 
-def _validate_source(params: dict, source: str) -> List[str]:
+def _validate_source(params: dict, source: Optional[str]) -> List[str]:
     errors = [f"{key}: required with source={source}" for key in REQUIRED.get(source, ()) if not params.get(key)]
     if source in backends.IMPORT_SOURCES:
         errors += _validate_import(params, source)
@@ -200,7 +197,7 @@ def _validate_import(params: dict, source: str) -> List[str]:
     return errors
 
 
-def _validate_setup(params: dict, source: Optional[str]) -> List[str]:
+def _validate_setup(params: dict) -> List[str]:
     errors = []
     if params.get("hostname"):
         error = machine_name_error(params["hostname"])

@@ -71,7 +71,7 @@ def _openat2(dir_fd: int, path: str, flags: int) -> int:
     syscall = _syscall()
     for _attempt in range(64):
         fd = syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dir_fd), ctypes.c_char_p(os.fsencode(path)),
-                          ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+                     ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
         if fd >= 0:
             return fd
         err = ctypes.get_errno()
@@ -126,17 +126,14 @@ class RootFS:
     # ------------------------------------------------------------ resolution
 
     def _open(self, rel: str, flags: int) -> int:
-        """Open ``rel`` (symlinks followed, confined to the root) with ``flags``."""
+        """Open ``rel`` (symlinks followed, confined to the root) with ``flags``.
+
+        Without openat2, the portable resolver (_walk_once): one component at a time, never above the
+        root, symlinks resolved by us. A component swapped for a symlink between our readlink and our
+        open makes the O_NOFOLLOW open fail (ELOOP/ENOTDIR): the walk starts again, a few times, then fails.
+        """
         if self.use_openat2:
             return _openat2(self.fd, rel.lstrip("/") or ".", flags)
-        return self._walk_open(rel, flags)
-
-    def _walk_open(self, rel: str, flags: int) -> int:
-        """The portable resolver: one component at a time, never above the root, symlinks resolved by us.
-
-        A component swapped for a symlink between our readlink and our open makes the
-        O_NOFOLLOW open fail (ELOOP/ENOTDIR): the walk starts again, a few times, then fails.
-        """
         attempts = 8
         while True:
             try:

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import images, images_setup, images_setup_io, rootfs
+from ansible_collections.corral.nspawn.plugins.module_utils import images, images_setup, rootfs
 from ansible_collections.corral.nspawn.plugins.module_utils import images_io, machine_io
 from ansible_collections.corral.nspawn.tests.unit.fakes import FakeModule
 
