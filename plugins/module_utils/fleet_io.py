@@ -252,23 +252,7 @@ def current_of(ctx: Context, desired: Desired, state: machine_utils.RuntimeState
 
 def managed_machines(settings_dir: str) -> List[str]:
     """Names of machines whose .nspawn file carries the fleet header."""
-    try:
-        entries = sorted(os.listdir(settings_dir))
-    except FileNotFoundError:
-        return []
-    names = []
-    for entry in entries:
-        if entry.endswith(".nspawn") and is_fleet_managed(read_head(os.path.join(settings_dir, entry))):
-            names.append(entry[:-len(".nspawn")])
-    return names
-
-
-def read_head(path: str, size: int = 512) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(size)
-    except (FileNotFoundError, IsADirectoryError):
-        return None
+    return [name for name, text in nspawn_settings_io.read_dir(settings_dir).items() if is_fleet_managed(text)]
 
 
 # ---------------------------------------------------------------- apply (never in check mode)
