@@ -88,7 +88,7 @@ def test_run_main_fixture_uses_the_same_exit(run_main):
 
 def test_fake_module_gives_a_list_of_answers_in_turn_the_last_repeating(fake_module):
     module = fake_module(answers={("systemctl", "show"): [(0, "first", ""), (0, "second", "")]})
-    outs = [module.run_command(["systemctl", "show", "x"], expand_user_and_vars=False)[1] for _ in range(3)]
+    outs = [module.run_command(["systemctl", "show", "x"], expand_user_and_vars=False)[1] for _call in range(3)]
     assert outs == ["first", "second", "second"]
     module.run_command(["machinectl", "list"], expand_user_and_vars=False)
     assert module.verbs() == ["show", "show", "show", "machinectl"]
@@ -99,7 +99,7 @@ def test_fake_module_answers_threads_each_once(fake_module):
     module = fake_module(answers={("tool",): list(answers)})
     seen = []
     workers = [threading.Thread(target=lambda: seen.extend(
-        module.run_command(["tool"], expand_user_and_vars=False)[1] for _ in range(50))) for _ in range(4)]
+        module.run_command(["tool"], expand_user_and_vars=False)[1] for _call in range(50))) for _worker in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
