@@ -38,9 +38,9 @@ def read_text(path: str) -> Optional[str]:
         return None
 
 
-def is_managed(text: Optional[str]) -> bool:
-    """True when a file's text carries our managed-file header."""
-    return text is not None and any(MANAGED_MARKER in line for line in text.splitlines()[:3])
+def is_managed(text: Optional[str], marker: str = MANAGED_MARKER) -> bool:
+    """True when a file's text carries our managed-file header (``marker``: the fleet's, for its files)."""
+    return text is not None and any(marker in line for line in text.splitlines()[:3])
 
 
 def file_diff(path: str, before: Optional[str], after: Optional[str]) -> dict:

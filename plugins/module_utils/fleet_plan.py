@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult
+from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, is_managed
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, Machine, machine_attachment
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils
@@ -67,7 +67,7 @@ class MachinePlan:
 
 
 def is_fleet_managed(text: Optional[str]) -> bool:
-    return text is not None and any(FLEET_MARKER in line for line in text.splitlines()[:3])
+    return is_managed(text, FLEET_MARKER)
 
 
 def plan_machine(machine: Machine, current: Current, settings: FileResult, dropin: FileResult,

@@ -551,7 +551,7 @@ def takeover(item: SettingsItem, before: Optional[str]) -> Optional[str]:
 
     The settings module owns any corral.nspawn file; the fleet adopts what it did not write (prune may remove it).
     """
-    if before is None or any(item.marker in line for line in before.splitlines()[:3]):
+    if before is None or is_managed(before, item.marker):
         return None
     if item.marker == MANAGED_MARKER:
         return f"{item.path} was not written by corral.nspawn; it is replaced (see the diff for what it held)"
