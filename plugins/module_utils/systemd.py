@@ -295,4 +295,3 @@ def list_machines(module) -> List[dict]:
 def list_images(module) -> List[dict]:
     """Images machined finds in /var/lib/machines and the other image directories."""
     return _json(module, ["machinectl", "--no-pager", "--output=json", "list-images"])
-
