@@ -17,9 +17,8 @@ from __future__ import annotations
 import json
 from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nat, network_io, networkd, nft, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils import nat, network_io, networkd, nft, runner, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.files import read_file, read_text, write_result
-from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
 
 try:
     import nftables as _nftables
@@ -47,9 +46,9 @@ class Backend:
         if self.lib:
             rc, out, err = self.lib.cmd(text)
         elif text.lstrip().startswith("{"):
-            rc, out, err = run(self.module, [self.binary, "-j", "-f", "-"], check=False, data=text)
+            rc, out, err = runner.run(self.module, [self.binary, "-j", "-f", "-"], check=False, data=text)
         else:
-            rc, out, err = run(self.module, [self.binary, "-j", "-a", *text.split()], check=False)
+            rc, out, err = runner.run(self.module, [self.binary, "-j", "-a", *text.split()], check=False)
         if rc != 0:
             raise nft.NftError(f"nft: {err.strip() or rc}")
         return out
