@@ -8,26 +8,16 @@
 
 from __future__ import annotations
 
-import os
-from typing import Dict, List
+from typing import List
 
-from ansible_collections.corral.nspawn.plugins.module_utils import netlink, shared, systemd
-from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file, read_text
+from ansible_collections.corral.nspawn.plugins.module_utils import netlink, nspawn_settings_io, shared, systemd
+from ansible_collections.corral.nspawn.plugins.module_utils.files import ensure_file
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
 from ansible_collections.corral.nspawn.plugins.module_utils.network_io import read_dir
 from ansible_collections.corral.nspawn.plugins.module_utils.network_prune import (
-    HostState, MachineSettings, declared_machines, link_diff, plan, settings_network, still_attached)
+    HostState, declared_machines, link_diff, plan, settings_network, still_attached)
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError, run
 from ansible_collections.corral.nspawn.plugins.module_utils.systemd import SystemdError, list_machines
-
-
-def read_settings(directory: str) -> Dict[str, MachineSettings]:
-    try:
-        entries = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return {}
-    return {e[:-len(".nspawn")]: settings_network(read_text(os.path.join(directory, e)) or "")
-            for e in entries if e.endswith(".nspawn") and os.path.isfile(os.path.join(directory, e))}
 
 
 def read_running(module) -> List[str]:
@@ -40,7 +30,8 @@ def read_running(module) -> List[str]:
 
 def read(module) -> HostState:
     settings_dir = module.params["settings_dir"]
-    return HostState(read_dir(), netlink.read(), read_settings(settings_dir), read_running(module), settings_dir)
+    settings = {name: settings_network(text) for name, text in nspawn_settings_io.read_dir(settings_dir).items()}
+    return HostState(read_dir(), netlink.read(), settings, read_running(module), settings_dir)
 
 
 def run_prune(module) -> dict:
