@@ -53,8 +53,9 @@ def copy_method(src: str, machines_dir: str) -> str:
     return "copy"
 
 
-def check_tools(module, params: dict, paths: Paths, warnings: List[str], building: bool = False) -> None:
-    """Fail before any change when the host lacks what the source needs.
+def check_source(module, params: dict, paths: Paths, warnings: List[str], building: bool = False) -> str:
+    """Fail before any change when the host lacks what the source needs; how the root will be made, in words
+    (returned as ``method``).
 
     A clone's template may be planned in the same run (``_source_planned``: the fleet builds it first),
     so it must exist only when the clone is built (``building``).
@@ -69,33 +70,23 @@ def check_tools(module, params: dict, paths: Paths, warnings: List[str], buildin
             raise ImageError(f"source={source} with importer={tool}: {tool!r} is not installed on the host")
         if params.get("path") and not os.path.isfile(params["path"]):
             raise ImageError(f"path: {params['path']} does not exist or is not a file")
+        return f"{tool} import-{source}" if tool != "tar" else "tar extract"
     if source == "clone" and tree.is_running(module, params["clone_from"]):
         raise ImageError(f"clone_from: {params['clone_from']} is running; a running container owns its root and could "
                          "make the copy read host files through links it swaps in; stop it, or clone from a template "
                          "that is never booted")
-    if source in backends.COPY_SOURCES:
-        src = copy_source(params, paths)
-        if not os.path.isdir(src):
-            message = f"{'clone_from' if source == 'clone' else 'path'}: {src} is not an existing directory"
-            planned = params.get("_source_planned")
-            if building or source != "clone" or not (module.check_mode or planned):
-                raise ImageError(message)
-            if not planned:
-                warnings.append(message + " (yet); a real run fails unless an earlier task creates it")
-
-
-def build_method(module, params: dict, paths: Paths) -> str:
-    """How a root of this source will be made, in words (returned as ``method``)."""
-    source = params["source"]
-    if source in backends.IMPORT_SOURCES:
-        importer = choose_importer(module, params, paths)
-        return f"{importer} import-{source}" if importer != "tar" else "tar extract"
-    if source in backends.COPY_SOURCES:
-        src = copy_source(params, paths)
-        if not os.path.isdir(src):
-            return "copy"
+    if source not in backends.COPY_SOURCES:
+        return source
+    src = copy_source(params, paths)
+    if os.path.isdir(src):
         return "btrfs snapshot" if copy_method(src, paths.machines_dir) == "snapshot" else "cp --reflink=auto"
-    return source
+    message = f"{'clone_from' if source == 'clone' else 'path'}: {src} is not an existing directory"
+    planned = params.get("_source_planned")
+    if building or source != "clone" or not (module.check_mode or planned):
+        raise ImageError(message)
+    if not planned:
+        warnings.append(message + " (yet); a real run fails unless an earlier task creates it")
+    return "copy"
 
 
 def _guarded(module, argv: List[str]) -> List[str]:

@@ -145,8 +145,7 @@ def read_one(module, layout: Layout, params: dict) -> ImageState:
     state = ImageState(params, paths, read_current(module, paths, params.get("_running")))
     action = images.plan_item(params, paths, state.current).action
     if action in ("create", "rebuild"):
-        backends_io.check_tools(module, params, paths, state.warnings)
-        state.method = backends_io.build_method(module, params, paths)
+        state.method = backends_io.check_source(module, params, paths, state.warnings)
         state.setup_words, state.setup_warnings = predicted_setup(module, params, paths)
     elif params["state"] == "present" and state.current.kind in ("directory", "symlink"):
         with images_setup_io.confined(os.path.realpath(paths.root)) as fs:
@@ -245,7 +244,7 @@ def apply_one(module, todo: ItemPlan) -> dict:
     if todo.action == "remove":
         remove_image(module, todo.paths, todo.current)
     elif todo.action in ("create", "rebuild"):
-        backends_io.check_tools(module, todo.params, todo.paths, [], building=True)   # a template built first exists now
+        backends_io.check_source(module, todo.params, todo.paths, [], building=True)   # a template built first exists now
         build(module, todo, outcome)
     elif todo.setup is not None:
         begin = time.monotonic()
