@@ -1,8 +1,8 @@
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The fleet tests' host: FakeHost (systemctl/machinectl state driven by the fleet's argv lists), the shared fake
-module answering through it, the fleet's parameters and a snapshot of a temp tree (test_fleet_io, test_fleet_plan,
-test_deletion)."""
+"""The fleet tests' host: FakeHost (the shared Systemd simulator driven by the fleet's argv lists, with what only
+the fleet asks), the shared fake module answering through it, the fleet's parameters and a snapshot of a temp tree
+(test_fleet_io, test_fleet_plan, test_deletion)."""
 
 import json
 import os
@@ -16,21 +16,56 @@ from ansible_collections.corral.nspawn.plugins.module_utils.files import read_te
 systemd_target = "machines.target"
 
 
-class FakeHost:
-    """systemctl state of a host, driven by the argv lists the fleet runs.
+class FakeHost(fakes.Systemd):
+    """A host's service manager as the fleet drives it: the shared Systemd simulator (every
+    systemd-nspawn@ unit exists, as the template unit makes it so), plus what only the fleet asks.
 
-    A started unit takes its MemoryMax from the drop-in on disk, set-property
-    --runtime changes it live; ``show`` reports it in bytes like systemd.
+    A started unit takes its MemoryMax from the drop-in on disk, set-property --runtime changes it
+    live; ``show`` reports it in bytes like systemd. ``machinectl list`` gives the running machines
+    with addresses, ``systemctl --machine`` answers for a running container's own systemd.
     """
 
+    PREFIX, SUFFIX = "systemd-nspawn@", ".service"
+
     def __init__(self, units_dir=None):
-        self.active, self.enabled, self.calls, self.memory = {}, set(), [], {}
-        self.units_dir = units_dir
+        super().__init__({systemd_target: {"UnitFileState": "enabled"}})   # machines.target
+        self.calls, self.units_dir = [], units_dir
         self.since = None  # ActiveEnterTimestamp (unix seconds) reported for active units; None: now
         self.leases = True  # running machines list addresses (False: their DHCP never answers)
-        self.target_enabled = True  # machines.target
 
-    def _memory_from_dropin(self, name):
+    def _names(self, state):
+        return {unit[len(self.PREFIX):-len(self.SUFFIX)]: props[state] for unit, props in self.units.items()
+                if unit.startswith(self.PREFIX)}
+
+    @property
+    def active(self):
+        """{machine: running}"""
+        return {name: state == "active" for name, state in self._names("ActiveState").items()}
+
+    @property
+    def enabled(self):
+        return {name for name, state in self._names("UnitFileState").items() if state == "enabled"}
+
+    @property
+    def memory(self):
+        return self._names("MemoryMax")
+
+    @property
+    def target_enabled(self):
+        return self.props(systemd_target)["UnitFileState"] == "enabled"
+
+    @target_enabled.setter
+    def target_enabled(self, enabled):
+        self.units[systemd_target]["UnitFileState"] = "enabled" if enabled else "disabled"
+
+    def props(self, unit):
+        props = super().props(unit)
+        if unit.startswith(self.PREFIX):
+            props = dict(props, ActiveEnterTimestamp=f"@{self.since or int(time.time()) + 5}")
+        return props
+
+    def _memory_from_dropin(self, unit):
+        name = unit[len(self.PREFIX):-len(self.SUFFIX)]
         text = read_text(resources.dropin_path(name, self.units_dir)) if self.units_dir else None
         value = resources.parse_dropin(text).get("MemoryMax")
         return str(resources.parse_size(value)) if value else "infinity"
@@ -46,37 +81,21 @@ class FakeHost:
             return 0, json.dumps(rows), ""
         if argv[1] == "--machine":  # the container's own systemd
             return (0, "running\n", "") if self.active.get(argv[2]) else (1, "", "Failed to connect to bus")
-        verb, units = argv[1], [a for a in argv[2:] if a.startswith("systemd-nspawn@")]
-        names = [u[len("systemd-nspawn@"):-len(".service")] for u in units]
-        if verb == "show":
-            out = "".join(f"Id={u}\nActiveState={'active' if self.active.get(n) else 'inactive'}\n"
-                          f"UnitFileState={'enabled' if n in self.enabled else 'disabled'}\n"
-                          f"MemoryMax={self.memory.get(n, 'infinity')}\n"
-                          f"ActiveEnterTimestamp=@{self.since or int(time.time()) + 5}\n\n"
-                          for u, n in zip(units, names))
-            if systemd_target in argv:
-                out += f"Id={systemd_target}\nUnitFileState={'enabled' if self.target_enabled else 'disabled'}\n\n"
-            return 0, out, ""
-        if verb == "set-property":
-            name = argv[3][len("systemd-nspawn@"):-len(".service")]
+        units = [a for a in argv[2:] if a.startswith(self.PREFIX)]
+        for unit in units:
+            if unit not in self.units:
+                self.add(unit, MemoryMax="infinity")
+        if argv[1] == "set-property":
             for assignment in argv[4:]:
                 key, _sep, value = assignment.partition("=")
                 if key == "MemoryMax":
-                    self.memory[name] = str(resources.parse_size(value)) if value != "infinity" else value
+                    self.units[argv[3]][key] = str(resources.parse_size(value)) if value != "infinity" else value
             return 0, "", ""
-        for name in names:
-            if verb in ("start", "restart"):
-                self.active[name] = True
-                self.since = None
-                self.memory[name] = self._memory_from_dropin(name)
-            elif verb == "stop":
-                self.active[name] = False
-            elif verb == "enable":
-                self.enabled.add(name)
-                self.target_enabled = self.target_enabled or systemd_target in argv
-            elif verb == "disable":
-                self.enabled.discard(name)
-        return 0, "", ""
+        if argv[1] in ("start", "restart"):
+            self.since = None
+            for unit in units:
+                self.units[unit]["MemoryMax"] = self._memory_from_dropin(unit)
+        return self.run(argv)
 
 
 class FakeModule(fakes.FakeModule):
