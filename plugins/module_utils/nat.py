@@ -31,6 +31,8 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.corral.nspawn.plugins.module_utils import nft, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, file_diff, plan_file_mode
+# a sysctl.d file and a key's /proc/sys path are written the same way as the host role's (host_prepare)
+from ansible_collections.corral.nspawn.plugins.module_utils.hostprep import proc_path as sysctl_proc_path, sysctl_text as render_sysctl
 from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error
 from ansible_collections.corral.nspawn.plugins.module_utils.unitfile import HEADER, render
@@ -218,14 +220,6 @@ def sysctl_settings(result: NatPlan) -> Dict[str, str]:
     if result.localhost and any(ipaddress.ip_address(f["address"]).version == 4 for f in result.forwards):
         settings["net.ipv4.conf.all.route_localnet"] = "1"
     return settings
-
-
-def render_sysctl(settings: Dict[str, str]) -> str:
-    return HEADER + "".join(f"{key} = {value}\n" for key, value in settings.items())
-
-
-def sysctl_proc_path(key: str) -> str:
-    return "/proc/sys/" + key.replace(".", "/")
 
 
 def sysctl_changes(settings: Dict[str, str], current: Dict[str, Optional[str]]) -> Dict[str, str]:
