@@ -38,7 +38,8 @@ REVISION = "v1"
 PURE_TESTS = (
     "test_unitfile.py", "test_unitfile_lines.py", "test_values.py", "test_schema.py", "test_names.py",
     "test_nspawn_settings.py", "test_networkd.py", "test_nft.py", "test_resources_io.py", "test_rootfs.py",
-    "test_passwd.py", "test_netmodel.py",
+    "test_passwd.py", "test_netmodel.py", "test_machine.py", "test_hostprep.py", "test_network_prune.py",
+    "test_images_setup.py", "test_fleet_plan.py",
 )
 
 
