@@ -420,35 +420,31 @@ def describe_source(params: dict) -> str:
     return f"{source} ({detail})" if detail else source
 
 
-def _plan_setup(todo: ItemPlan, state: ImageState) -> None:
-    """The existing root's preparation: made now, or deferred while the machine runs (setup_running=defer).
+def plan_one(state: ImageState) -> ItemPlan:
+    """Pure: the whole plan of one image from what read found (its changes include the preparation's).
 
-    A running container owns its root; by default nothing is written into it while it runs: the
+    An existing root's preparation is made now, or deferred while the machine runs (setup_running=defer):
+    a running container owns its root; by default nothing is written into it while it runs: the
     changes are reported as deferred (and pending a restart) and made by the first run that finds it stopped.
     """
-    setup = images_setup.plan(todo.params, state.setup)
-    todo.warnings += setup.warnings
-    if not state.current.running or todo.params.get("setup_running") == "apply":
-        todo.setup = setup
-        return
-    todo.deferred = setup.changes
-    if setup.changes:
-        todo.warnings.append(f"image {todo.params['name']}: the machine is running, so its first-boot preparation is "
-                             f"deferred until a run finds it stopped ({'; '.join(setup.changes)}); stop it and re-run, "
-                             "or set setup_running=apply to write into the running root")
-
-
-def plan_one(state: ImageState) -> ItemPlan:
-    """Pure: the whole plan of one image from what read found (its changes include the preparation's)."""
     todo = plan_item(state.params, state.paths, state.current)
     todo.warnings += state.warnings
     if todo.action in ("create", "rebuild"):
         todo.method, todo.setup_words, todo.setup_warnings = state.method, state.setup_words, state.setup_warnings
         todo.changes += todo.setup_words
     elif state.setup is not None:
-        _plan_setup(todo, state)
-        todo.changes += todo.setup.changes if todo.setup else []
-        todo.diffs += todo.setup.diffs if todo.setup else []
+        setup = images_setup.plan(todo.params, state.setup)
+        todo.warnings += setup.warnings
+        if not state.current.running or todo.params.get("setup_running") == "apply":
+            todo.setup = setup
+            todo.changes += setup.changes
+            todo.diffs += setup.diffs
+        else:
+            todo.deferred = setup.changes
+            if setup.changes:
+                todo.warnings.append(f"image {todo.params['name']}: the machine is running, so its first-boot "
+                                     f"preparation is deferred until a run finds it stopped ({'; '.join(setup.changes)}"
+                                     "); stop it and re-run, or set setup_running=apply to write into the running root")
     return todo
 
 

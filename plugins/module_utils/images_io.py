@@ -15,6 +15,7 @@ a plan and its outcome into the module's result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -82,10 +83,8 @@ def write_host_record(paths: Paths, kind: str, params: dict, build_id: str) -> N
 
 
 def drop_host_record(paths: Paths) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(paths.record)
-    except FileNotFoundError:
-        pass
 
 
 # ---------------------------------------------------------------- read

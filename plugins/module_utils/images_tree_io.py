@@ -8,6 +8,7 @@ runs, processes and mounts left in a dir, file system types, and removing a tree
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -153,10 +154,8 @@ def _alive(pid: int) -> bool:
 
 def _kill_all(pids: List[int], timeout: float = 10) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
         time.sleep(0.1)

@@ -24,6 +24,7 @@ are capped in size, so a device node or a huge file cannot exhaust the host.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -209,16 +210,21 @@ class RootFS:
         return self._entry(rel, lambda name, fd: os.stat(name, dir_fd=fd, follow_symlinks=False), None,
                            missing=(FileNotFoundError,))
 
-    def stat(self, rel: str) -> Optional[os.stat_result]:
-        """stat of what ``rel`` resolves to inside the root; None when absent (or a dangling link)."""
+    def _opened(self, rel: str, flags: int, call, absent, missing=(FileNotFoundError, NotADirectoryError)):
+        """``call(fd)`` on ``rel`` opened with ``flags`` (symlinks followed inside the root); ``absent`` when
+        opening it raises one of ``missing``."""
         try:
-            fd = self._open(rel, os.O_PATH)
-        except FileNotFoundError:
-            return None
+            fd = self._open(rel, flags)
+        except missing:
+            return absent
         try:
-            return os.fstat(fd)
+            return call(fd)
         finally:
             os.close(fd)
+
+    def stat(self, rel: str) -> Optional[os.stat_result]:
+        """stat of what ``rel`` resolves to inside the root; None when absent (or a dangling link)."""
+        return self._opened(rel, os.O_PATH, os.fstat, None, missing=(FileNotFoundError,))
 
     def is_dir(self, rel: str) -> bool:
         info = self.stat(rel)
@@ -265,14 +271,7 @@ class RootFS:
 
     def listdir(self, rel: str) -> List[str]:
         """Names in a directory of the root ([] when absent)."""
-        try:
-            fd = self._open(rel, os.O_RDONLY | os.O_DIRECTORY)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        try:
-            return sorted(os.listdir(fd))
-        finally:
-            os.close(fd)
+        return self._opened(rel, os.O_RDONLY | os.O_DIRECTORY, lambda fd: sorted(os.listdir(fd)), [])
 
     def readlink(self, rel: str) -> Optional[str]:
         """Target of a symlink (not followed); None when absent or not a link."""
@@ -288,10 +287,8 @@ class RootFS:
                 raise RootError(f"{self.label(rel)}: '..' is not allowed in a path to create")
             fd = self._open("/".join(done), os.O_RDONLY | os.O_DIRECTORY)
             try:
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(part, mode, dir_fd=fd)
-                except FileExistsError:
-                    pass
             finally:
                 os.close(fd)
             done.append(part)
@@ -330,10 +327,8 @@ class RootFS:
                 make(tmp, dir_fd, name)
                 os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except BaseException:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(tmp, dir_fd=dir_fd)
-                except OSError:
-                    pass
                 raise
             os.fsync(dir_fd)
         finally:
@@ -341,12 +336,10 @@ class RootFS:
 
     @staticmethod
     def _owner_for(dir_fd: int, name: str) -> Tuple[int, int]:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if stat.S_ISREG(info.st_mode):
                 return info.st_uid, info.st_gid
-        except FileNotFoundError:
-            pass
         info = os.fstat(dir_fd)
         return info.st_uid, info.st_gid
 
