@@ -317,6 +317,7 @@ class ImageState:
 
 
 def json_lines(text: Optional[str]) -> Optional[dict]:
+    """The JSON object in ``text`` (lines starting with '#' are comments); None for anything else."""
     if text is None:
         return None
     try:

@@ -227,10 +227,6 @@ def plan_host_keys(_params: dict, state: RootState, out: SetupPlan) -> None:
     out.add(f"ssh host keys: regenerate {', '.join(keys)}", (("hostkeys", keygen, keys, names),))
 
 
-def plan_hostname(params: dict, state: RootState, out: SetupPlan) -> None:
-    _file(state, "etc/hostname", f"{params['hostname']}\n", 0o644, "hostname", out)
-
-
 def plan_password(params: dict, state: RootState, out: SetupPlan) -> None:
     """root's hash in etc/shadow; read found whether root_password already matches (and hashed it if not)."""
     found = state.get("file", "etc/shadow")
@@ -320,7 +316,8 @@ STEPS = (
          lambda p: [("list", "etc/ssh"), ("tool", "ssh-keygen")],
          plan_host_keys, lambda p: ["ssh host keys: regenerate if present"]),
     Step(lambda p, fresh: bool(p.get("hostname")), lambda p: [("file", "etc/hostname")],
-         plan_hostname, lambda p: ["hostname: create etc/hostname"]),
+         lambda p, state, out: _file(state, "etc/hostname", f"{p['hostname']}\n", 0o644, "hostname", out),
+         lambda p: ["hostname: create etc/hostname"]),
     Step(lambda p, fresh: bool(p.get("root_password") or p.get("root_password_hash")),
          lambda p: [("file", "etc/shadow"), ("password", "etc/shadow")],
          plan_password, lambda p: ["root password: set (etc/shadow)"]),

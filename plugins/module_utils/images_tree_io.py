@@ -18,7 +18,7 @@ from typing import List, Optional
 
 from ansible_collections.corral.nspawn.plugins.module_utils import images, images_backends as backends
 from ansible_collections.corral.nspawn.plugins.module_utils.images import (
-    BTRFS_MAGIC, BUILD_MARKER, IMPORT_PREFIX, ImageError, Paths, parse_mountinfo, path_uses)
+    BTRFS_MAGIC, BUILD_MARKER, IMPORT_PREFIX, ImageError, Paths, json_lines, parse_mountinfo, path_uses)
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import run
 
@@ -61,10 +61,9 @@ def read_json(path: str) -> Optional[dict]:
     """A host-owned JSON file (a build marker or record) as a dict; None when missing or not a JSON object."""
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+            return json_lines(handle.read())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
 
 
 def write_json(path: str, data: dict, flags: int = os.O_TRUNC) -> None:

@@ -240,22 +240,10 @@ class RootFS:
 
         Only a regular file of at most ``limit`` bytes is read; anything else is refused (RootError).
         """
-        try:
-            # O_PATH first: opening a device or FIFO for reading can have side effects or block.
-            path_fd = self._open(rel, os.O_PATH)
-        except (FileNotFoundError, NotADirectoryError):
+        # O_PATH first: opening a device or FIFO for reading can have side effects or block.
+        fd = self._opened(rel, os.O_PATH, lambda path_fd: self._reopen_regular(rel, path_fd, limit), None)
+        if fd is None:
             return None
-        try:
-            info = os.fstat(path_fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise RootError(f"refusing to read {self.label(rel)}: it is {_kind(info.st_mode)}, not a regular file "
-                                "(container roots are untrusted)")
-            if info.st_size > limit:
-                raise RootError(f"refusing to read {self.label(rel)}: {info.st_size} bytes, more than {limit}")
-            # Re-open the very inode we checked (not the name): through our own fd.
-            fd = os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | _CLOEXEC)
-        finally:
-            os.close(path_fd)
         try:
             data = os.read(fd, limit + 1)
             chunks = [data]
@@ -268,6 +256,17 @@ class RootFS:
             return content.decode("utf-8", errors="surrogateescape"), os.fstat(fd)
         finally:
             os.close(fd)
+
+    def _reopen_regular(self, rel: str, path_fd: int, limit: int) -> int:
+        """``path_fd``'s file opened for reading if it is a regular file of at most ``limit`` bytes, re-opened
+        through our own fd: the very inode we checked, not the name."""
+        info = os.fstat(path_fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RootError(f"refusing to read {self.label(rel)}: it is {_kind(info.st_mode)}, not a regular file "
+                            "(container roots are untrusted)")
+        if info.st_size > limit:
+            raise RootError(f"refusing to read {self.label(rel)}: {info.st_size} bytes, more than {limit}")
+        return os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | _CLOEXEC)
 
     def listdir(self, rel: str) -> List[str]:
         """Names in a directory of the root ([] when absent)."""
