@@ -2,17 +2,19 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The unit tests' one fake AnsibleModule and one systemctl/machinectl simulator.
 
-``FakeModule(params, check_mode=..., diff=..., answers=..., systemd=...)`` records every command and
+``FakeModule(params, check_mode=..., diff=..., answers=..., systemd=..., real=...)`` records every command and
 warning, answers commands from a table of argv prefixes (longest prefix first; a list of answers is given
-in turn, its last one repeating), hands systemctl/machinectl
-to a ``Systemd`` simulator when one is given, and ends like the real module: ``exit_json``/``fail_json``
-raise ``Exit`` (a SystemExit, as AnsibleModule's sys.exit does, so errors.run_module never takes it for a
-defect) carrying the result, its text the module's msg. ``exit_result(module, body)`` runs a body through
-errors.run_module and returns what it exited with. tests/unit/conftest.py offers them as fixtures; module_main.py runs a main().
+in turn, its last one repeating), hands systemctl/machinectl to a ``Systemd`` simulator when one is given,
+runs the rest on this machine with ``real=True`` (else answers rc 0), and ends like the real module:
+``exit_json``/``fail_json`` raise ``Exit`` (a SystemExit, as AnsibleModule's sys.exit does, so
+errors.run_module never takes it for a defect) carrying the result, its text the module's msg.
+``exit_result(module, body)`` runs a body through errors.run_module and returns what it exited with.
+tests/unit/conftest.py offers them as fixtures; module_main.py runs a main().
 """
 
 import os
 import shutil
+import subprocess
 import threading
 from typing import Callable, Dict, List, Optional
 
@@ -41,12 +43,13 @@ class FakeModule:
 
     def __init__(self, params: Optional[dict] = None, check_mode: bool = False, diff: bool = False,
                  answers: Optional[dict] = None, systemd: Optional["Systemd"] = None,
-                 bins=None, name: str = "corral.nspawn.test"):
+                 bins=None, name: str = "corral.nspawn.test", real: bool = False):
         self.params = dict(params or {})
         self.check_mode, self._diff, self._name = check_mode, diff, name
         self.answers = {k: list(v) if isinstance(v, list) else v for k, v in (answers or {}).items()}
         self.systemd = systemd
         self.bins = bins           # None: every tool is there; else the names get_bin_path finds
+        self.real = real           # True: tools are looked up and unanswered commands run on this machine
         self.calls: List[List[str]] = []
         self.options: List[dict] = []      # the keyword arguments of each run_command, in order
         self.moves: List[str] = []         # the destinations of atomic_move
@@ -65,7 +68,13 @@ class FakeModule:
             return answer(argv) if callable(answer) else answer
         if self.systemd is not None and os.path.basename(argv[0]) in ("systemctl", "machinectl"):
             return self.systemd.run(argv)
-        return 0, "", ""
+        return self.run_real(argv, kwargs.get("data")) if self.real else (0, "", "")
+
+    @staticmethod
+    def run_real(argv: List[str], data: Optional[str] = None):
+        """``argv`` run on this machine (stdin ``data``) -> (rc, stdout, stderr)."""
+        proc = subprocess.run(argv, input=data, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
 
     def _answer(self, argv):
         for prefix in sorted(self.answers, key=len, reverse=True):
@@ -95,7 +104,9 @@ class FakeModule:
         raise Exit(self.failed)
 
     def get_bin_path(self, name, required=False, opt_dirs=None):  # pylint: disable=unused-argument
-        return f"/usr/bin/{name}" if self.bins is None or name in self.bins else None
+        if self.bins is not None and name not in self.bins:
+            return None
+        return shutil.which(name) if self.real else f"/usr/bin/{name}"
 
     def atomic_move(self, src, dest, unsafe_writes=False):  # pylint: disable=unused-argument
         self.moves.append(dest)

@@ -2,6 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The shared fakes behave like what they stand for (a fake that lies makes every test using it lie)."""
 
+import shutil
 import threading
 
 import pytest
@@ -116,3 +117,12 @@ def test_exit_reads_as_the_modules_message_and_exit_result_returns_the_result(fa
     with pytest.raises(finished, match="^settings_dir: 'x' is not allowed") as info:
         exit_result(fake_module(), refuse)
     assert info.value.result == {"msg": "settings_dir: 'x' is not allowed", "path": "x", "failed": True}
+
+
+def test_fake_module_real_runs_what_no_answer_names_and_finds_real_tools(fake_module, tmp_path):
+    module = fake_module(real=True, answers={("cp",): (0, "answered", "")}, bins=("cat", "cp", "no-such-tool-here"))
+    assert module.run_command(["cat"], data="fed to stdin\n", expand_user_and_vars=False) == (0, "fed to stdin\n", "")
+    assert module.run_command(["cp", str(tmp_path / "nope"), str(tmp_path / "x")], expand_user_and_vars=False)[1] == "answered"
+    assert module.run_command(["false"], expand_user_and_vars=False)[0] == 1 and module.calls[-1] == ["false"]
+    assert module.get_bin_path("cat") == shutil.which("cat") and module.get_bin_path("false") is None  # not in bins
+    assert module.get_bin_path("no-such-tool-here") is None and fake_module().get_bin_path("x") == "/usr/bin/x"

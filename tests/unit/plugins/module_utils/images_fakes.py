@@ -4,7 +4,6 @@
 names a word of the argv), a tiny template root, normalized image params (test_images*.py, test_deletion, test_passwd)."""
 
 import os
-import shutil
 import subprocess
 
 from ansible_collections.corral.nspawn.plugins.module_utils import images
@@ -12,25 +11,19 @@ from ansible_collections.corral.nspawn.tests.unit import fakes
 
 
 class FakeModule(fakes.FakeModule):
-    """The shared fake, but it runs real commands (cp, tar) unless an answer names a word of the argv;
+    """The shared fake running real commands (cp, tar, ssh-keygen) unless an answer names a word of the argv;
     no machined, no systemctl."""
 
     def __init__(self, check_mode=False, missing=(), answers=None):
-        super().__init__(check_mode=check_mode)
+        super().__init__(check_mode=check_mode, answers=answers, real=True)
         self.missing = set(missing) | {"systemctl", "machinectl", "importctl"}
-        self.answers = answers or {}
 
     def get_bin_path(self, name, *args, **kwargs):
-        return None if name in self.missing else shutil.which(name)
+        return None if name in self.missing else super().get_bin_path(name)
 
-    def run_command(self, argv, data=None, **kwargs):
-        assert isinstance(argv, list) and kwargs.get("expand_user_and_vars") is False
-        self.calls.append(list(argv))
-        for prefix, answer in self.answers.items():
-            if prefix in argv or prefix in (os.path.basename(a) for a in argv):
-                return answer
-        proc = subprocess.run(argv, input=data, capture_output=True, text=True, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
+    def _answer(self, argv):
+        words = set(argv) | {os.path.basename(a) for a in argv}
+        return next((answer for word, answer in self.answers.items() if word in words), None)
 
 
 def make_template(path):

@@ -6,7 +6,6 @@
 import os
 import re
 import shutil
-import subprocess
 
 import pytest
 
@@ -379,17 +378,12 @@ class RealAdaptersModule(FakeModule):
 
     def __init__(self, host, params, check_mode=False):
         super().__init__(host, params, check_mode)
-        self.commands = []
-
-    def get_bin_path(self, name, required=False):  # pylint: disable=unused-argument
-        return shutil.which(name)
+        self.commands, self.real = [], True   # real: tools found with shutil.which
 
     def run_command(self, argv, **kw):
         self.commands.append(list(argv))
         if os.path.basename(argv[0]) != "systemctl" or any(a.startswith("--root=") for a in argv):
-            proc = subprocess.run(argv, capture_output=True, text=True, check=False,
-                                  input=kw.get("data"))
-            return proc.returncode, proc.stdout, proc.stderr
+            return self.run_real(argv, kw.get("data"))
         return self.host.run_command(argv, **kw)
 
 
