@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from typing import List
 
+from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
+
 MACHINES_DIR = "/var/lib/machines"
 SETTINGS_DIR = "/etc/systemd/nspawn"
 UNITS_DIR = "/etc/systemd/system"
@@ -36,8 +38,12 @@ def spec(*names: str) -> dict:
 
 
 def errors(params: dict) -> List[str]:
-    """Every bad value among the shared options present in ``params``, each naming option, value and form."""
+    """Every bad value among the shared options present in ``params`` (and ``name``, a machine's), each naming
+    option, value and form."""
     out = []
+    name_error = machine_name_error(params["name"]) if "name" in params else None
+    if name_error:
+        out.append(f"name: {name_error}")
     for name in DIRS:
         value = params.get(name)
         if name in params and value is not None and not os.path.isabs(value):

@@ -126,7 +126,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils import machine, machine_io, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
-from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 from ansible_collections.corral.nspawn.plugins.module_utils.runner import CommandError
 from ansible_collections.corral.nspawn.plugins.module_utils import lock, shared
 
@@ -134,10 +133,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils import lock, shared
 def validate(module) -> None:
     """Every input and machined itself, before anything is read (raises MachineError)."""
     params = module.params
-    error = machine_name_error(params["name"])
-    if error:
-        raise machine.MachineError(f"name: {error}")
-    errors = shared.errors({k: params[k] for k in ("timeout", "settings_dir")})
+    errors = shared.errors({k: params[k] for k in ("name", "timeout", "settings_dir")})
     if errors:
         raise machine.MachineError("; ".join(errors))
     error = systemd.machined_error(module)

@@ -162,7 +162,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.corral.nspawn.plugins.module_utils import lock, resources, resources_io, shared
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
-from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 
 LIST_OPTIONS = ("io_read_bandwidth_max", "io_write_bandwidth_max", "device_allow")
 
@@ -181,10 +180,7 @@ def argument_spec() -> dict:
 
 def item_of(params: dict) -> resources.ResourcesItem:
     """The one item of this module; a bad name, units_dir or limit fails before any change."""
-    error = machine_name_error(params["name"])
-    if error:
-        raise resources.ResourceError(f"name: {error}")
-    errors = shared.errors({"units_dir": params["units_dir"]})
+    errors = shared.errors({k: params[k] for k in ("name", "units_dir")})
     if errors:
         raise resources.ResourceError("; ".join(errors))
     options = {k: v for k, v in params.items() if k in resources.TABLE or k == "extra"}

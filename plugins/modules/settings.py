@@ -147,7 +147,6 @@ from ansible_collections.corral.nspawn.plugins.module_utils import lock, shared,
 from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings as ns, nspawn_settings_io as ns_io
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
 from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
-from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 
 # the file option before the shared settings_dir (issue 13); kept working, with Ansible's deprecation warning
 DEPRECATED_PATH = dict(type="path", removed_in_version="1.0.0", removed_from_collection="corral.nspawn")
@@ -163,8 +162,7 @@ def argument_spec() -> dict:
 
 def item_of(params: dict) -> ns.SettingsItem:
     """The one item of this module: its file and options (None with state=absent); bad names/dirs fail first."""
-    errors = [f"name: {e}" for e in [machine_name_error(params["name"])] if e]
-    errors += shared.errors({"settings_dir": params["settings_dir"]})
+    errors = shared.errors({k: params[k] for k in ("name", "settings_dir")})
     if errors:
         raise ns.SettingsError("; ".join(errors))
     path = params["path"] or Layout.from_params(params).settings_path(params["name"])
