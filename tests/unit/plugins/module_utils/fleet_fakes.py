@@ -79,6 +79,8 @@ class FakeHost(fakes.Systemd):
                      "addresses": f"10.0.0.{i + 2}\nfd00::{i + 2}" if self.leases else None}
                     for i, n in enumerate(sorted(n for n, up in self.active.items() if up))]
             return 0, json.dumps(rows), ""
+        if os.path.basename(argv[0]) not in ("systemctl", "machinectl"):
+            return 0, "", ""   # another tool: it did its job
         if argv[1] == "--machine":  # the container's own systemd
             return (0, "running\n", "") if self.active.get(argv[2]) else (1, "", "Failed to connect to bus")
         units = [a for a in argv[2:] if a.startswith(self.PREFIX)]
