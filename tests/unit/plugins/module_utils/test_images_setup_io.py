@@ -4,6 +4,7 @@
 idempotent per step, one plan for check mode and a real run, passwords."""
 
 import os
+import warnings
 
 import pytest
 
@@ -146,3 +147,15 @@ def test_enable_follows_install_alias_and_also_inside_the_root(machines):
     os.symlink("/dev/null", os.path.join(root, "etc/systemd/system/systemd-resolved.service"))
     with pytest.raises(setup.SetupError, match="masked"):
         ensure_post_setup(FakeModule(), root, {"enable_resolved": True})
+
+
+def test_password_hashing_leaves_the_process_wide_warning_filters_alone(monkeypatch):
+    """Regression: hashing entered warnings.catch_warnings() on every call (to import crypt), which swaps the
+    process-wide filter list; two roots prepared at once in the fleet's threads could leave each other's
+    filters behind. crypt is imported once, at import."""
+    def catch_warnings(*_args, **_kwargs):
+        raise AssertionError("warnings.catch_warnings() entered while hashing a password")
+    monkeypatch.setattr(warnings, "catch_warnings", catch_warnings)
+    module = FakeModule(missing={"openssl"})
+    crypted = setup_io.hash_password(module, "pw", "6", "abcdefgh")
+    assert setup_io.password_matches(module, "pw", crypted) and not setup_io.password_matches(module, "x", crypted)
