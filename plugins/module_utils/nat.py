@@ -31,13 +31,15 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.corral.nspawn.plugins.module_utils import nft, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, file_diff, plan_file_mode
-# a sysctl.d file and a key's /proc/sys path are written the same way as the host role's (host_prepare)
-from ansible_collections.corral.nspawn.plugins.module_utils.hostprep import proc_path as sysctl_proc_path, sysctl_text as render_sysctl
+from ansible_collections.corral.nspawn.plugins.module_utils.hostprep import proc_path, sysctl_text
 from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error
 from ansible_collections.corral.nspawn.plugins.module_utils.unitfile import HEADER, render
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
+# a sysctl.d file and a key's /proc/sys path are written the same way as the host role's (host_prepare)
+render_sysctl = sysctl_text
+sysctl_proc_path = proc_path
 RULESET_DIR = "/etc/nftables.d"
 UNIT_DIR = "/etc/systemd/system"
 SYSCTL_DIR = "/etc/sysctl.d"
