@@ -457,7 +457,7 @@ def plan(items: List[dict], states: List[ImageState]) -> ImagesPlan:
     return out
 
 
-def _state_line(current: Current, params: dict) -> str:
+def _state_line(current: Current) -> str:
     if not current.exists:
         return "absent"
     built = f", built from {describe_source(current.record)}" if current.record else ""
@@ -477,8 +477,8 @@ def result(todo: ItemPlan, outcome: Optional[dict] = None) -> dict:
     path = paths.raw if (current.kind == "raw" or params.get("source") == "raw") else paths.root
     after = "absent" if params["state"] == "absent" else (
         f"{'raw' if params.get('source') == 'raw' else 'directory'}, built from {describe_source(params)}"
-        if built else _state_line(current, params))
-    image_diff = {"before_header": path, "after_header": path, "before": f"{path}: {_state_line(current, params)}\n",
+        if built else _state_line(current))
+    image_diff = {"before_header": path, "after_header": path, "before": f"{path}: {_state_line(current)}\n",
                   "after": f"{path}: {after}\n" + "".join(f"  {change}\n" for change in changes)}
     warnings = todo.warnings + ((outcome or {}).get("warnings", []) if outcome is not None else todo.setup_warnings)
     return dict(changed=bool(changes), image_path=path, created=todo.action == "create",

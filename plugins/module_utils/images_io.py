@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils import (
     images, images_backends as backends, images_backends_io as backends_io, images_setup, images_setup_io,
-    images_tree_io as tree, rootfs)
+    images_tree_io as tree, rootfs, systemd)
 from ansible_collections.corral.nspawn.plugins.module_utils.images import (
     RECORD, Current, ImageError, ImageState, ItemPlan, Paths)
 from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
@@ -205,7 +205,7 @@ def stop_machine(module, name: str, timeout: float = 60) -> None:
         run(module, [machinectl, "terminate", name], check=False)
     systemctl = module.get_bin_path("systemctl")
     if systemctl:
-        run(module, [systemctl, "stop", f"systemd-nspawn@{name}.service"], check=False)
+        run(module, [systemctl, "stop", systemd.unit_name(name)], check=False)
     deadline = time.monotonic() + timeout
     while tree.is_running(module, name):
         if time.monotonic() > deadline:

@@ -16,7 +16,7 @@ import signal
 import time
 from typing import List, Optional
 
-from ansible_collections.corral.nspawn.plugins.module_utils import images, images_backends as backends
+from ansible_collections.corral.nspawn.plugins.module_utils import images, images_backends as backends, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.images import (
     BTRFS_MAGIC, BUILD_MARKER, IMPORT_PREFIX, ImageError, Paths, json_lines, parse_mountinfo, path_uses)
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
@@ -88,8 +88,8 @@ def is_running(module, name: str, known: Optional[bool] = None) -> bool:
     systemctl = module.get_bin_path("systemctl")
     if not systemctl:
         return False
-    out = run(module, [systemctl, "is-active", f"systemd-nspawn@{name}.service"], check=False)[1]
-    return out.strip() in ("active", "activating", "reloading", "deactivating")
+    out = run(module, [systemctl, "is-active", systemd.unit_name(name)], check=False)[1]
+    return out.strip() in systemd.RUNNING_STATES + ("deactivating",)   # still holds its root while it stops
 
 
 # ---------------------------------------------------------------- processes, mounts, filesystems
