@@ -124,13 +124,12 @@ def predicted_setup(module, params: dict, paths: Paths) -> Tuple[List[str], List
     source = params.get("_predict_from")
     if not params.get("_source_planned") and params["source"] in backends.COPY_SOURCES:
         source = images.copy_source(params, paths)
-    if source and os.path.isdir(source):
-        try:
+    # An unreadable source is predicted the generic way (the real run reports what is wrong with it).
+    with contextlib.suppress(images_setup.SetupError, OSError):
+        if source and os.path.isdir(source):
             # a template built in this run had its own fresh reset (machine-id, host keys) before the copy
             todo = images_setup_io.prepare(module, source, params, fresh=not params.get("_source_planned"), dry=True)
             return todo.changes, todo.warnings
-        except (images_setup.SetupError, OSError):
-            pass  # unreadable source: the real run reports it; predict the generic way
     return images_setup.predict(params), []
 
 

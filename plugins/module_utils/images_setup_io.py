@@ -16,6 +16,7 @@ same API. Password hashing (crypt, openssl) is done while reading: the plan stay
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -87,12 +88,10 @@ def password_matches(module, password: str, crypted: Optional[str]) -> bool:
 def _unit_file(fs: rootfs.RootFS, unit: str) -> Optional[Tuple[str, str]]:
     """(path as the container sees it, text) of the unit's file in the root; None when not installed."""
     for directory in setup.UNIT_DIRS:
-        try:
+        with contextlib.suppress(rootfs.RootError):   # not a regular file there: look in the next directory
             text = fs.read_text(f"{directory}/{unit}")
-        except rootfs.RootError:
-            continue
-        if text is not None:
-            return f"/{directory}/{unit}", text
+            if text is not None:
+                return f"/{directory}/{unit}", text
     return None
 
 
