@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import MANAGED_MARKER
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error, machine_name_error, zone_name_error
-from ansible_collections.corral.nspawn.plugins.module_utils import images, netmodel, shared
+from ansible_collections.corral.nspawn.plugins.module_utils import images, netmodel, nspawn_settings, shared
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
 FLEET_MARKER = f"{MANAGED_MARKER} fleet"
@@ -284,13 +284,6 @@ def machine_attachment(machine: Machine) -> dict:
     return netmodel.attachment(machine.zone, machine.bridge, machine.network, machine.settings)
 
 
-def machine_links(machine: Machine) -> List[str]:
-    """Container-side links to configure by default; none for a machine that runs a command (no networkd)."""
-    if not netmodel.boots(machine.settings):
-        return []
-    return netmodel.container_links(machine_attachment(machine)["kind"], machine.settings)
-
-
 def image_options_for(machine: Machine) -> Optional[dict]:
     """Options for the image logic, or None when the fleet does not manage this root."""
     options = {k: v for k, v in machine.image.items() if v is not None}
@@ -303,7 +296,9 @@ def image_options_for(machine: Machine) -> Optional[dict]:
         options.update(address6=machine.address6, gateway6=machine.gateway6)
     if options and not options.get("hostname"):
         options["hostname"] = machine.name  # clones must not all answer to the template's hostname
-    links = machine_links(machine)
+    links = []   # the container-side links to configure by default; none when it runs a command (no networkd)
+    if nspawn_settings.boots(machine.settings):
+        links = netmodel.container_links(machine_attachment(machine)["kind"], machine.settings)
     # Every link the machine gets is configured inside a root the fleet prepares (DHCP unless static);
     # image.network_links: [] opts out. A root adopted as it is (no template, no image options) is not written.
     if "network_links" not in options and links and options:

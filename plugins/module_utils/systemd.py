@@ -228,24 +228,16 @@ def reset_failed(module, names: Sequence[str]) -> None:
     run_chunked(module, ["systemctl", "reset-failed"], [unit_name(n) for n in names], check=False)
 
 
-def unit_status(module, unit: str) -> str:
-    """``systemctl status`` text of a unit (no journal lines), for error messages."""
+def failure_report(module, name: str, lines: int = 25) -> str:
+    """A container's ``systemctl status`` (no journal lines) and the last ``lines`` journal lines of its unit on
+    the host (boot messages included): one text for a failure message."""
+    unit = unit_name(name)
     _rc, out, err = run(module, ["systemctl", "status", "--no-pager", "--lines=0", "--full", unit], check=False)
-    return (out or err).strip()
-
-
-def journal_tail(module, unit: str, lines: int = 25) -> str:
-    """The last ``lines`` journal lines of a unit on the host (container boot messages included)."""
+    status = (out or err).strip()
     _rc, out, err = run(module, ["journalctl", "--no-pager", "--quiet", "-o", "short-iso",
                                  "-n", str(lines), "-u", unit], check=False)
-    return (out or err).strip()
-
-
-def failure_report(module, name: str, lines: int = 25) -> str:
-    """Unit status and journal tail of a container, one text for a failure message."""
-    unit = unit_name(name)
-    return f"--- systemctl status {unit}\n{unit_status(module, unit)}\n" \
-           f"--- journalctl -u {unit} (last {lines} lines)\n{journal_tail(module, unit, lines)}"
+    return (f"--- systemctl status {unit}\n{status}\n"
+            f"--- journalctl -u {unit} (last {lines} lines)\n{(out or err).strip()}")
 
 
 # ---------------------------------------------------------------- inside the container
