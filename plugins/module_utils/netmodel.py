@@ -23,7 +23,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ansible_collections.corral.nspawn.plugins.module_utils import networkd, nspawn_settings, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import networkd, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.names import zone_ifname
 from ansible_collections.corral.nspawn.plugins.module_utils.nspawn_settings import as_bool
 
@@ -77,11 +77,6 @@ def attachment(zone: Optional[str], bridge: Optional[str], network: Optional[str
     if as_bool(settings.get("virtual_ethernet")) is False:
         return {"kind": "none", "name": None}
     return {"kind": "veth", "name": None}   # systemd-nspawn@.service passes --network-veth
-
-
-def boots(settings: dict) -> bool:
-    """Whether the container runs an init (networkd can run in it), not a command (``boot: false``, ``process_two``)."""
-    return nspawn_settings.boots(settings if isinstance(settings, dict) else {})
 
 
 def network_settings(network: Optional[str]) -> dict:
