@@ -52,6 +52,15 @@ def test_settings_file_next_to_the_image_is_warned_about(tmp_path, monkeypatch):
     assert "web.nspawn exists next to the image" in warnings[0]
 
 
+def test_privileged_keys_outside_the_trusted_dirs_are_warned_about_as_by_the_settings_module(tmp_path):
+    """Regression (issue 16: the fleet planned its .nspawn files on its own and never said what the settings
+    module says): systemd-nspawn ignores Zone= in a file outside /etc or /run/systemd/nspawn."""
+    ctx = fleet_io.Context(None, str(tmp_path), str(tmp_path / "nspawn"), str(tmp_path), True, "on_change")
+    [one] = fleet_io.render_all(ctx, [fleet.Machine("web", zone="apps", state="stopped")])
+    assert any(w.startswith("machines[web]: settings: ") and "ignores the privileged keys Network.Zone" in w
+               for w in one.warnings), one.warnings
+
+
 def test_managed_machines_lists_only_fleet_files(tmp_path):
     (tmp_path / "ours.nspawn").write_text(fleet.FLEET_HEADER + "[Exec]\n")
     (tmp_path / "single.nspawn").write_text("# Managed by corral.nspawn. Do not edit.\n[Exec]\n")
