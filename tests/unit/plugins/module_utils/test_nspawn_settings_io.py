@@ -70,3 +70,12 @@ def test_apply_writes_chmods_and_removes_as_planned_then_nothing_is_left_to_do(t
     assert module.moves == [new] and module.calls == []
     again = ns.plan(items, ns_io.read(module, items, version=False))
     assert not again.changed and again.actions == []
+
+
+def test_read_dir_lists_the_nspawn_files_by_machine_name(tmp_path):
+    (tmp_path / "web.nspawn").write_text("[Exec]\nBoot=yes\n")
+    (tmp_path / "db.nspawn").write_text("")
+    (tmp_path / "notes.txt").write_text("[Exec]\n")
+    (tmp_path / "odd.nspawn").mkdir()   # not a file: not listed
+    assert ns_io.read_dir(str(tmp_path)) == {"db": "", "web": "[Exec]\nBoot=yes\n"}
+    assert ns_io.read_dir(str(tmp_path / "missing")) == {}
