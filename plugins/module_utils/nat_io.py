@@ -118,17 +118,11 @@ def boot_unit(module, plan: nat.TablePlan) -> None:
 
 def apply(module, engine, plan: nat.TablePlan, state: nat.NatState) -> None:
     """Every step in the plan's order (the kernel first: see nat.steps)."""
+    actions = {"localnet-off": lambda: write_sysctls(plan.off), "nft": lambda: transaction(engine, plan),
+               "files": lambda: write_files(module, plan, state), "unit": lambda: boot_unit(module, plan),
+               "sysctl": lambda: write_sysctls(plan.sysctls)}
     for step in plan.steps:
-        if step == "localnet-off":
-            write_sysctls(plan.off)
-        elif step == "nft":
-            transaction(engine, plan)
-        elif step == "files":
-            write_files(module, plan, state)
-        elif step == "unit":
-            boot_unit(module, plan)
-        elif step == "sysctl":
-            write_sysctls(plan.sysctls)
+        actions[step]()
 
 
 def run(module) -> dict:
