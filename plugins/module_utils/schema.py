@@ -59,7 +59,7 @@ _USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$|^\d+$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _PORT = re.compile(r"^(?:(tcp|udp):)?(\d{1,5})(?::(\d{1,5}))?$")
-_CPUS = re.compile(r"^(numa|\d+(-\d+)?([,\s]+\d+(-\d+)?)*)$")
+_CPUS = re.compile(r"^\s*(numa|\d+(-\d+)?([,\s]+\d+(-\d+)?)*)\s*$")
 _PRIVATE_USERS = re.compile(r"^(yes|no|true|false|on|off|pick|identity|managed|\d+(:\d+)?)$")
 _BIND_OPTIONS = ("rbind", "norbind", "idmap", "noidmap", "rootidmap", "owneridmap")
 
@@ -136,16 +136,15 @@ def check_capability(value: str) -> Optional[str]:
     return "must be a capability name like CAP_NET_ADMIN (see capabilities(7)) or 'all'"
 
 
-def check_ambient_capability(value: str) -> Optional[str]:
-    if _CAP.match(value):
-        return None
-    return "must be a capability name like CAP_NET_BIND_SERVICE ('all' is not supported here)"
+def _matching(pattern: re.Pattern, form: str) -> Callable[[str], Optional[str]]:
+    """A validator that accepts what ``pattern`` matches and otherwise answers the allowed ``form``."""
+    return lambda value: None if pattern.match(value) else form
 
 
-def check_syscall(value: str) -> Optional[str]:
-    if _SYSCALL.match(value):
-        return None
-    return "must be a system call name or @group, optionally prefixed with ~ to deny it, e.g. @system-service"
+check_ambient_capability = _matching(_CAP, "must be a capability name like CAP_NET_BIND_SERVICE ('all' is not "
+                                            "supported here)")
+check_syscall = _matching(_SYSCALL, "must be a system call name or @group, optionally prefixed with ~ to deny it, "
+                                    "e.g. @system-service")
 
 
 def check_signal(value: str) -> Optional[str]:
@@ -157,12 +156,8 @@ def check_signal(value: str) -> Optional[str]:
     return "must be a signal name like SIGTERM or SIGRTMIN+3, or a number 1-64"
 
 
-def check_machine_id(value: str) -> Optional[str]:
-    return None if _MACHINE_ID.match(value) else "must be a 128-bit ID: 32 hex digits or a UUID"
-
-
-def check_user(value: str) -> Optional[str]:
-    return None if _USER.match(value) else "must be a UNIX user name (letters, digits, '_', '.', '-') or a UID"
+check_machine_id = _matching(_MACHINE_ID, "must be a 128-bit ID: 32 hex digits or a UUID")
+check_user = _matching(_USER, "must be a UNIX user name (letters, digits, '_', '.', '-') or a UID")
 
 
 def check_environment(value: str) -> Optional[str]:
@@ -178,14 +173,9 @@ def check_hostname(value: str) -> Optional[str]:
     return "must be a hostname: dot-separated labels of letters, digits and '-', at most 64 characters"
 
 
-def check_rlimit(value: str) -> Optional[str]:
-    if _RLIMIT.match(value):
-        return None
-    return "must be LIMIT or SOFT:HARD, each a number (with an optional unit such as 64K or 10s) or 'infinity'"
-
-
-def check_cpus(value: str) -> Optional[str]:
-    return None if _CPUS.match(value.strip()) else "must be CPU numbers and ranges such as 0-3,6, or 'numa'"
+check_rlimit = _matching(_RLIMIT, "must be LIMIT or SOFT:HARD, each a number (with an optional unit such as 64K "
+                                  "or 10s) or 'infinity'")
+check_cpus = _matching(_CPUS, "must be CPU numbers and ranges such as 0-3,6, or 'numa'")
 
 
 def check_private_users(value: str) -> Optional[str]:
