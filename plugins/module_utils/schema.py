@@ -51,12 +51,13 @@ _SIGNALS = ("HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TE
             "TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO PWR SYS").split()
 _SIGNAL_RT = re.compile(r"^SIGRT(MIN|MAX)([+-]\d{1,2})?$")
 _CAP = re.compile(r"^CAP_[A-Z0-9_]+$")
+_CAP_OR_ALL = re.compile(r"^(all|CAP_[A-Z0-9_]+)$")
 _SYSCALL = re.compile(r"^~?@?[a-z0-9_-]+(:[A-Za-z0-9_]+)?$")
 _RLIMIT_VALUE = r"(infinity|\d+(\.\d+)?[A-Za-z]*)"
 _RLIMIT = re.compile(rf"^{_RLIMIT_VALUE}(:{_RLIMIT_VALUE})?$")
 _MACHINE_ID = re.compile(r"^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
 _USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$|^\d+$")
-_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^\n]*\Z")
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _PORT = re.compile(r"^(?:(tcp|udp):)?(\d{1,5})(?::(\d{1,5}))?$")
 _CPUS = re.compile(r"^\s*(numa|\d+(-\d+)?([,\s]+\d+(-\d+)?)*)\s*$")
@@ -130,17 +131,12 @@ def check_port(value: str) -> Optional[str]:
     return None if all(1 <= p <= 65535 for p in ports) else form
 
 
-def check_capability(value: str) -> Optional[str]:
-    if value == "all" or _CAP.match(value):
-        return None
-    return "must be a capability name like CAP_NET_ADMIN (see capabilities(7)) or 'all'"
-
-
 def _matching(pattern: re.Pattern, form: str) -> Callable[[str], Optional[str]]:
     """A validator that accepts what ``pattern`` matches and otherwise answers the allowed ``form``."""
     return lambda value: None if pattern.match(value) else form
 
 
+check_capability = _matching(_CAP_OR_ALL, "must be a capability name like CAP_NET_ADMIN (see capabilities(7)) or 'all'")
 check_ambient_capability = _matching(_CAP, "must be a capability name like CAP_NET_BIND_SERVICE ('all' is not "
                                             "supported here)")
 check_syscall = _matching(_SYSCALL, "must be a system call name or @group, optionally prefixed with ~ to deny it, "
@@ -160,10 +156,8 @@ check_machine_id = _matching(_MACHINE_ID, "must be a 128-bit ID: 32 hex digits o
 check_user = _matching(_USER, "must be a UNIX user name (letters, digits, '_', '.', '-') or a UID")
 
 
-def check_environment(value: str) -> Optional[str]:
-    if _ENV.match(value) and "\n" not in value:
-        return None
-    return "must be NAME=VALUE with NAME of letters, digits and '_' (not starting with a digit)"
+check_environment = _matching(_ENV, "must be NAME=VALUE with NAME of letters, digits and '_' (not starting with a "
+                                    "digit)")
 
 
 def check_hostname(value: str) -> Optional[str]:
