@@ -24,10 +24,15 @@ Memory: the test host's anonymous memory (``rss`` of its memory cgroup) before t
 every container runs, divided by N, and the summed PSS of each container's processes.
 Between sizes the machines are purged (not timed). The collection is the tree of git revision
 ``--rev`` (``git archive``), so edits in the working tree during a run change nothing.
+``--before REV`` measures a second collection in the same run on the same host, the two alternating
+size by size (each side first in every other size), so their ratio compares code, not load.
+``--clone-rounds R`` (with ``--before``) measures only the clone step of the last size, R rounds, the
+two collections alternating within each round (results: bench_converge-clones.json): on a shared
+machine one round is as noisy as one size, the median of several is not.
 Results: tests/bench/results/bench_converge.json (``--hosts K``: bench_converge-multi.json, with
 the same sizes on one host first, in the same run, for the ratio).
 
-    python tests/bench/bench_converge.py [--sizes 1,10,30] [--hosts 1] [--rev HEAD] [--keep]
+    python tests/bench/bench_converge.py [--sizes 1,10,30] [--hosts 1] [--rev HEAD] [--before REV] [--keep]
     python tests/bench/bench_converge.py --sizes 10 --hosts 3
 """
 
@@ -232,7 +237,8 @@ def converge(runner: Runner, count: int) -> dict:
     row["wait"] = round(row["boots_done"] - row["start"], 3)
     row["after_boot"] = round(row["start_wait"] - row["boots_done"], 3)
     row["total"] = round(row["clone"] + row["write"] + row["start_wait"], 3)
-    print(f"hosts={len(runner.hosts)} n={count:3d}: clone {row['clone']:.2f} s (on the host {first['clone_span']:.2f} s, "
+    print(f"{os.path.basename(runner.collections)} hosts={len(runner.hosts)} n={count:3d}: "
+          f"clone {row['clone']:.2f} s (on the host {first['clone_span']:.2f} s, "
           f"one {first['clone_median']:.2f} s), write {row['write']:.2f} s (on the host {first['write_span']:.2f} s), "
           f"start {row['start']:.2f} s, wait {row['wait']:.2f} s (+{row['after_boot']:.2f} s), (no-op run {noop:.2f} s), total {row['total']:.2f} s; "
           f"boot median {first['boot_median']:.2f} s; rss/container {first['rss_per_container'] / 2**20:.1f} MiB, "
@@ -263,6 +269,22 @@ def write_stamps(host: harness.TestHost, count: int) -> dict:
     return {"write_span": round(max(values) - min(values), 3), "write_files": len(values)}
 
 
+def clone_rounds(runners: dict, count: int, rounds: int) -> dict:
+    """The clone run of ``count`` machines, ``rounds`` times per collection, alternating (each side first in every
+    other round): per side the wall times of the runs and the host's clone spans (first birth to last hostname)."""
+    out = {"count": count, "runs": {side: [] for side in runners}, "spans": {side: [] for side in runners}}
+    for index in range(rounds):
+        for side in list(runners)[::-1 if index % 2 else 1]:
+            runner = runners[side]
+            purge(runner)
+            out["runs"][side].append(round(runner.run(runner.fleet, fleet_vars(count, "clone")), 3))
+            out["spans"][side].append(clone_stamps(runner.hosts[0], count)["clone_span"])
+            print(f"round {index + 1} {side}: clone run {out['runs'][side][-1]:.2f} s, on the host "
+                  f"{out['spans'][side][-1]:.2f} s", flush=True)
+    purge(next(iter(runners.values())))
+    return out
+
+
 def collect_memory(host: harness.TestHost) -> int:
     out = host.ssh("awk '$1 == \"rss\" {print $2}' /sys/fs/cgroup/memory/memory.stat").stdout.strip()
     return int(out)
@@ -281,17 +303,24 @@ def main(argv=None) -> int:
                         "more than 1 also measures the same sizes on one host first")
     parser.add_argument("--repeat", type=int, default=2, help="no-op site.yml runs per host count")
     parser.add_argument("--rev", default="HEAD", help="git revision of the collection")
+    parser.add_argument("--before", default="", help="a second revision measured in the same run (one host only)")
+    parser.add_argument("--clone-rounds", type=int, default=0, help="only the clone step of the last size, "
+                        "this many rounds alternating with --before")
     parser.add_argument("--prefix", default="cvb", help="test host name prefix")
     parser.add_argument("--keep", action="store_true", help="leave the test hosts running")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    name = "bench_converge" + ("-multi" if args.hosts > 1 else "")
+    name = "bench_converge" + ("-multi" if args.hosts > 1 else "-clones" if args.clone_rounds else "")
     record = Record(name, sys.argv[1:] if argv is None else argv)
-    rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", args.rev], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    record.data.update(rev=rev, sizes=sizes, hosts=args.hosts, template=TEMPLATE["path"])
+    if args.before and args.hosts > 1:
+        raise BenchError("--before compares two collections on one host: leave --hosts at 1")
+    if args.clone_rounds and not args.before:
+        raise BenchError("--clone-rounds compares two collections: give --before REV")
+    rev, before = (subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", r], capture_output=True, text=True,
+                                  check=True).stdout.strip() if r else "" for r in (args.rev, args.before))
+    record.data.update(rev=rev, before=before, sizes=sizes, hosts=args.hosts, template=TEMPLATE["path"])
     work = tempfile.mkdtemp(prefix="corral-bench-converge-")
-    collections = collection_of(rev, os.path.join(work, "collection"))
+    collections = {r: collection_of(r, os.path.join(work, f"collection-{r}")) for r in (rev, before) if r}
     names = [f"{args.prefix}{i}" for i in range(1, args.hosts + 1)]
     hosts = harness.boot_many(names)
     try:
@@ -299,15 +328,20 @@ def main(argv=None) -> int:
         rows = record.data["rows"] = []
         noop = record.data["site_noop"] = {}
         for k in counts:
-            runner = Runner(work, collections, hosts[:k])
+            runners = {r: Runner(work, c, hosts[:k]) for r, c in collections.items()}
+            runner = runners[rev]
             # not timed: the host role (no zone yet: networkd first started by it may miss D-Bus, see
             # bench_fleet.networkd_on_bus), then the zone and the template
             runner.run(runner.site, dict(fleet_vars(0, "clone"), corral_network_zones=[]))
             for host in hosts[:k]:
                 networkd_on_bus(host)
             runner.run(runner.site, fleet_vars(0, "clone"))
-            for count in sizes:
-                rows.append(converge(runner, count))
+            if args.clone_rounds:
+                record.data["clone_rounds"] = clone_rounds(runners, sizes[-1], args.clone_rounds)
+                break
+            for index, count in enumerate(sizes):
+                for side in list(runners)[::-1 if index % 2 else 1]:   # each side first in every other size
+                    rows.append(dict(converge(runners[side], count), rev=side))
             noop[str(k)] = site_noop(runner, sizes[-1], args.repeat)
             print(f"hosts={k}: no-op site.yml with {sizes[-1]} machines per host: {noop[str(k)]}", flush=True)
             purge(runner)

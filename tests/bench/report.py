@@ -228,8 +228,10 @@ def _mib(value: float) -> str:
     return f"{value / 2 ** 20:.1f} MiB"
 
 
-def converge_rows(data: dict, hosts: int) -> List[dict]:
-    return [r for r in data["rows"] if r["hosts"] == hosts]
+def converge_rows(data: dict, hosts: int, rev: str = "") -> List[dict]:
+    """The rows of ``hosts`` hosts measured with collection ``rev`` (default: the run's own, not ``--before``'s)."""
+    rev = rev or data["rev"]
+    return [r for r in data["rows"] if r["hosts"] == hosts and r.get("rev", data["rev"]) == rev]
 
 
 def converge_table(rows: List[dict]) -> List[str]:
@@ -248,27 +250,78 @@ def converge_table(rows: List[dict]) -> List[str]:
     return lines
 
 
+def _first(row: dict) -> dict:
+    return next(iter(row["per_host"].values()))
+
+
+def marginal_lines(rows: List[dict], lead: str = "Marginal") -> List[str]:
+    """The marginal cost of one more container against its own clone plus its own boot, two ways."""
+    one, last = rows[0], rows[-1]
+    marginal = (last["total"] - one["total"]) / (last["count"] - one["count"])
+    boot = _first(one)["boot_median"]
+    own = _first(last)["clone_median"] + boot
+    lines = [f"- {lead} cost of one more container from {one['count']} to {last['count']}: "
+             f"{marginal:.2f} s; its own clone ({last['count']} machines) plus its own boot (alone): "
+             f"{own:.2f} s (target: at most that: {met(marginal <= own)})."]
+    if "clone_span" in _first(last):
+        share = _first(last)["clone_span"] / last["count"] + boot
+        lines.append(f"  Counting a clone as the host's time for all {last['count']} clones divided by "
+                     f"{last['count']} (clones overlap, so one clone's own time overstates its cost): "
+                     f"{share:.2f} s ({met(marginal <= share)}).")
+    return lines
+
+
+def before_lines(data: dict, before: List[dict], after: List[dict]) -> List[str]:
+    lines = [f"Same run, `{data['before']}` (before) against `{data['rev']}` (after), alternating size by size:", ""]
+    for old, new in zip(before, after):
+        lines.append(f"- {new['count']} machines: clone step {old['clone']:.2f} s -> {new['clone']:.2f} s "
+                     f"({new['clone'] / old['clone']:.2f}x), first converge {old['total']:.2f} s -> "
+                     f"{new['total']:.2f} s ({new['total'] / old['total']:.2f}x).")
+    return lines + [""]
+
+
 def converge_block(data: Optional[dict]) -> str:
     if not data:
         return "No results yet: run `python tests/bench/bench_converge.py`.\n"
     rows = converge_rows(data, 1)
+    before = converge_rows(data, 1, data["before"]) if data.get("before") else []
     lines = [f"One test host (collection `{data['rev']}`), machines cloned from `{data['template']}`; every step "
              "is the time of its fleet run minus the median no-op run of the same size (start and wait from the "
              "host's own timestamps, see above).", ""] + converge_table(rows) + [""]
+    if before:
+        lines += [f"The same steps with collection `{data['before']}` in the same run:", ""]
+        lines += converge_table(before) + [""] + before_lines(data, before, rows)
     if len(rows) > 1:
-        one, last = rows[0], rows[-1]
-        marginal = (last["total"] - one["total"]) / (last["count"] - one["count"])
-        own = last["per_host"][next(iter(last["per_host"]))]["clone_median"] + one["per_host"][
-            next(iter(one["per_host"]))]["boot_median"]
-        lines.append(f"- Marginal cost of one more container from {one['count']} to {last['count']}: "
-                     f"{marginal:.2f} s; its own clone ({last['count']} machines) plus its own boot (alone): "
-                     f"{own:.2f} s (target: at most that: {met(marginal <= own)}).")
+        lines += marginal_lines(rows)
+    if len(before) > 1:
+        lines += marginal_lines(before, f"Before (`{data['before']}`): marginal")
     lines += ["", context(data)]
     return "\n".join(lines) + "\n"
 
 
 def _median(runs: List[float]) -> float:
     return statistics.median(runs)
+
+
+def _spread(runs: List[float]) -> str:
+    return f"{_median(runs):.2f} s ({min(runs):.2f}-{max(runs):.2f})"
+
+
+def clones_block(data: Optional[dict]) -> str:
+    if not data:
+        return ("No results yet: run `python tests/bench/bench_converge.py --sizes 10 --before REV "
+                "--clone-rounds 5`.\n")
+    rounds = data["clone_rounds"]
+    old, new = data["before"], data["rev"]
+    lines = [f"The clone step of {rounds['count']} machines alone, {len(rounds['runs'][new])} rounds, collections "
+             f"`{old}` (before) and `{new}` (after) alternating within each round; median (min-max).", "",
+             "| collection | clone run (fleet role, from outside) | clones on the host (first root to last hostname) |",
+             "|---|---:|---:|"]
+    for side, label in ((old, "before"), (new, "after")):
+        lines.append(f"| `{side}` ({label}) | {_spread(rounds['runs'][side])} | {_spread(rounds['spans'][side])} |")
+    ratio_ = _median(rounds["spans"][new]) / _median(rounds["spans"][old])
+    lines += ["", f"- Clones on the host, after / before: {ratio_:.2f}x (medians of the same run).", "", context(data)]
+    return "\n".join(lines) + "\n"
 
 
 def multi_block(data: Optional[dict]) -> str:
@@ -303,6 +356,7 @@ def blocks(results_dir: str = RESULTS_DIR) -> Dict[str, str]:
             "planning": planning_block(load("bench_planning", results_dir)),
             "site": site_block(load("bench_site", results_dir)),
             "converge": converge_block(load("bench_converge", results_dir)),
+            "converge-clones": clones_block(load("bench_converge-clones", results_dir)),
             "multihost": multi_block(load("bench_converge-multi", results_dir))}
 
 

@@ -125,6 +125,40 @@ def test_converge_block_reports_the_steps_memory_and_the_marginal_target(tmp_pat
     assert "(target: at most that: NOT met)" in report.blocks(str(tmp_path))["converge"]
 
 
+def test_converge_block_compares_a_before_collection_of_the_same_run(tmp_path):
+    """--before: the before rows get their own table, per size the ratios, and both marginal lines; the
+    clone counted as the host's span over N is given beside one clone's own time."""
+    rows = [dict(_converge_row(1, 1, 3.0), rev="new"), dict(_converge_row(1, 11, 13.0), rev="new"),
+            dict(_converge_row(1, 1, 3.0), rev="old"), dict(_converge_row(1, 11, 23.0), rev="old")]
+    rows[0]["clone"], rows[2]["clone"] = 1.0, 2.0
+    for row in rows:
+        row["per_host"]["h0"]["clone_span"] = 0.4 * row["count"]
+    data = dict(CONTEXT, rev="new", before="old", template="/t", rows=rows)
+    (tmp_path / "bench_converge.json").write_text(json.dumps(data))
+    block = report.blocks(str(tmp_path))["converge"]
+    assert "The same steps with collection `old` in the same run:" in block
+    assert block.count("| 1 | 11 | 1.00 s |") == 2
+    assert "- 1 machines: clone step 2.00 s -> 1.00 s (0.50x), first converge 3.00 s -> 3.00 s (1.00x)." in block
+    assert "- 11 machines: clone step 1.00 s -> 1.00 s (1.00x), first converge 23.00 s -> 13.00 s (0.57x)." in block
+    assert "- Marginal cost of one more container from 1 to 11: 1.00 s; its own clone (11 machines) plus its own " \
+           "boot (alone): 1.50 s (target: at most that: met)." in block
+    assert "divided by 11 (clones overlap, so one clone's own time overstates its cost): 1.40 s (met)." in block
+    assert "- Before (`old`): marginal cost of one more container from 1 to 11: 2.00 s" in block
+    assert "1.40 s (NOT met)." in block
+
+
+def test_clones_block_gives_both_medians_and_their_ratio(tmp_path):
+    rounds = {"count": 10, "runs": {"new": [9.0, 7.0, 8.0], "old": [12.0, 10.0, 11.0]},
+              "spans": {"new": [5.0, 4.0, 6.0], "old": [10.0, 9.0, 11.0]}}
+    data = dict(CONTEXT, rev="new", before="old", template="/t", rows=[], clone_rounds=rounds)
+    (tmp_path / "bench_converge-clones.json").write_text(json.dumps(data))
+    block = report.blocks(str(tmp_path))["converge-clones"]
+    assert "The clone step of 10 machines alone, 3 rounds" in block
+    assert "| `old` (before) | 11.00 s (10.00-12.00) | 10.00 s (9.00-11.00) |" in block
+    assert "| `new` (after) | 8.00 s (7.00-9.00) | 5.00 s (4.00-6.00) |" in block
+    assert "after / before: 0.50x" in block
+
+
 def test_multihost_block_reports_both_ratios(tmp_path):
     rows = [_converge_row(1, 10, 20.0), _converge_row(3, 10, 30.0)]
     data = dict(CONTEXT, rev="abc", template="/t", hosts=3, rows=rows, site_noop={"1": [2.0, 2.2], "3": [2.4, 2.5]})
