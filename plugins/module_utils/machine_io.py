@@ -72,9 +72,10 @@ def wait_mode(name: str, dirs: Sequence[str] = SETTINGS_DIRS) -> str:
 
 # ---------------------------------------------------------------- wait
 
-# A container booted alone is up in a fraction of a second: asked again after 0.1, 0.3, 0.7 s, then every
-# ``poll``, it is seen up to a poll interval sooner, for a few more questions while it boots.
+# A container booted alone is up in a fraction of a second: asked again 0.1, 0.3, 0.7 and 1.5 s after the
+# start of the wait, then every ``poll``, it is seen up to a poll interval sooner, for a few more questions.
 FIRST_POLL = 0.1
+
 
 def failed_units(module, name: str) -> List[str]:
     """Failed units inside the container (explains 'degraded')."""
