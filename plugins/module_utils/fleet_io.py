@@ -12,7 +12,7 @@ Phases of one run (check mode stops after planning; nothing below ``apply`` runs
 2. read: one ``systemctl show`` for every unit and machines.target, the drop-ins; the resources plan;
 3. images (``images_step``): every template, then every machine's root, read -> images.plan (pure) ->
    built, cloned and prepared (not in check mode; clones overlap, a few at once: ``apply_images``);
-4. plan: ``fleet_plan.plan_desired`` per machine (pure), with its root's outcome;
+4. plan: ``fleet_plan.plan_machine`` per machine (pure), with its root's outcome;
 5. apply: files, one daemon-reload, live limits, then ``machine_io.apply`` (enable/disable, stop,
    restart, start: one systemctl call each, concurrent waits); prune; the machines' addresses.
 """
@@ -31,7 +31,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
     validate_image, validate_template,
 )
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet_plan import (
-    Current, Desired, MachinePlan, dhcp_waits, fleet_diff, fleet_result, is_fleet_managed, plan_desired, plan_prune,
+    Current, Desired, MachinePlan, dhcp_waits, fleet_diff, fleet_result, is_fleet_managed, plan_machine, plan_prune,
     split_addresses, template_sources, wait_specs,
 )
 from ansible_collections.corral.nspawn.plugins.module_utils import images, images_io, images_setup, resources_io
@@ -274,11 +274,7 @@ def apply_runtime(ctx: Context, plans: List[MachinePlan], how: Dict[str, machine
             # set-property --runtime (resets of removed limits included), verified with systemctl show
             resources_io.apply_live(ctx.module, plan.name, plan.live)
     outcomes = machine_io.apply(ctx.module, [p.runtime_plan for p in plans if p.runtime_plan], how)
-    return check_outcomes(outcomes)
-
-
-def check_outcomes(outcomes: Dict[str, machine_utils.WaitResult]) -> List[str]:
-    """One error listing every machine that did not come up; warnings (degraded) otherwise."""
+    # one error listing every machine that did not come up; warnings (degraded) otherwise
     failed = {n: o.as_dict() for n, o in outcomes.items() if not o.ok}
     if failed:
         raise FleetError("machines did not come up: " + "; ".join(f"{n}: {o.get('msg')}" for n, o in failed.items()),
@@ -386,8 +382,10 @@ def run_fleet(module) -> dict:
     items = [d.limits for d in desired]
     limits = resources_utils.plan(items, resources_io.read(module, items, shown=units.units))
     roots = images_step(ctx, image_items(ctx, params["templates"], desired, currents))
-    plans = [in_step(f"machines[{d.machine.name}]: plan", plan_desired, d, c, roots.get(d.machine.name), ctx.policy, lim)
-             for d, c, lim in zip(desired, currents, limits.items)]
+    # per machine: the settings and resources plans' items, the image step's outcome, the runtime decision
+    plans = [in_step(f"machines[{d.machine.name}]: plan", plan_machine, d.machine, c, d.settings.file, lim.file,
+                     roots.get(d.machine.name), d.machine.restart or ctx.policy, d.settings.restart_required,
+                     lim.live, lim.stale, d.settings.takeover) for d, c, lim in zip(desired, currents, limits.items)]
     warnings += [w for d in desired for w in d.warnings]
     if not module.check_mode:
         apply_files(ctx, plans)

@@ -110,15 +110,6 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     return plan
 
 
-def plan_desired(desired: Desired, current: Current, image: Optional[dict], default_policy: str,
-                 limits: resources_utils.ItemPlan) -> MachinePlan:
-    """Every action for one machine from the settings and resources plans of its files and limits, what was
-    read, and the image step's outcome."""
-    machine, settings = desired.machine, desired.settings
-    return plan_machine(machine, current, settings.file, limits.file, image, machine.restart or default_policy,
-                        settings.restart_required, limits.live, limits.stale, settings.takeover)
-
-
 def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dict]:
     """Fleet-managed machines no longer declared -> what removing each means."""
     return [{"name": name, "purge": purge} for name in sorted(set(managed) - set(declared))]

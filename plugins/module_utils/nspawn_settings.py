@@ -43,7 +43,6 @@ from ansible_collections.corral.nspawn.plugins.module_utils.values import line_e
 from ansible_collections.corral.nspawn.plugins.module_utils.schema import (
     BY_KEY, SECTIONS, TABLE, Key, argspec, check_ambient_capability, check_capability, check_word, split_colons)
 
-SETTINGS_DIR = shared.SETTINGS_DIR
 TRUSTED_DIRS = ("/etc/systemd/nspawn", "/run/systemd/nspawn")
 UNTRUSTED_DIR = "/var/lib/machines"
 _TRUE = ("yes", "true", "on", "1")
@@ -193,8 +192,8 @@ def did_you_mean(word: str, candidates, cutoff: float = 0.8) -> Optional[str]:
     return lowered[match[0]] if match else None
 
 
-def normalize(params: dict) -> Dict[str, Value]:
-    """Validate catalogue options (None = unset) into rendered values; all errors at once."""
+def normalize(params: dict) -> Tuple[Dict[str, Value], List[str]]:
+    """Validate catalogue options (None = unset) into rendered values, and every error (each names its option)."""
     values, errors = {}, []
     for option, value in params.items():
         if option == "extra" or value is None:
@@ -213,9 +212,7 @@ def normalize(params: dict) -> Dict[str, Value]:
         if rendered != []:
             values[option] = rendered
     errors.extend(conflicts(values))
-    if errors:
-        raise SettingsError("; ".join(errors))
-    return values
+    return values, errors
 
 
 def conflicts(values: Dict[str, Value]) -> List[str]:
@@ -270,8 +267,8 @@ def _extra_values(label: str, value) -> List[str]:
     return out
 
 
-def extra_entries(extra: Optional[dict]) -> Tuple[Dict[str, List[Tuple[str, str]]], List[str]]:
-    """Validate ``extra: {Section: {Key: value}}``; near-miss keys fail with 'did you mean'."""
+def extra_entries(extra: Optional[dict]) -> Tuple[Dict[str, List[Tuple[str, str]]], List[str], List[str]]:
+    """Validate ``extra: {Section: {Key: value}}`` -> (entries, warnings, errors); near-miss keys: 'did you mean'."""
     entries: Dict[str, List[Tuple[str, str]]] = {}
     warnings, errors = [], []
     for section, keys in (extra or {}).items():
@@ -295,27 +292,17 @@ def extra_entries(extra: Optional[dict]) -> Tuple[Dict[str, List[Tuple[str, str]
                 continue
             warnings.append(f"extra.{section}.{key}: not in the catalogue of corral.nspawn, written as given; "
                             "systemd-nspawn ignores keys it does not know (with a warning in its log)")
-    if errors:
-        raise SettingsError("; ".join(errors))
-    return entries, warnings
+    return entries, warnings, errors
 
 
 # ---------------------------------------------------------------- documents
 
 def build_document(params: dict) -> Tuple[unitfile.Document, List[str]]:
     """Validated params -> Document (catalogue order, then extra keys) and warnings."""
-    errors = []
-    try:
-        values = normalize(params)
-    except SettingsError as exc:
-        values, errors = {}, [str(exc)]
-    try:
-        extra, warnings = extra_entries(params.get("extra"))
-    except SettingsError as exc:
-        extra, warnings = {}, []
-        errors.append(str(exc))
-    if errors:
-        raise SettingsError("; ".join(errors))
+    values, errors = normalize(params)
+    extra, warnings, extra_errors = extra_entries(params.get("extra"))
+    if errors or extra_errors:
+        raise SettingsError("; ".join(errors + extra_errors))
     doc: unitfile.Document = [(section, []) for section in SECTIONS]
     for option, spec in TABLE.items():
         if option in values:
@@ -361,15 +348,16 @@ def bind_source_errors(params: dict, exists=None) -> List[str]:
     Reported before any change (check mode too). ``+PATH`` sources are inside the container's root.
     """
     exists = exists or os.path.exists
-    errors = []
-    for option in ("bind", "bind_read_only"):
-        items = params.get(option) or []
-        for item in items if isinstance(items, list) else [items]:
-            source = _bind_parts(str(item))[0]
-            if source.startswith("/") and not exists(source):
-                errors.append(f"{option}: {item!r}: the source {source} does not exist on the host "
-                              "(systemd-nspawn would refuse to start the container); create it first")
-    return errors
+    return [f"{option}: {item!r}: the source {source} does not exist on the host "
+            "(systemd-nspawn would refuse to start the container); create it first"
+            for option, item, source in _bind_sources(params) if not exists(source)]
+
+
+def _bind_sources(params: dict) -> List[Tuple[str, object, str]]:
+    """(option, item, host path) of every bind and bind_read_only item with a host source (``+PATH``: in the root)."""
+    found = [(option, item, _bind_parts(str(item))[0]) for option in ("bind", "bind_read_only")
+             for item in _as_list(params.get(option) or [])]
+    return [(option, item, source) for option, item, source in found if source.startswith("/")]
 
 
 def _entries(spec: Key, value: Value) -> List[Tuple[str, str]]:
@@ -390,7 +378,7 @@ def build_settings(params: dict, systemd_version: Optional[int] = None,
     return text, warnings
 
 
-def settings_path(name: str, directory: str = SETTINGS_DIR) -> str:
+def settings_path(name: str, directory: str = shared.SETTINGS_DIR) -> str:
     return os.path.join(directory, f"{name}.nspawn")
 
 
@@ -489,9 +477,7 @@ class SettingsItem:
 
     def probes(self) -> List[str]:
         """The paths whose existence the plan needs: the untrusted file and the bind sources."""
-        sources = [_bind_parts(str(item))[0] for option in ("bind", "bind_read_only")
-                   for item in _as_list((self.params or {}).get(option))]
-        return [untrusted_path(self.name, self.machines_dir)] + [s for s in sources if s.startswith("/")]
+        return [untrusted_path(self.name, self.machines_dir)] + [s for _o, _i, s in _bind_sources(self.params or {})]
 
 
 @dataclass

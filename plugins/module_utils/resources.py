@@ -31,10 +31,10 @@ from typing import Dict, List, Optional, Tuple, Union
 from ansible_collections.corral.nspawn.plugins.module_utils import shared, systemd, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, plan_file_mode
+from ansible_collections.corral.nspawn.plugins.module_utils.layout import Layout
 from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
-UNITS_DIR = shared.UNITS_DIR
 DROPIN_NAME = "50-corral-resources.conf"
 INFINITY = "infinity"
 CPUS_MAX = 8192
@@ -370,12 +370,9 @@ def normalize(options: dict, label: str = "") -> Dict[str, Value]:
 
 # ---------------------------------------------------------------- drop-in file
 
-def dropin_dir(name: str, units_dir: str = UNITS_DIR) -> str:
-    return os.path.join(units_dir, f"systemd-nspawn@{name}.service.d")
-
-
-def dropin_path(name: str, units_dir: str = UNITS_DIR) -> str:
-    return os.path.join(dropin_dir(name, units_dir), DROPIN_NAME)
+def dropin_path(name: str, units_dir: str = shared.UNITS_DIR) -> str:
+    """Our drop-in in the unit's .d directory (Layout's)."""
+    return os.path.join(Layout(units_dir=units_dir).dropin_dir(name), DROPIN_NAME)
 
 
 def render_dropin(desired: Dict[str, Value]) -> Optional[str]:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -82,7 +83,8 @@ def apply_live(module, name: str, live: resources.LivePlan, control_dir: str = C
     expected = dict(live.expected)
     if live.resets:
         for key in live.resets:
-            _remove(os.path.join(control_dir, f"{unit}.d", f"50-{key}.conf"))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(control_dir, f"{unit}.d", f"50-{key}.conf"))
         systemd.daemon_reload(module)
         base = systemd.show_unit(module, unit, resources.show_properties())
         resets = {resources.reset_assignment(key, base) for key in live.resets}
@@ -96,10 +98,3 @@ def apply_live(module, name: str, live: resources.LivePlan, control_dir: str = C
         raise LimitsError(f"machine {name}: systemd did not take the limits: {'; '.join(mismatches)}",
                           assignments=assignments, shown=shown)
     return shown
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
