@@ -387,16 +387,6 @@ def untrusted_path(name: str, directory: str = UNTRUSTED_DIR) -> str:
     return os.path.join(directory, f"{name}.nspawn")
 
 
-def untrusted_warning(name: str, written: str, directory: str = UNTRUSTED_DIR, exists=None) -> Optional[str]:
-    """The warning for a .nspawn file next to the image (``exists(path)``: what read() saw)."""
-    untrusted = untrusted_path(name, directory)
-    if not (exists or os.path.exists)(untrusted) or os.path.normpath(written) == untrusted:
-        return None
-    return (f"{untrusted} exists next to the image: systemd-nspawn reads it only when no file exists in "
-            "/etc/systemd/nspawn or /run/systemd/nspawn, ignores its privileged keys, and it came with "
-            "the image; remove it unless you trust it")
-
-
 def _used(text: Optional[str]) -> List[Tuple[str, Key]]:
     doc = unitfile.parse(text or "")
     seen = []
@@ -521,17 +511,6 @@ def _prefixed(label: str, text: str) -> str:
     return f"{label}: {text}" if label else text
 
 
-def desired_text(item: SettingsItem, state: SettingsState) -> Tuple[Optional[str], List[str]]:
-    """The text the file must hold and the warnings about it; SettingsError names every bad option."""
-    if item.params is None:
-        return None, []
-    text, warnings = build_settings(item.params, systemd_version=state.version, header=item.header)
-    missing = bind_source_errors(item.params, exists=lambda path: state.exists.get(path, False))
-    if missing:
-        raise SettingsError("; ".join(missing))
-    return text, warnings + trust_warnings(text, item.path)
-
-
 def takeover(item: SettingsItem, before: Optional[str]) -> Optional[str]:
     """Words for replacing a file that does not carry the item's marker (None: absent or its writer's own).
 
@@ -547,14 +526,26 @@ def takeover(item: SettingsItem, before: Optional[str]) -> Optional[str]:
 
 
 def _item_plan(item: SettingsItem, state: SettingsState) -> ItemPlan:
-    after, warnings = desired_text(item, state)
+    """One file: the text it must hold (SettingsError names every bad option and missing bind source), the
+    file decision, and the warnings (newer keys, trust, takeover, a .nspawn file next to the image)."""
+    after, warnings = None, []
+    if item.params is not None:
+        after, warnings = build_settings(item.params, systemd_version=state.version, header=item.header)
+        missing = bind_source_errors(item.params, exists=lambda path: state.exists.get(path, False))
+        if missing:
+            raise SettingsError("; ".join(missing))
+        warnings += trust_warnings(after, item.path)
     before, mode = state.files.get(item.path, (None, None))
     file = plan_file_mode(item.path, before, mode, after)
     plan = ItemPlan(item.name, item.path, after, file, file.changed and restart_required(before, after))
     plan.takeover = takeover(item, before) if before != after else None
     warnings += [plan.takeover] if plan.takeover else []
-    untrusted = untrusted_warning(item.name, item.path, item.machines_dir, lambda p: state.exists.get(p, False))
-    plan.warnings = [_prefixed(item.warning_label, w) for w in warnings + ([untrusted] if untrusted else [])]
+    untrusted = untrusted_path(item.name, item.machines_dir)
+    if state.exists.get(untrusted, False) and os.path.normpath(item.path) != untrusted:
+        warnings.append(f"{untrusted} exists next to the image: systemd-nspawn reads it only when no file exists "
+                        "in /etc/systemd/nspawn or /run/systemd/nspawn, ignores its privileged keys, and it came "
+                        "with the image; remove it unless you trust it")
+    plan.warnings = [_prefixed(item.warning_label, w) for w in warnings]
     return plan
 
 

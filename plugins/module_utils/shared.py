@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from typing import List
 
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.names import machine_name_error
 
 MACHINES_DIR = "/var/lib/machines"
@@ -53,3 +54,10 @@ def errors(params: dict) -> List[str]:
     if "timeout" in params and timeout is not None and timeout < 1:
         out.append(f"timeout: {timeout!r} is not allowed; give a whole number of seconds, at least 1")
     return out
+
+
+def check(params: dict, names, error=CorralError) -> None:
+    """Raise ``error`` (the module's CorralError class) naming every bad value of ``errors`` among ``names``."""
+    problems = errors({name: params[name] for name in names})
+    if problems:
+        raise error("; ".join(problems))

@@ -133,9 +133,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils import lock, shared
 def validate(module) -> None:
     """Every input and machined itself, before anything is read (raises MachineError)."""
     params = module.params
-    errors = shared.errors({k: params[k] for k in ("name", "timeout", "settings_dir")})
-    if errors:
-        raise machine.MachineError("; ".join(errors))
+    shared.check(params, ("name", "timeout", "settings_dir"), machine.MachineError)
     error = systemd.machined_error(module)
     if error:
         raise machine.MachineError(error)

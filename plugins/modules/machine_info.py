@@ -158,9 +158,7 @@ def gather(module, wanted, layout: Layout) -> list:
 def describe(module) -> dict:
     """Validate, then read everything under a shared hold of the host lock (nothing changes)."""
     params = module.params
-    error = "; ".join(shared.errors({k: params[k] for k in ("settings_dir", "units_dir")}))
-    if error:
-        raise CorralError(error)
+    shared.check(params, ("settings_dir", "units_dir"))
     with lock.module_lock(module, shared=True):
         error = systemd.machined_error(module)
         if error:

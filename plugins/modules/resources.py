@@ -180,9 +180,7 @@ def argument_spec() -> dict:
 
 def item_of(params: dict) -> resources.ResourcesItem:
     """The one item of this module; a bad name, units_dir or limit fails before any change."""
-    errors = shared.errors({k: params[k] for k in ("name", "units_dir")})
-    if errors:
-        raise resources.ResourceError("; ".join(errors))
+    shared.check(params, ("name", "units_dir"), resources.ResourceError)
     options = {k: v for k, v in params.items() if k in resources.TABLE or k == "extra"}
     desired = resources.normalize(options) if params["state"] == "present" else {}
     return resources.ResourcesItem(params["name"], resources.dropin_path(params["name"], params["units_dir"]), desired)

@@ -162,9 +162,7 @@ def argument_spec() -> dict:
 
 def item_of(params: dict) -> ns.SettingsItem:
     """The one item of this module: its file and options (None with state=absent); bad names/dirs fail first."""
-    errors = shared.errors({k: params[k] for k in ("name", "settings_dir")})
-    if errors:
-        raise ns.SettingsError("; ".join(errors))
+    shared.check(params, ("name", "settings_dir"), ns.SettingsError)
     path = params["path"] or Layout.from_params(params).settings_path(params["name"])
     options = {k: v for k, v in params.items() if k in ns.OPTION_SPEC} if params["state"] == "present" else None
     return ns.SettingsItem(params["name"], path, options)

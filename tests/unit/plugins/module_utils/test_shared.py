@@ -6,6 +6,7 @@
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import shared
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 
 
 def test_spec_gives_fresh_copies_of_the_named_options():
@@ -33,3 +34,14 @@ def test_every_bad_value_is_named_with_the_allowed_form():
         "units_dir: '' is not allowed; give an absolute directory path (default /etc/systemd/system)",
         "timeout: 0 is not allowed; give a whole number of seconds, at least 1"]
     assert shared.errors({"timeout": -3}) == ["timeout: -3 is not allowed; give a whole number of seconds, at least 1"]
+
+
+def test_check_raises_the_given_error_class_naming_every_bad_value():
+    class OwnError(CorralError):
+        pass
+    shared.check({"name": "web", "settings_dir": "/etc/x", "other": "ignored"}, ("name", "settings_dir"), OwnError)
+    with pytest.raises(OwnError) as raised:
+        shared.check({"name": ".host", "units_dir": "rel"}, ("name", "units_dir"), OwnError)
+    assert str(raised.value) == "; ".join(shared.errors({"name": ".host", "units_dir": "rel"}))
+    with pytest.raises(CorralError, match="units_dir: 'rel'"):
+        shared.check({"units_dir": "rel"}, ("units_dir",))
