@@ -273,7 +273,7 @@ def apply_runtime(ctx: Context, plans: List[MachinePlan], how: Dict[str, machine
         if plan.live and plan.runtime not in ("stop", "restart"):
             # set-property --runtime (resets of removed limits included), verified with systemctl show
             resources_io.apply_live(ctx.module, plan.name, plan.live)
-    outcomes = machine_io.apply(ctx.module, [p.runtime_plan for p in plans if p.runtime_plan], how)
+    outcomes = machine_io.apply(ctx.module, plans, how)
     # one error listing every machine that did not come up; warnings (degraded) otherwise
     failed = {n: o.as_dict() for n, o in outcomes.items() if not o.ok}
     if failed:

@@ -47,23 +47,16 @@ class Desired:
 
 
 @dataclass
-class MachinePlan:
-    """What must happen to one machine; decided identically in check mode and for real."""
+class MachinePlan(machine_utils.Plan):
+    """What must happen to one machine; decided identically in check mode and for real.
 
-    name: str
+    A machine logic's plan (name, enable, runtime, pending_restart: machine_io.apply carries it out) whose
+    ``changes`` also list the files, the image and the live limits."""
+
     image: Optional[dict] = None          # the image step's outcome: changed, created, changes, diff
     files: List[FileResult] = field(default_factory=list)
     reload_needed: bool = False           # daemon-reload: a drop-in written now, or one systemd never loaded
-    enable: Optional[bool] = None         # True enable, False disable, None leave
-    runtime: str = "none"                 # none | start | stop | restart
-    pending_restart: bool = False
     live: Optional[object] = None  # the resources logic's LivePlan for the running unit (no restart)
-    runtime_plan: Optional[machine_utils.Plan] = None   # the machine logic's plan (enable, start/stop/restart)
-    changes: List[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.changes)
 
 
 def is_fleet_managed(text: Optional[str]) -> bool:
@@ -105,7 +98,6 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
         restart = restart or bool(live.pending and dropin.changed)
     runtime = machine_utils.plan(machine.name, machine.state, machine.enabled, current, restart, policy, terse=True)
     plan.enable, plan.runtime, plan.pending_restart = runtime.enable, runtime.runtime, runtime.pending_restart
-    plan.runtime_plan = runtime
     plan.changes.extend(runtime.changes)
     return plan
 
