@@ -5,7 +5,7 @@
 import ipaddress
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from ansible_collections.corral.nspawn.plugins.module_utils import netlink, networkd, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.unitfile import HEADER
@@ -88,6 +88,7 @@ def test_plan_removes_stale_port_files_only():
     assert [p for p, text in plan.items() if text is None] == [f"{D}/50-corral-br0-port-eth1.network"]
 
 
+@settings(deadline=None)   # timing is not what this checks: on a loaded 2-core host an example can take > 200 ms
 @given(st.lists(st.integers(min_value=1, max_value=250), min_size=1, max_size=4, unique=True))
 def test_rendered_network_round_trips_through_the_parser(octets):
     addresses = [f"10.{o}.0.1/24" for o in octets]
