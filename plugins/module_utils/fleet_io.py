@@ -383,7 +383,7 @@ def run_fleet(module) -> dict:
     limits = resources_utils.plan(items, resources_io.read(module, items, shown=units.units))
     roots = images_step(ctx, image_items(ctx, params["templates"], desired, currents))
     # per machine: the settings and resources plans' items, the image step's outcome, the runtime decision
-    plans = [in_step(f"machines[{d.machine.name}]: plan", plan_machine, d.machine, c, d.settings.file, lim.file,
+    plans = [in_step(f"machines[{d.machine.name}]: plan", plan_machine, d.machine, c, d.settings, lim.file,
                      roots.get(d.machine.name), d.machine.restart or ctx.policy, d.settings.restart_required,
                      lim.live, lim.stale, d.settings.takeover) for d, c, lim in zip(desired, currents, limits.items)]
     warnings += [w for d in desired for w in d.warnings]

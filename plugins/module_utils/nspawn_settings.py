@@ -12,8 +12,8 @@ The resource contract (the settings module calls it with one item, the fleet wit
   a wrong mode is a change like a wrong text. ``plan.items[i]``: path, content, restart_required, changed, diff.
 - ``nspawn_settings_io.apply(module, plan)``: writes, chmods or removes what the plan says; never in check mode.
 - ``SettingsItem(name, path, params=None (removes the file), header=HEADER, label="", warning_label="",
-  machines_dir=UNTRUSTED_DIR, marker=MANAGED_MARKER)``; ``plan.actions`` are files.FileResult (action
-  create/update/remove/chmod). The fleet's items carry its header and marker (a file without it is adopted).
+  machines_dir=UNTRUSTED_DIR, marker=MANAGED_MARKER)``; ``plan.actions`` are the changed items (ItemPlan is a
+  files.FileResult: action create/update/remove/chmod). The fleet's items carry its header and marker (a file without it is adopted).
 
 Other API:
 
@@ -480,22 +480,14 @@ class SettingsState:
 
 
 @dataclass
-class ItemPlan:
-    name: str
-    path: str
-    content: Optional[str]
-    file: FileResult
+class ItemPlan(FileResult):
+    """One item's file decision (files.FileResult: path, changed, diff, action, content; apply writes it as it is)
+    with the machine's name, whether a running container needs a restart for it, and its warnings."""
+
+    name: str = ""
     restart_required: bool = False
     warnings: List[str] = field(default_factory=list)
     takeover: Optional[str] = None   # words for replacing a file another writer wrote (see takeover)
-
-    @property
-    def changed(self) -> bool:
-        return self.file.changed
-
-    @property
-    def diff(self) -> dict:
-        return self.file.diff
 
 
 @dataclass
@@ -537,7 +529,7 @@ def _item_plan(item: SettingsItem, state: SettingsState) -> ItemPlan:
         warnings += trust_warnings(after, item.path)
     before, mode = state.files.get(item.path, (None, None))
     file = plan_file_mode(item.path, before, mode, after)
-    plan = ItemPlan(item.name, item.path, after, file, file.changed and restart_required(before, after))
+    plan = ItemPlan(**vars(file), name=item.name, restart_required=file.changed and restart_required(before, after))
     plan.takeover = takeover(item, before) if before != after else None
     warnings += [plan.takeover] if plan.takeover else []
     untrusted = untrusted_path(item.name, item.machines_dir)
@@ -564,7 +556,7 @@ def plan(items: List[SettingsItem], state: SettingsState) -> SettingsPlan:
             action = "remove" if one.content is None else "write"
             result.changes.append(f"settings: {action} {one.path}")
             result.diffs.append(one.diff)
-            result.actions.append(one.file)
+            result.actions.append(one)
     if errors:
         raise SettingsError("; ".join(errors), **({"path": items[0].path} if len(items) == 1 else {}))
     return result
