@@ -29,25 +29,20 @@ class CorralError(Exception):
         return str(self)
 
 
-def fail_unexpected(module, exc: BaseException) -> None:
-    """fail_json for an exception that is not corral.nspawn's own: module, type and text in ``msg``, no
-    traceback there; the traceback only in ``exception`` (shown with -vvv)."""
-    name = getattr(module, "_name", "") or "corral.nspawn"
-    module.fail_json(msg=f"{name}: unexpected {type(exc).__name__}: {exc}; nothing after this point was changed. "
-                         "This is a defect of corral.nspawn: please report it with the output of -vvv",
-                     exception=traceback.format_exc())
-
-
 @contextlib.contextmanager
 def unexpected_fails(module) -> Iterator[None]:
-    """An exception of the block that is not a CorralError ends the module (fail_unexpected); a CorralError
-    passes through to its handler (run_module)."""
+    """An exception of the block that is not a CorralError ends the module: fail_json with the module, type and
+    text in ``msg``, no traceback there (only in ``exception``, shown with -vvv). A CorralError passes through
+    to its handler (run_module)."""
     try:
         yield
     except CorralError:
         raise
     except Exception as exc:  # pylint: disable=broad-exception-caught
-        fail_unexpected(module, exc)
+        name = getattr(module, "_name", "") or "corral.nspawn"
+        module.fail_json(msg=f"{name}: unexpected {type(exc).__name__}: {exc}; nothing after this point was changed. "
+                             "This is a defect of corral.nspawn: please report it with the output of -vvv",
+                         exception=traceback.format_exc())
 
 
 def run_module(module, body: Callable[[object], dict]) -> None:

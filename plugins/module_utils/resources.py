@@ -194,13 +194,16 @@ def _quota(value) -> str:
     return format_percent(permyriad)
 
 
-def _weight(value) -> str:
-    text = str(value).strip()
-    if text == "idle":
-        return text
-    if not text.isdigit() or not 1 <= int(text) <= 10000:
+def _whole(text: str, high: Optional[int] = None) -> str:
+    """A whole number from 1 (up to ``high``) in our spelling ('007' -> '7')."""
+    if not text.isdigit() or int(text) < 1 or (high is not None and int(text) > high):
         raise ValueError(text)
     return str(int(text))
+
+
+def _weight(value) -> str:
+    text = str(value).strip()
+    return text if text == "idle" else _whole(text, 10000)
 
 
 def _cpus(value) -> str:
@@ -212,11 +215,7 @@ def _cpus(value) -> str:
 
 def _tasks(value) -> str:
     text = str(value).strip()
-    if _share(text):
-        return _share(text)
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(text)
-    return str(int(text))
+    return _share(text) or _whole(text)
 
 
 def _bandwidth(value) -> str:
