@@ -321,17 +321,11 @@ def _bind_parts(item: str) -> Tuple[str, str, List[str]]:
     return parts[0], dest, parts[2].split(",") if len(parts) > 2 else []
 
 
-def private_users_on(values: Dict[str, Value]) -> bool:
-    """Whether the container runs in a user namespace that shifts its IDs.
-
-    Unset means on: systemd-nspawn@.service passes -U (--private-users=pick where the kernel can).
-    """
-    return values.get("private_users", "pick") not in ("no", "false", "off", "identity")
-
-
 def bind_warnings(values: Dict[str, Value]) -> List[str]:
     """A read-write bind into an unprivileged container without idmap: the container's root cannot write it."""
-    if not private_users_on(values):
+    # private users: the container's IDs are shifted; unset means on (systemd-nspawn@.service passes -U,
+    # --private-users=pick where the kernel can)
+    if values.get("private_users", "pick") in ("no", "false", "off", "identity"):
         return []
     return [f"bind: {item!r}: the container runs with private users (systemd-nspawn@.service passes -U unless "
             f"private_users is false), so its root is not root on the host and cannot write {_bind_parts(item)[0]}; "

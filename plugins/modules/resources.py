@@ -163,16 +163,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.corral.nspawn.plugins.module_utils import lock, resources, resources_io, shared
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
 
-LIST_OPTIONS = ("io_read_bandwidth_max", "io_write_bandwidth_max", "device_allow")
-
-
 def argument_spec() -> dict:
     spec = dict(name=dict(type="str", required=True),
                 state=dict(type="str", choices=["present", "absent"], default="present"),
                 cpu_quota=dict(type="str"), io_weight=dict(type="int"), extra=dict(type="dict"),
                 **shared.spec("units_dir"))
-    for option in resources.TABLE:
-        if option in LIST_OPTIONS:
+    for option, key in resources.TABLE.items():
+        if key.kind in resources.LIST_KINDS:   # io_*_bandwidth_max, device_allow
             spec[option] = dict(type="list", elements="str")
         spec.setdefault(option, dict(type="raw"))
     return spec
