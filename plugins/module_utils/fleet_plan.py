@@ -73,7 +73,7 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     unit (assignments to push now, keys that only apply at the next start).
     ``adopted``: the settings plan's words for taking over a file the fleet did not write.
     """
-    plan = MachinePlan(machine.name, image=image, files=[settings, dropin])
+    plan = MachinePlan(name=machine.name, image=image, files=[settings, dropin])
     restart = False   # a change needs a restart of a running machine
     if image and image.get("changed"):
         plan.changes.extend(image.get("changes") or ["image: prepared"])
