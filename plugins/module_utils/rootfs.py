@@ -33,6 +33,8 @@ import secrets
 import stat
 from typing import List, Optional, Tuple
 
+from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
+
 READ_LIMIT = 1024 * 1024          # no file we read inside a root is legitimately bigger
 MAX_SYMLINKS = 40                 # the kernel's own limit (ELOOP)
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -41,7 +43,7 @@ SYS_OPENAT2 = 437                 # same number on every architecture (generic s
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-class RootError(Exception):
+class RootError(CorralError):
     """A path inside a root is refused (not a regular file, too big, a loop...); the message names it."""
 
 

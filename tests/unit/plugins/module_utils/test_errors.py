@@ -2,6 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """errors.run_module: the one place that turns a module body's result or exception into exit/fail."""
 
+import importlib
+import inspect
+import pkgutil
+
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import errors, lock, runner, systemd, unitfile
@@ -52,6 +56,22 @@ def test_fail_json_inside_body_is_not_swallowed():
 @pytest.mark.parametrize("cls", [runner.CommandError, systemd.SystemdError, unitfile.UnitFileError, lock.LockError])
 def test_exception_classes_are_corral_errors(cls):
     assert issubclass(cls, errors.CorralError)
+
+
+def _module_utils_exceptions():
+    package = importlib.import_module("ansible_collections.corral.nspawn.plugins.module_utils")
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for name, value in vars(module).items():
+            if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == module.__name__:
+                yield f"{info.name}.{name}", value
+
+
+def test_every_exception_class_of_module_utils_is_a_corral_error():
+    """The contract: every exception the collection raises on purpose is a CorralError (rootfs.RootError was not)."""
+    found = dict(_module_utils_exceptions())
+    assert "rootfs.RootError" in found and "errors.CorralError" in found
+    assert [name for name, cls in found.items() if not issubclass(cls, errors.CorralError)] == []
 
 
 def test_unitfile_error_stays_a_value_error():
