@@ -23,6 +23,7 @@ from ansible_collections.corral.nspawn.plugins.module_utils import netlink, netw
 from ansible_collections.corral.nspawn.plugins.module_utils.files import is_managed
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, deep_merge
 from ansible_collections.corral.nspawn.plugins.module_utils.names import veth_ifname, zone_ifname
+from ansible_collections.corral.nspawn.plugins.module_utils.netmodel import merge_attachment
 from ansible_collections.corral.nspawn.plugins.module_utils.shared import SETTINGS_DIR
 
 CONTAINER_PORT_PREFIXES = ("vb-", "ve-")  # host sides of the veths systemd-nspawn creates
@@ -138,8 +139,9 @@ def machine_network(item: dict, defaults: dict) -> Tuple[Optional[str], Optional
     """``(name, link)`` one declared fleet machine joins (zone/bridge, also via defaults or settings)."""
     merged = deep_merge(defaults or {}, item or {})
     settings = merged.get("settings") or {}
-    zone = merged.get("zone") or settings.get("zone")
-    bridge = merged.get("bridge") or settings.get("bridge")
+    attachment = merge_attachment([defaults, item])  # as the fleet merges it: the machine's own choice wins whole
+    zone = attachment.get("zone") or settings.get("zone")
+    bridge = attachment.get("bridge") or settings.get("bridge")
     link = zone_ifname(zone) if zone else (bridge or None)
     return merged.get("name"), link
 

@@ -96,6 +96,17 @@ def test_a_zone_a_declared_machine_uses_is_refused_naming_the_machine(machines, 
                              "change or keep it declared"]
 
 
+@pytest.mark.parametrize("item, defaults, link", [
+    ({"name": "web", "bridge": "br-new"}, {"zone": "apps"}, "br-new"),      # its own bridge over the default zone
+    ({"name": "web", "zone": "db"}, {"bridge": "br0"}, "vz-db"),
+    ({"name": "web", "network": "none"}, {"zone": "apps"}, None),
+    ({"name": "web"}, {"bridge": "br0"}, "br0"),
+])
+def test_a_declared_machine_is_on_the_network_the_fleet_gives_it(item, defaults, link):
+    """The fleet's attachment rule (netmodel.merge_attachment): the most specific layer that sets one wins whole."""
+    assert network_prune.declared_machines([item], defaults) == ({"web": link}, [])
+
+
 def test_a_machine_moving_to_another_network_does_not_block():
     declared, errors = network_prune.declared_machines([{"name": "web", "bridge": "br-new"}], {})
     assert declared == {"web": "br-new"} and errors == []
