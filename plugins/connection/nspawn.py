@@ -200,8 +200,6 @@ from ansible_collections.corral.nspawn.plugins.plugin_utils import nspawn_exec
 
 display = Display()
 
-CHUNK = 1024 * 1024
-
 
 class Connection(ConnectionBase):
     """Commands and files in and out of a systemd-nspawn container, locally or through SSH."""

@@ -10,10 +10,11 @@ inventory keys: the role drops them before calling the fleet module.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from typing import Dict, List, Optional
+
+from ansible_collections.corral.nspawn.plugins.module_utils.fleet import deep_merge  # the fleet module's own merge
 
 CONNECTION = "corral.nspawn.nspawn"
 ALL_GROUP = "nspawn_containers"
@@ -30,23 +31,11 @@ HOST_SSH_VARS = (
     ("nspawn_ssh_common_args", ("ansible_ssh_common_args",)),
     ("nspawn_ssh_extra_args", ("ansible_ssh_extra_args",)),
 )
-NAME_FIELDS = ("machine", "host")
 GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
 class MachinesError(ValueError):
     """Bad fleet data or plugin option: names the host, the option, the value and the allowed form."""
-
-
-def deep_merge(base: dict, over: dict) -> dict:
-    """``over`` merged onto ``base``: dicts recursively, everything else (lists too) replaced."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def declared(host: str, hostvars: dict) -> List[dict]:

@@ -27,6 +27,15 @@ def test_declared_merges_defaults_host_defaults_and_machine_like_the_role():
     assert db["groups"] == ["fleet"] and db["zone"] == "apps" and db["bridge"] == "br0"
 
 
+def test_declared_unset_key_inherits_the_default_as_in_the_fleet_module():
+    """A key given as null (e.g. templated to none) inherits, as fleet.merge_machine merges it: the inventory
+    must not see a machine the fleet does not deploy."""
+    hostvars = {"corral_fleet_defaults": {"vars": {"tier": "x"}, "groups": ["fleet"]},
+                "corral_fleet_machines": [{"name": "web", "vars": None, "groups": None}]}
+    web, = mx.declared("node1", hostvars)
+    assert web["vars"] == {"tier": "x"} and web["groups"] == ["fleet"]
+
+
 def test_plan_declared_vars_and_groups():
     entries = {e["machine"]: e for e in mx.plan("node1", HOSTVARS, ["declared"], None)}
     web = entries["web"]
