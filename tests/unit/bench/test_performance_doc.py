@@ -16,6 +16,12 @@ import report  # noqa: E402  pylint: disable=wrong-import-position
 FIGURE_RE = re.compile(r"\d+(\.\d+)?\s*(s|ms|%|x)\b")
 
 
+def _block(tmp_path, filename: str, data: dict, name: str) -> str:
+    """The page block ``name`` that report.py renders from ``data`` written as results/``filename``."""
+    (tmp_path / filename).write_text(json.dumps(data))
+    return report.blocks(str(tmp_path))[name]
+
+
 def doc() -> str:
     with open(report.DOC, encoding="utf-8") as handle:
         return handle.read()
@@ -134,8 +140,7 @@ def test_converge_block_compares_a_before_collection_of_the_same_run(tmp_path):
     for row in rows:
         row["per_host"]["h0"]["clone_span"] = 0.4 * row["count"]
     data = dict(CONTEXT, rev="new", before="old", template="/t", rows=rows)
-    (tmp_path / "bench_converge.json").write_text(json.dumps(data))
-    block = report.blocks(str(tmp_path))["converge"]
+    block = _block(tmp_path, "bench_converge.json", data, "converge")
     assert "The same steps with collection `old` in the same run:" in block
     assert block.count("| 1 | 11 | 1.00 s |") == 2
     assert "- 1 machines: clone step 2.00 s -> 1.00 s (0.50x), first converge 3.00 s -> 3.00 s (1.00x)." in block
@@ -151,8 +156,7 @@ def test_clones_block_gives_both_medians_and_their_ratio(tmp_path):
     rounds = {"count": 10, "runs": {"new": [9.0, 7.0, 8.0], "old": [12.0, 10.0, 11.0]},
               "spans": {"new": [5.0, 4.0, 6.0], "old": [10.0, 9.0, 11.0]}}
     data = dict(CONTEXT, rev="new", before="old", template="/t", rows=[], clone_rounds=rounds)
-    (tmp_path / "bench_converge-clones.json").write_text(json.dumps(data))
-    block = report.blocks(str(tmp_path))["converge-clones"]
+    block = _block(tmp_path, "bench_converge-clones.json", data, "converge-clones")
     assert "The clone step of 10 machines alone, 3 rounds" in block
     assert "| `old` (before) | 11.00 s (10.00-12.00) | 10.00 s (9.00-11.00) |" in block
     assert "| `new` (after) | 8.00 s (7.00-9.00) | 5.00 s (4.00-6.00) |" in block
@@ -162,8 +166,7 @@ def test_clones_block_gives_both_medians_and_their_ratio(tmp_path):
 def test_multihost_block_reports_both_ratios(tmp_path):
     rows = [_converge_row(1, 10, 20.0), _converge_row(3, 10, 30.0)]
     data = dict(CONTEXT, rev="abc", template="/t", hosts=3, rows=rows, site_noop={"1": [2.0, 2.2], "3": [2.4, 2.5]})
-    (tmp_path / "bench_converge-multi.json").write_text(json.dumps(data))
-    block = report.blocks(str(tmp_path))["multihost"]
+    block = _block(tmp_path, "bench_converge-multi.json", data, "multihost")
     assert "3 hosts take 1.50x of one (target at most 1.3x: NOT met)" in block
     assert "one host 2.10 s, 3 hosts 2.45 s: 1.17x (target at most 1.3x: met)" in block
 
@@ -173,8 +176,7 @@ def test_site_block_shows_the_task_breakdown_of_both_sides(tmp_path):
     tasks = {"before": {"wall": 5.0, "tasks": [["a", 1.0], ["b", 0.5], ["b", 0.25]]},
              "after": {"wall": 4.0, "tasks": [["a", 0.75], ["c | d", 0.5]]}}
     data = dict(CONTEXT, machines=5, repeat=3, before="b1", after="a1", rows=rows, tasks=tasks)
-    (tmp_path / "bench_site.json").write_text(json.dumps(data))
-    block = report.blocks(str(tmp_path))["site"]
+    block = _block(tmp_path, "bench_site.json", data, "site")
     assert "| a | 1.00 s | 0.75 s |" in block
     assert "| b | 0.75 s | - |" in block
     assert "| c / d | - | 0.50 s |" in block
