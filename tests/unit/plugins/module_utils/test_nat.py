@@ -7,22 +7,12 @@ import ipaddress
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import nat, unitfile
+from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.nat_fakes import fwd, params
 
 MANAGED = [{"path": "/etc/systemd/network/50-corral-vz-web.network", "name": "vz-web",
             "addresses": ["10.88.10.1/24"]},
            {"path": "/etc/systemd/network/50-corral-corralbr0.network", "name": "corralbr0",
             "addresses": ["10.20.0.1/24", "fd00:20::1/64"]}]
-
-
-def params(**kw):
-    base = {"table": "corral", "state": "present", "masquerade": None, "uplinks": [], "links": [], "forwards": [],
-            "localhost": True, "integrate": False, "force": False}
-    base.update(kw)
-    return base
-
-
-def fwd(host_port=8080, address="10.88.10.2", port=80, proto="tcp"):
-    return {"proto": proto, "host_port": host_port, "address": address, "port": port}
 
 
 @pytest.mark.parametrize("kw, fragment", [

@@ -9,21 +9,11 @@ Regression tests for issue 10 "nat ordering and route_localnet".
 import pytest
 
 from ansible_collections.corral.nspawn.plugins.module_utils import nat
+from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.nat_fakes import fwd, params as plan_params
 
 LOCALNET = "net.ipv4.conf.all.route_localnet"
 MANAGED = [{"path": "/etc/systemd/network/50-corral-vz-web.network", "name": "vz-web",
             "addresses": ["10.88.10.1/24"]}]
-
-
-def plan_params(**kw):
-    base = {"table": "corral", "state": "present", "masquerade": None, "uplinks": [], "links": [], "forwards": [],
-            "localhost": True, "integrate": False, "force": False}
-    base.update(kw)
-    return base
-
-
-def fwd(host_port=8080, address="10.88.10.2", port=80, proto="tcp"):
-    return {"proto": proto, "host_port": host_port, "address": address, "port": port}
 
 
 # ---------------------------------------------------------------- the order (pure)
