@@ -138,7 +138,7 @@ def _matching(pattern: re.Pattern, form: str) -> Callable[[str], Optional[str]]:
 
 check_capability = _matching(_CAP_OR_ALL, "must be a capability name like CAP_NET_ADMIN (see capabilities(7)) or 'all'")
 check_ambient_capability = _matching(_CAP, "must be a capability name like CAP_NET_BIND_SERVICE ('all' is not "
-                                            "supported here)")
+                                           "supported here)")
 check_syscall = _matching(_SYSCALL, "must be a system call name or @group, optionally prefixed with ~ to deny it, "
                                     "e.g. @system-service")
 

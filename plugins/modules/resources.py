@@ -163,6 +163,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.corral.nspawn.plugins.module_utils import lock, resources, resources_io, shared
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import run_module
 
+
 def argument_spec() -> dict:
     spec = dict(name=dict(type="str", required=True),
                 state=dict(type="str", choices=["present", "absent"], default="present"),
