@@ -119,7 +119,11 @@ def changed_tasks(out: str) -> list:
 
 
 def fleet_summary(out: str) -> list:
-    match = re.search(r'"_corral_fleet_result\.summary": (\[.*?\n    \])', out, re.S)
+    match = re.search(r'"corral_fleet_result\.summary": (\[.*?\n    \])', out, re.S)
+    # the fleet role reports its summary whenever it changed something: a report this cannot read is a failure,
+    # not an empty summary (a renamed variable would otherwise make check and apply agree on [])
+    reported = re.search(r"TASK \[corral\.nspawn\.fleet : Report what changed per container\][^\n]*\n\s*ok:", out)
+    assert bool(match) == bool(reported), f"the fleet's summary report could not be read:\n{out[-3000:]}"
     return json.loads(match.group(1)) if match else []
 
 
