@@ -8,6 +8,8 @@ cloned from one template (the example's web, app and db plus two more). Then tim
 (every one must end with changed=0, failed=0, unreachable=0) of:
 
   * ``floor``: one ``ansible.builtin.command: true`` task (start-up plus one round trip);
+  * ``builtin3``: the floor plus ``ping`` and ``stat``: three distinct builtin modules, each built on the
+    controller and started on the host once, as site.yml's three module invocations are (Ansible's own cost);
   * ``host``, ``network``, ``fleet``: each role alone, as site.yml applies it;
   * ``site``: the whole playbooks/site.yml;
 
@@ -42,7 +44,7 @@ from results import Record, summary  # noqa: E402  pylint: disable=wrong-import-
 EXAMPLES = os.path.join(ROOT, "examples", "inventory", "group_vars", "nspawn_hosts")
 # the commit before the host role became one module call (issue 15)
 DEFAULT_BEFORE = "0ebf218^"
-PLAYS = ("floor", "host", "network", "fleet", "site")
+PLAYS = ("floor", "builtin3", "host", "network", "fleet", "site")
 MORE = [{"name": "cache", "address": "10.88.0.13/24"}, {"name": "worker", "address": "10.88.0.14/24"}]
 
 
@@ -80,8 +82,12 @@ def playbooks(directory: str, site: str) -> dict:
                       handle)
         return path
     floor = [{"name": "one round trip", "ansible.builtin.command": "true", "changed_when": False}]
+    # Ansible's own cost of three module invocations, as site.yml makes (one per role): three distinct builtin
+    # modules, so each is built on the controller and started on the host, as host_prepare, networks and fleet are
+    builtin3 = floor + [{"name": "ping", "ansible.builtin.ping": {}},
+                        {"name": "stat", "ansible.builtin.stat": {"path": "/"}}]
     network = [{"role": "corral.nspawn.network", "vars": {"_corral_network_prune_later": True}}]
-    return {"floor": play("floor", tasks=floor),
+    return {"floor": play("floor", tasks=floor), "builtin3": play("builtin3", tasks=builtin3),
             "host": play("host", roles=["corral.nspawn.host"]),
             "network": play("network", roles=network),
             "fleet": play("fleet", roles=["corral.nspawn.fleet"]),

@@ -106,6 +106,19 @@ def test_site_block_compares_before_and_after_against_the_floor(tmp_path):
     assert "| `host` role alone | 17.00 s (1.00-3.00) | 2.50 s (1.00-3.00) | 0.15x | +0.50 s |" in block
     assert "2.00 s over the floor (NOT met)" in block
     assert "resolves its own name: no" in block
+    assert "three builtin module tasks" not in block   # older results without the reference row
+
+
+def test_site_block_separates_ansibles_own_cost_of_three_invocations(tmp_path):
+    def row(play, after):
+        return {"play": play, "before": dict(SUMMARY, median=after), "after": dict(SUMMARY, median=after)}
+    rows = [row("floor", 1.0), row("builtin3", 1.75), row("site", 2.5)]
+    (tmp_path / "bench_site.json").write_text(json.dumps(dict(CONTEXT, repeat=3, machines=5, before="abc", after="def",
+                                                              rows=rows)))
+    block = report.blocks(str(tmp_path))["site"]
+    assert "| three builtin module tasks (`command`, `ping`, `stat`) | 1.75 s (1.00-3.00) |" in block
+    assert "three module invocations (three builtin module tasks): the floor plus 0.75 s. site.yml's three roles " \
+           "cost 0.75 s more than those three tasks" in block
 
 
 def _converge_row(hosts, count, total, clone=0.5, boot=1.0):
