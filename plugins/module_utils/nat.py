@@ -31,15 +31,13 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.corral.nspawn.plugins.module_utils import nft, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.errors import CorralError
 from ansible_collections.corral.nspawn.plugins.module_utils.files import FileResult, file_diff, plan_file_mode
-from ansible_collections.corral.nspawn.plugins.module_utils.hostprep import proc_path, sysctl_text
+# a sysctl.d file is written the same way as the host role's (host_prepare)
+from ansible_collections.corral.nspawn.plugins.module_utils.hostprep import sysctl_text
 from ansible_collections.corral.nspawn.plugins.module_utils.plan import Plan
 from ansible_collections.corral.nspawn.plugins.module_utils.names import ifname_error
 from ansible_collections.corral.nspawn.plugins.module_utils.unitfile import HEADER, render
 from ansible_collections.corral.nspawn.plugins.module_utils.values import line_error
 
-# a sysctl.d file and a key's /proc/sys path are written the same way as the host role's (host_prepare)
-render_sysctl = sysctl_text
-sysctl_proc_path = proc_path
 RULESET_DIR = "/etc/nftables.d"
 UNIT_DIR = "/etc/systemd/system"
 SYSCTL_DIR = "/etc/sysctl.d"
@@ -356,7 +354,7 @@ def plan_files(out: TablePlan, files: Dict[str, Tuple[Optional[str], Optional[in
     so nothing of them is opened before the kernel took the table."""
     texts = {ruleset_path(out.table): nft.render_file(out.desired, HEADER + "\n") if out.present else None,
              unit_path(out.table): render_unit(out.table, out.nft_bin) if out.present else None,
-             sysctl_path(out.table): render_sysctl(out.settings) if out.present else None}
+             sysctl_path(out.table): sysctl_text(out.settings) if out.present else None}
     out.files = [plan_file_mode(path, *files.get(path, (None, None)), text) for path, text in texts.items()]
     words = {"localnet-off": [f"set {k} = {v}" for k, v in out.off.items()], "nft": out.table_changes,
              "files": [f"{r.action} {r.path}" for r in out.files if r.changed],

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils import nat, network_io, networkd, nft, runner, systemd
 from ansible_collections.corral.nspawn.plugins.module_utils.files import read_file, read_text, write_result
+from ansible_collections.corral.nspawn.plugins.module_utils.hostprep import proc_path
 
 try:
     import nftables as _nftables
@@ -69,7 +70,7 @@ def read(module, params: dict, engine, managed: List[dict]) -> nat.NatState:
     return nat.NatState(
         managed=managed, ruleset=engine.list_ruleset(),
         files={nat.sysctl_path(table): read_file(nat.sysctl_path(table))},
-        sysctls={key: read_text(nat.sysctl_proc_path(key)) for key in nat.SYSCTL_KEYS},
+        sysctls={key: read_text(proc_path(key)) for key in nat.SYSCTL_KEYS},
         unit=systemd.show_unit(module, nat.unit_name(table), ["UnitFileState", "ActiveState"]),
         nft_bin=module.get_bin_path("nft") or "/usr/sbin/nft")
 
@@ -81,7 +82,7 @@ def read_files(plan: nat.TablePlan, state: nat.NatState) -> Dict[str, Tuple[Opti
 
 def write_sysctls(values: Dict[str, str]) -> None:
     for key, value in values.items():
-        with open(nat.sysctl_proc_path(key), "w", encoding="utf-8") as handle:
+        with open(proc_path(key), "w", encoding="utf-8") as handle:
             handle.write(value + "\n")
 
 

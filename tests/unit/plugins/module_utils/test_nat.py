@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nat, unitfile
+from ansible_collections.corral.nspawn.plugins.module_utils import hostprep, nat, unitfile
 from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.nat_fakes import fwd, params
 
 MANAGED = [{"path": "/etc/systemd/network/50-corral-vz-web.network", "name": "vz-web",
@@ -81,9 +81,9 @@ def test_sysctl_settings(kw, expected):
 
 
 def test_sysctl_file_and_live_changes():
-    text = nat.render_sysctl({"net.ipv4.ip_forward": "1"})
+    text = hostprep.sysctl_text({"net.ipv4.ip_forward": "1"})
     assert text == unitfile.HEADER + "net.ipv4.ip_forward = 1\n"
-    assert nat.sysctl_proc_path("net.ipv4.conf.all.route_localnet") == "/proc/sys/net/ipv4/conf/all/route_localnet"
+    assert hostprep.proc_path("net.ipv4.conf.all.route_localnet") == "/proc/sys/net/ipv4/conf/all/route_localnet"
     assert nat.sysctl_changes({"a": "1", "b": "1"}, {"a": "1\n", "b": "0\n"}) == {"b": "1"}
     assert nat.sysctl_changes({"a": "1"}, {"a": None}) == {"a": "1"}
 

@@ -53,7 +53,7 @@ def env(tmp_path, monkeypatch):
     proc.mkdir()
     for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.route_localnet"):
         (proc / key).write_text("0\n")
-    monkeypatch.setattr(nat, "sysctl_proc_path", lambda key: str(proc / key))
+    monkeypatch.setattr(nat_io, "proc_path", lambda key: str(proc / key))
     monkeypatch.setattr(network_io, "read_dir", lambda: {})
     state = {"nft": FakeNft(), "enabled": False, "active": False, "systemctl": [], "proc": proc, "tmp": tmp_path}
     monkeypatch.setattr(nat_io, "Backend", lambda module: state["nft"])
