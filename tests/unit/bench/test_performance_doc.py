@@ -180,7 +180,8 @@ def test_multihost_block_reports_both_ratios(tmp_path):
     rows = [_converge_row(1, 10, 20.0), _converge_row(3, 10, 30.0)]
     data = dict(CONTEXT, rev="abc", template="/t", hosts=3, rows=rows, site_noop={"1": [2.0, 2.2], "3": [2.4, 2.5]})
     block = _block(tmp_path, "bench_converge-multi.json", data, "multihost")
-    assert "3 hosts take 1.50x of one (target at most 1.3x: NOT met)" in block
+    assert "3 hosts take 1.50x of one (target at most 1.3x: NOT met). All 3 test hosts share this machine's " in block
+    assert "cannot show what separate machines would do" in block
     assert "one host 2.10 s, 3 hosts 2.45 s: 1.17x (target at most 1.3x: met)" in block
 
 
