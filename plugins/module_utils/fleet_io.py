@@ -11,7 +11,8 @@ Phases of one run (check mode stops after planning; nothing below ``apply`` runs
    run before any change;
 2. read: one ``systemctl show`` for every unit and machines.target, the drop-ins; the resources plan;
 3. images (``images_step``): every template, then every machine's root, read -> images.plan (pure) ->
-   built, cloned and prepared (not in check mode; clones overlap, a few at once: ``apply_images``);
+   built, cloned and prepared (not in check mode; clones overlap, a few at once: ``apply_images``); a machine
+   whose root refuses a path is left alone for the run, the others go on, and the run fails naming it at the end;
 4. plan: ``fleet_plan.plan_machine`` per machine (pure), with its root's outcome;
 5. apply: files, one daemon-reload, live limits, then ``machine_io.apply`` (enable/disable, stop,
    restart, start: one systemctl call each, concurrent waits); prune; the machines' addresses.
@@ -32,9 +33,10 @@ from ansible_collections.corral.nspawn.plugins.module_utils.fleet import (
 )
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet_plan import (
     Current, Desired, MachinePlan, dhcp_waits, fleet_diff, fleet_result, is_fleet_managed, plan_machine, plan_prune,
-    split_addresses, template_sources, wait_specs,
+    refused_plan, split_addresses, template_sources, wait_specs,
 )
-from ansible_collections.corral.nspawn.plugins.module_utils import images, images_io, images_setup, resources_io
+from ansible_collections.corral.nspawn.plugins.module_utils import images, images_io, images_setup, images_setup_io
+from ansible_collections.corral.nspawn.plugins.module_utils import resources_io
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils, machine_io
 from ansible_collections.corral.nspawn.plugins.module_utils import netmodel, network_io, networkd, nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import nspawn_settings_io
@@ -173,6 +175,10 @@ def image_items(ctx: Context, templates: List[dict], desired: List[Desired], cur
         options = dict(one.image_options)
         options.setdefault("setup_running", "defer" if (machine.restart or ctx.policy) == "never" else "apply")
         options["_running"] = current.running   # known from the batched show: no command per machine
+        # A deferral whose restart is pending anyway decides nothing: its root is not read (a container can make
+        # any path of it refuse); the first run that finds the machine stopped reads and prepares it.
+        options["_setup_unread"] = current.running and options["setup_running"] == "defer" and (
+            current.stale or bool(one.settings and one.settings.changed and one.settings.restart_required))
         if machine.template and not os.path.isdir(ctx.layout.root(machine.template)):
             # the template is built earlier in this run: its clone is predicted from what it will be a copy of
             options.update(_source_planned=True, _predict_from=predict_from.get(machine.template))
@@ -182,9 +188,23 @@ def image_items(ctx: Context, templates: List[dict], desired: List[Desired], cur
 
 
 def image_call(name: str, function, *args):
-    """One image's read or apply; the image logic's errors name the image."""
+    """One image's read, plan or apply; the image logic's errors name the image."""
+    return confined_call(name, False, function, *args)[0]
+
+
+def confined_call(name: str, confine: bool, function, *args) -> Tuple[object, Optional[str]]:
+    """``(function(*args), None)``, or ``(None, why)`` when the machine's root refused a path and ``confine``.
+
+    A running container owns its root and can make any path in it refuse (a directory swapped for a symlink
+    in a loop): that must cost its own machine this run, not every machine of the host. A template's root is
+    the host's: its refusal (``confine`` false) fails the run like any other image error.
+    """
     try:
-        return in_step(f"machines[{name}]: image", function, *args)
+        return in_step(f"machines[{name}]: image", function, *args), None
+    except images_setup_io.RootRefused as exc:
+        if not confine:
+            raise FleetError(f"image {name}: {exc}") from None
+        return None, str(exc)
     except (images.ImageError, images_setup.SetupError, CommandError) as exc:
         raise FleetError(f"image {name}: {exc}") from None
 
@@ -195,13 +215,15 @@ def image_workers() -> int:
     return max(1, min(IMAGE_WORKERS, len(os.sched_getaffinity(0))))
 
 
-def apply_images(ctx: Context, todo: Dict[str, images.ItemPlan], workers: int) -> Dict[str, dict]:
+def apply_images(ctx: Context, todo: Dict[str, images.ItemPlan], workers: int,
+                 confine: frozenset = frozenset()) -> Dict[str, dict]:
     """Every image's plan in item order, at most ``workers`` at once: {name: outcome}, in item order.
 
     Clones and preparations of an existing root overlap; anything else (a root built from another source,
     a removal) runs alone, after everything before it. A clone of an earlier item (its template) starts
     once that one is done. Once an item failed no further item starts; the started ones finish, and the
-    first failure in item order is raised, as running them one after another would.
+    first failure in item order is raised, as running them one after another would. A root in ``confine`` that
+    refuses a path is no failure of the run: its outcome is ``{"refused": why}`` and the others go on.
     """
     futures: Dict[str, Future] = {}
 
@@ -218,22 +240,39 @@ def apply_images(ctx: Context, todo: Dict[str, images.ItemPlan], workers: int) -
                 wait_for(busy(), return_when=FIRST_COMPLETED)
             if any(f.exception() for f in futures.values() if f.done()):
                 break
-            futures[name] = pool.submit(image_call, name, images_io.apply_one, ctx.module, item)
+            futures[name] = pool.submit(confined_call, name, name in confine, images_io.apply_one, ctx.module, item)
             if alone:
                 wait_for([futures[name]])
-    return {name: future.result() for name, future in futures.items()}
+    done = {name: future.result() for name, future in futures.items()}
+    return {name: outcome if why is None else {"refused": why} for name, (outcome, why) in done.items()}
 
 
-def images_step(ctx: Context, items: List[dict]) -> Dict[str, dict]:
-    """Read every image, plan them (pure), build/prepare them unless in check mode (apply_images): {name: result}."""
-    states = [image_call(i["name"], images_io.read_one, ctx.module, ctx.layout, i) for i in items]
-    todo = {s.paths.name: image_call(s.paths.name, images.plan_one, s) for s in states}
-    outcomes = {} if ctx.check_mode else apply_images(ctx, todo, image_workers())
-    results = {name: images.result(item, outcomes.get(name)) for name, item in todo.items()}
+def images_step(ctx: Context, items: List[dict], confine: frozenset = frozenset()) -> Dict[str, dict]:
+    """Read every image, plan them (pure), build/prepare them unless in check mode (apply_images): {name: result}.
+
+    A root in ``confine`` (the machines, not the templates) that refuses a path while read or prepared is left
+    alone from there on: its result is ``{"refused": why}``.
+    """
+    read = {i["name"]: confined_call(i["name"], i["name"] in confine, images_io.read_one, ctx.module, ctx.layout, i)
+            for i in items}
+    refused = {name: {"refused": why} for name, (_state, why) in read.items() if why is not None}
+    todo = {name: image_call(name, images.plan_one, state) for name, (state, why) in read.items() if why is None}
+    outcomes = {} if ctx.check_mode else apply_images(ctx, todo, image_workers(), confine)
+    refused.update({name: outcome for name, outcome in outcomes.items() if "refused" in outcome})
+    results = {name: refused.get(name) or images.result(item, outcomes.get(name)) for name, item in todo.items()}
+    results.update(refused)
     for result in results.values():
         for warning in result.pop("warnings", []):
             ctx.module.warn(warning)
     return results
+
+
+def refusal(check_mode: bool, result: dict) -> FleetError:
+    """The task's failure when a machine's root refused a path: every other machine was planned and converged."""
+    refused = {n: m["refused"] for n, m in result["machines"].items() if m.get("refused")}
+    words = "; ".join(f"{name}: {why}" for name, why in refused.items())
+    return FleetError(f"left untouched this run, their root refused a path: {words}. Every other machine was "
+                      f"{'planned' if check_mode else 'converged'}", **result)
 
 
 # ---------------------------------------------------------------- read (batched)
@@ -381,9 +420,12 @@ def run_fleet(module) -> dict:
     currents = [current_of(ctx, d, units) for d in desired]
     items = [d.limits for d in desired]
     limits = resources_utils.plan(items, resources_io.read(module, items, shown=units.units))
-    roots = images_step(ctx, image_items(ctx, params["templates"], desired, currents))
-    # per machine: the settings and resources plans' items, the image step's outcome, the runtime decision
-    plans = [in_step(f"machines[{d.machine.name}]: plan", plan_machine, d.machine, c, d.settings, lim.file,
+    roots = images_step(ctx, image_items(ctx, params["templates"], desired, currents), frozenset(declared))
+    # per machine: the settings and resources plans' items, the image step's outcome, the runtime decision;
+    # a machine whose root refused a path is left as it is (refused_plan)
+    plans = [refused_plan(d.machine.name, roots[d.machine.name]["refused"])
+             if roots.get(d.machine.name, {}).get("refused") else
+             in_step(f"machines[{d.machine.name}]: plan", plan_machine, d.machine, c, d.settings, lim.file,
                      roots.get(d.machine.name), d.machine.restart or ctx.policy, d.settings.restart_required,
                      lim.live, lim.stale, d.settings.takeover) for d, c, lim in zip(desired, currents, limits.items)]
     warnings += [w for d in desired for w in d.warnings]
@@ -401,4 +443,6 @@ def run_fleet(module) -> dict:
         entry.update(seen.get(name, {}))
     if module._diff:
         result["diff"] = fleet_diff(plans, currents, templates, pruned)
+    if result["refused"]:
+        raise refusal(module.check_mode, result)
     return result

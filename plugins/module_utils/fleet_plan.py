@@ -57,6 +57,7 @@ class MachinePlan(machine_utils.Plan):
     files: List[FileResult] = field(default_factory=list)
     reload_needed: bool = False           # daemon-reload: a drop-in written now, or one systemd never loaded
     live: Optional[object] = None  # the resources logic's LivePlan for the running unit (no restart)
+    refused: str = ""   # why the machine is left untouched this run: its root refused a path (fleet_io.confined_call)
 
 
 def is_fleet_managed(text: Optional[str]) -> bool:
@@ -102,6 +103,12 @@ def plan_machine(machine: Machine, current: Current, settings: FileResult, dropi
     return plan
 
 
+def refused_plan(name: str, why: str) -> MachinePlan:
+    """A machine whose root refused a path: nothing is done to it this run (no file, no limit, no start or
+    restart: its root may be changing under us), and its result says why."""
+    return MachinePlan(name=name, refused=why)
+
+
 def plan_prune(managed: List[str], declared: List[str], purge: bool) -> List[dict]:
     """Fleet-managed machines no longer declared -> what removing each means."""
     return [{"name": name, "purge": purge} for name in sorted(set(managed) - set(declared))]
@@ -124,13 +131,16 @@ def wait_specs(desired: List[Desired], wait: bool, timeout: int) -> Dict[str, Tu
 
 def machine_result(plan: MachinePlan, machine: Machine, current: Current) -> dict:
     started = plan.runtime in ("start", "restart") or (current.running and plan.runtime == "none")
-    return {
+    result = {
         "changed": plan.changed,
         "changes": plan.changes,
         "pending_restart": plan.pending_restart,
         "state": "running" if started else "stopped",
-        "enabled": machine.enabled,
+        "enabled": current.enabled if plan.refused else machine.enabled,
     }
+    if plan.refused:
+        result.update(failed=True, refused=plan.refused)
+    return result
 
 
 def machine_diff(plan: MachinePlan, current: Current) -> List[dict]:
@@ -163,6 +173,7 @@ def fleet_result(plans, desired, currents, templates: Dict[str, dict], pruned: L
         "templates": {n: {"changed": t.get("changed", False), "changes": t.get("changes", [])}
                       for n, t in templates.items()},
         "pruned": pruned,
+        "refused": [p.name for p in plans if p.refused],
         "pending_restart": [p.name for p in plans if p.pending_restart],
         "summary": [f"template {n}: {'; '.join(t.get('changes', []))}" for n, t in changed_templates.items()]
         + [f"{p.name}: {'; '.join(p.changes)}" for p in plans if p.changed]

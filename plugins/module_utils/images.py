@@ -15,7 +15,7 @@ The image resource follows the one contract (docs/architecture.md); the I/O is i
     images_io.ensure_image(module, params) -> dict               the one-item run (read -> plan -> apply)
 
 ``items`` are image parameter dicts (IMAGE_OPTION_SPEC; the fleet adds ``_running``, ``_network_auto``,
-``_source_planned``, ``_predict_from``), in the order they are built (templates before their clones).
+``_source_planned``, ``_predict_from``, ``_setup_unread``), in the order they are built (templates before their clones).
 
 A root is built in ``MACHINES_DIR/.corral/staging/NAME/root`` (same filesystem), prepared there, and
 renamed to ``MACHINES_DIR/NAME`` only when complete, so an interrupted run never leaves something that

@@ -145,7 +145,8 @@ def read_one(module, layout: Layout, params: dict) -> ImageState:
     if action in ("create", "rebuild"):
         state.method = backends_io.check_source(module, params, paths, state.warnings)
         state.setup_words, state.setup_warnings = predicted_setup(module, params, paths)
-    elif params["state"] == "present" and state.current.kind in ("directory", "symlink"):
+    elif params["state"] == "present" and state.current.kind in ("directory", "symlink") and \
+            not params.get("_setup_unread"):   # the fleet: a running machine that waits for a restart anyway
         with images_setup_io.confined(os.path.realpath(paths.root)) as fs:
             state.setup = images_setup_io.read(module, fs, params)
     return state

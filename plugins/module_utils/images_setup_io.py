@@ -186,19 +186,27 @@ def apply(module, fs: rootfs.RootFS, todo: setup.SetupPlan) -> None:
         _APPLY[action[0]](module, fs, *action[1:])
 
 
+class RootRefused(SetupError):
+    """The root refused a path (not a regular file, a link leading elsewhere, changed under us): nothing outside it
+    was touched. The fleet confines it to that root's machine (``root`` names the root, the message the path)."""
+
+    def __init__(self, msg: str, root: str):
+        super().__init__(msg, root=root)
+
+
 @contextmanager
 def confined(root: str) -> Iterator[rootfs.RootFS]:
-    """The root opened through rootfs; what it refuses (or a root changing under us) is a SetupError."""
+    """The root opened through rootfs; what it refuses (or a root changing under us) is a RootRefused."""
     try:
         with rootfs.RootFS(root) as fs:
             yield fs
     except rootfs.RootError as exc:
-        raise SetupError(str(exc)) from None
+        raise RootRefused(str(exc), root) from None
     except OSError as exc:
         # The root changed under us or holds an unexpected type; nothing outside it was touched.
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise SetupError(f"preparing the root {root}: {exc.strerror or exc}{where}; nothing outside the root was "
-                         "touched (container roots are untrusted)") from None
+        where = f" ({os.path.join(root, exc.filename)})" if isinstance(exc.filename, str) else ""
+        raise RootRefused(f"preparing the root {root}: {exc.strerror or exc}{where}; nothing outside the root was "
+                          "touched (container roots are untrusted)", root) from None
 
 
 def prepare(module, root: str, params: dict, fresh: bool = False, dry: bool = False) -> setup.SetupPlan:

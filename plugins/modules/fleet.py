@@ -442,6 +442,22 @@ machines:
       description: The IPv6 ones of RV(machines.addresses).
       type: list
       elements: str
+    refused:
+      description:
+        - Only for a machine whose root refused a path while the fleet read or prepared it (a container can make
+          any path of its own root a symlink, a directory, a FIFO, at any moment; nothing outside the root is
+          touched). The refusal, naming the path.
+        - Such a machine is left as it is for this run (no file written, no limit set, no start, stop or restart;
+          its RV(machines.changes) are empty and its RV(machines.pending_restart) says nothing), every other machine
+          is still planned and converged, and the task fails naming it (RV(refused)), so the operator notices.
+      type: str
+      returned: when its root refused a path
+      sample: "refusing to read /var/lib/machines/web/etc/hostname: it is a directory, not a regular file
+        (container roots are untrusted)"
+    failed:
+      description: V(true) for a machine in RV(refused).
+      type: bool
+      returned: when its root refused a path
   sample:
     web:
       changed: true
@@ -472,6 +488,16 @@ summary:
   sample: ["web: resources: update /etc/systemd/system/systemd-nspawn@web.service.d/50-corral-resources.conf"]
 pending_restart:
   description: Names of running machines whose change waits for a restart.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+refused:
+  description:
+    - Names of machines left untouched this run because their root refused a path (see RV(machines.refused)).
+      When it is not empty the task fails (its C(msg) names each machine and path) after every other machine
+      was converged (planned, in check mode).
+    - A template's root that refuses a path fails the run before any change instead; a template is no tenant's.
   returned: always
   type: list
   elements: str

@@ -1,8 +1,9 @@
 # Copyright (c) corral.nspawn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet tests' host: FakeHost (the shared Systemd simulator driven by the fleet's argv lists, with what only
-the fleet asks), the shared fake module answering through it, the fleet's parameters and a snapshot of a temp tree
-(test_fleet_io, test_fleet_plan, test_deletion)."""
+the fleet asks), the shared fake module answering through it (RealAdaptersModule: with the real image logic and
+a template root for it), the fleet's parameters and a snapshot of a temp tree (test_fleet_io, test_fleet_plan,
+test_fleet_refused, test_deletion)."""
 
 import json
 import os
@@ -110,6 +111,33 @@ class FakeModule(fakes.FakeModule):
     def run_command(self, argv, **kw):
         super().run_command(argv, **kw)   # records the call, checks it is an argv list without expansion
         return self.host.run_command(argv, **kw)
+
+
+class RealAdaptersModule(FakeModule):
+    """The fleet with the REAL image logic: copies and ``systemctl --root`` run for real on the
+    controller (they only touch the temp dir); the host's service manager is the FakeHost."""
+
+    def __init__(self, host, params, check_mode=False):
+        super().__init__(host, params, check_mode)
+        self.commands, self.real = [], True   # real: tools found with shutil.which
+
+    def run_command(self, argv, **kw):
+        self.commands.append(list(argv))
+        if os.path.basename(argv[0]) != "systemctl" or any(a.startswith("--root=") for a in argv):
+            return self.run_real(argv, kw.get("data"))
+        return self.host.run_command(argv, **kw)
+
+
+def _template_root(path):
+    for rel in ("etc/systemd/system", "usr/lib/systemd/system", "root", "var/lib/systemd"):
+        os.makedirs(os.path.join(path, rel))
+    files = {"etc/hostname": "template\n", "etc/machine-id": "",
+             "etc/shadow": "root:*:19000:0:99999:7:::\n",
+             "usr/lib/systemd/system/systemd-networkd.service":
+                 "[Unit]\nDescription=networkd\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"}
+    for rel, text in files.items():
+        with open(os.path.join(path, rel), "w", encoding="utf-8") as handle:
+            handle.write(text)
 
 
 def _params(tmp_path, machines, **extra):

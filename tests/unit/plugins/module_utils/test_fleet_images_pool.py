@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import fleet_io, images, images_io
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet_io, images, images_io, images_setup_io
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FleetError
 
 from ansible_collections.corral.nspawn.tests.unit.fakes import FakeModule
@@ -56,10 +56,10 @@ class Recorder:
         return self.events.index((kind, name))
 
 
-def run(monkeypatch, todo, workers, recorder, check_mode=False):
+def run(monkeypatch, todo, workers, recorder, check_mode=False, confine=frozenset()):
     monkeypatch.setattr(images_io, "apply_one", recorder)
     ctx = fleet_io.Context(FakeModule(check_mode=check_mode), "/m", "/s", "/u", check_mode, "on_change")
-    return fleet_io.apply_images(ctx, todo, workers)
+    return fleet_io.apply_images(ctx, todo, workers, confine)
 
 
 def test_clones_overlap_up_to_the_bound_and_results_keep_item_order(monkeypatch):
@@ -134,6 +134,26 @@ def test_an_unexpected_error_names_the_machine(monkeypatch):
 
     with pytest.raises(FleetError, match=r"^machines\[m0\]: image: unexpected OSError: .*No space left"):
         run(monkeypatch, plans(item("m0"), item("m1")), 2, Recorder({"m0": broken}))
+
+
+def refuses():
+    raise images_setup_io.RootRefused("refusing to read /m/m0/etc/hostname: it is a directory", "/m/m0")
+
+
+def test_a_machine_whose_root_refuses_is_its_own_outcome_and_the_others_go_on(monkeypatch):
+    recorder = Recorder({"m0": refuses})
+    names = frozenset({"m0", "m1", "m2"})
+    out = run(monkeypatch, plans(item("m0"), item("m1"), item("m2")), 1, recorder, confine=names)
+    assert out["m0"] == {"refused": "refusing to read /m/m0/etc/hostname: it is a directory"}
+    assert recorder.started() == ["m0", "m1", "m2"] and out["m2"]["name"] == "m2"
+
+
+def test_a_template_whose_root_refuses_fails_the_run(monkeypatch):
+    recorder = Recorder({"tmpl": refuses})
+    with pytest.raises(FleetError, match=r"^image tmpl: refusing to read /m/m0/etc/hostname"):
+        run(monkeypatch, plans(item("tmpl", source="directory", clone_from=None), item("m1")), 1, recorder,
+            confine=frozenset({"m1"}))
+    assert recorder.started() == ["tmpl"]
 
 
 def test_one_worker_runs_them_one_after_another(monkeypatch):

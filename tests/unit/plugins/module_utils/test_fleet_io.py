@@ -12,7 +12,7 @@ import pytest
 from ansible_collections.corral.nspawn.plugins.module_utils import fleet, fleet_io, fleet_plan, images_io, nspawn_settings
 from ansible_collections.corral.nspawn.plugins.module_utils import machine as machine_utils, machine_io
 from ansible_collections.corral.nspawn.tests.unit.plugins.module_utils.fleet_fakes import (
-    FakeHost, FakeModule, _params, _snapshot)
+    FakeHost, FakeModule, RealAdaptersModule, _params, _snapshot, _template_root)
 
 
 def _settings(ctx, machine, monkeypatch):
@@ -126,7 +126,8 @@ def fake_images(monkeypatch, tmp_path):
         return {"kept": None, "path": os.path.join(machines_dir, name)}
 
     live = []
-    monkeypatch.setattr(fleet_io, "images_step", lambda ctx, items: {i["name"]: ensure_image(ctx, i) for i in items})
+    monkeypatch.setattr(fleet_io, "images_step", lambda ctx, items, confine=frozenset(): {
+        i["name"]: ensure_image(ctx, i) for i in items})
     monkeypatch.setattr(images_io, "purge_built", purge_built)
     return live
 
@@ -379,33 +380,6 @@ def test_a_disabled_machines_target_is_enabled_again(tmp_path, fake_images):
     result = fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines)))
     assert result["changed"] and host.target_enabled and host.enabled == {"web"}
     assert fleet_io.run_fleet(FakeModule(host, _params(tmp_path, machines)))["changed"] is False
-
-
-class RealAdaptersModule(FakeModule):
-    """The fleet with the REAL image logic: copies and ``systemctl --root`` run for real on the
-    controller (they only touch the temp dir); the host's service manager is the FakeHost."""
-
-    def __init__(self, host, params, check_mode=False):
-        super().__init__(host, params, check_mode)
-        self.commands, self.real = [], True   # real: tools found with shutil.which
-
-    def run_command(self, argv, **kw):
-        self.commands.append(list(argv))
-        if os.path.basename(argv[0]) != "systemctl" or any(a.startswith("--root=") for a in argv):
-            return self.run_real(argv, kw.get("data"))
-        return self.host.run_command(argv, **kw)
-
-
-def _template_root(path):
-    for rel in ("etc/systemd/system", "usr/lib/systemd/system", "root", "var/lib/systemd"):
-        os.makedirs(os.path.join(path, rel))
-    files = {"etc/hostname": "template\n", "etc/machine-id": "",
-             "etc/shadow": "root:*:19000:0:99999:7:::\n",
-             "usr/lib/systemd/system/systemd-networkd.service":
-                 "[Unit]\nDescription=networkd\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"}
-    for rel, text in files.items():
-        with open(os.path.join(path, rel), "w", encoding="utf-8") as handle:
-            handle.write(text)
 
 
 @pytest.mark.parametrize("count", [1, 10, 50])
