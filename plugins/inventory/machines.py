@@ -19,7 +19,10 @@ description:
   - Every container is in group C(nspawn_containers), in group C(HOST_containers) of the host it lives on
     and in the groups of its machine entry's C(groups) key. Its machine entry's C(vars) become host
     variables. It gets C(nspawn_machine), C(nspawn_container_host), C(nspawn_source), C(nspawn_groups),
-    and where declared C(nspawn_address), C(nspawn_zone), C(nspawn_bridge), C(nspawn_state).
+    and where declared C(nspawn_address), C(nspawn_zone), C(nspawn_bridge), C(nspawn_state). C(nspawn_zone) and
+    C(nspawn_bridge) follow the fleet's attachment rule - the most specific layer (machine,
+    C(corral_fleet_host_defaults), C(corral_fleet_defaults)) that sets any of C(zone), C(bridge) or C(network)
+    wins as a whole - so a container has at most one of them, the network the fleet puts it on.
   - The connection reaches the host the way Ansible reaches it (C(ansible_host), C(ansible_user),
     C(ansible_port), C(ansible_ssh_private_key_file), C(ansible_ssh_common_args),
     C(ansible_ssh_extra_args)); a host with C(ansible_connection=local) gives local mode.

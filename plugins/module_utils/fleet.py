@@ -145,10 +145,24 @@ def merge_machine(defaults: dict, item: dict, host_defaults: Optional[dict] = No
             raise FleetError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(MACHINE_KEYS)}")
     if "name" in defaults:
         raise FleetError("defaults: 'name' cannot have a default; every machine names itself")
-    merged = deep_merge(deep_merge(deep_merge(MACHINE_DEFAULTS, defaults), host_defaults), item)
+    return Machine(**merge_layers(MACHINE_DEFAULTS, defaults, host_defaults, item))
+
+
+def merge_layers(*layers: Optional[dict]) -> dict:
+    """The fleet's one merge of a machine's layers (least specific first; None or {} adds nothing).
+
+    Dictionaries merge recursively, lists replace, None inherits (``deep_merge``); the attachment
+    (zone, bridge, network) is not merged key by key: the most specific layer that sets any of
+    them wins as a whole (netmodel.merge_attachment). Unset (None) keys are left out. The network
+    prune check and the inventory plugin read a declared machine through this too, so they see the
+    network the fleet deploys it on.
+    """
+    merged: dict = {}
+    for layer in layers:
+        merged = deep_merge(merged, layer or {})
     merged = {k: v for k, v in merged.items() if v is not None and k not in netmodel.ATTACHMENT_KEYS}
-    merged.update(netmodel.merge_attachment([defaults, host_defaults, item]))
-    return Machine(**merged)
+    merged.update(netmodel.merge_attachment(layers))
+    return merged
 
 
 def _check_machine(machine: Machine, template_names) -> List[str]:

@@ -21,15 +21,16 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from ansible_collections.corral.nspawn.plugins.module_utils import netlink, networkd, shared, unitfile
 from ansible_collections.corral.nspawn.plugins.module_utils.files import is_managed
-from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, deep_merge
+from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_MARKER, merge_layers
 from ansible_collections.corral.nspawn.plugins.module_utils.names import veth_ifname, zone_ifname
-from ansible_collections.corral.nspawn.plugins.module_utils.netmodel import merge_attachment
+from ansible_collections.corral.nspawn.plugins.module_utils.netmodel import attachment
 from ansible_collections.corral.nspawn.plugins.module_utils.shared import SETTINGS_DIR
 
 CONTAINER_PORT_PREFIXES = ("vb-", "ve-")  # host sides of the veths systemd-nspawn creates
 FLEET_OPTION_SPEC = dict(
     machines=dict(type="list", elements="dict", default=[]),
     defaults=dict(type="dict", default={}),
+    host_defaults=dict(type="dict", default={}),
     prune=dict(type="bool", default=False),
     prune_all=dict(type="bool", default=False),
 )
@@ -135,15 +136,22 @@ def group_files(files: Dict[str, str]) -> Dict[str, NetworkFiles]:
     return groups
 
 
-def machine_network(item: dict, defaults: dict) -> Tuple[Optional[str], Optional[str]]:
-    """``(name, link)`` one declared fleet machine joins (zone/bridge, also via defaults or settings)."""
-    merged = deep_merge(defaults or {}, item or {})
-    settings = merged.get("settings") or {}
-    attachment = merge_attachment([defaults, item])  # as the fleet merges it: the machine's own choice wins whole
-    zone = attachment.get("zone") or settings.get("zone")
-    bridge = attachment.get("bridge") or settings.get("bridge")
-    link = zone_ifname(zone) if zone else (bridge or None)
-    return merged.get("name"), link
+def machine_network(item: dict, defaults: dict, host_defaults: Optional[dict] = None) \
+        -> Tuple[Optional[str], Optional[str]]:
+    """``(name, link)`` one declared fleet machine joins: its layers (``defaults``, ``host_defaults``, the
+    machine) merged by the fleet's own merge (``fleet.merge_layers``: the most specific layer that sets
+    zone, bridge or network wins whole), then the fleet's attachment rule (``netmodel.attachment``: the
+    keys, else ``settings.zone`` / ``settings.bridge``). A zone or bridge in ``settings`` next to
+    ``network: veth|host|none`` still counts: the fleet writes it into the machine's ``.nspawn`` file."""
+    merged = merge_layers(defaults, host_defaults, item)
+    settings = merged.get("settings") if isinstance(merged.get("settings"), dict) else {}
+    found = attachment(merged.get("zone"), merged.get("bridge"), merged.get("network"), settings)
+    if found["kind"] not in ("zone", "bridge"):  # network: veth|host|none next to settings.zone / settings.bridge
+        found = {"kind": "zone", "name": settings.get("zone")} if settings.get("zone") else \
+            {"kind": "bridge", "name": settings.get("bridge")}
+    if not found["name"]:
+        return merged.get("name"), None
+    return merged.get("name"), zone_ifname(found["name"]) if found["kind"] == "zone" else found["name"]
 
 
 def settings_network(text: str) -> MachineSettings:
@@ -251,11 +259,13 @@ def plan(keep: Iterable[str], declared: Dict[str, Optional[str]], state: HostSta
     return result
 
 
-def declared_machines(machines: List[dict], defaults: dict) -> Tuple[Dict[str, Optional[str]], List[str]]:
-    """``{machine: link}`` from the fleet's input, and errors for items without a name."""
+def declared_machines(machines: List[dict], defaults: dict, host_defaults: Optional[dict] = None) \
+        -> Tuple[Dict[str, Optional[str]], List[str]]:
+    """``{machine: link}`` from the fleet's input (its ``defaults`` and ``host_defaults`` layers too), and
+    errors for items without a name."""
     found, errors = {}, []
     for index, item in enumerate(machines or []):
-        name, link = machine_network(item, defaults)
+        name, link = machine_network(item, defaults, host_defaults)
         if not isinstance(name, str) or not name:
             errors.append(f"fleet.machines[{index}].name: missing; every declared machine needs its name")
             continue

@@ -41,7 +41,8 @@ def run_prune(module) -> dict:
     if errors:
         module.fail_json(msg="; ".join(errors), pruned=[], changes=[])
     fleet = params["fleet"] or {}
-    declared, errors = declared_machines(fleet.get("machines") or [], fleet.get("defaults") or {})
+    declared, errors = declared_machines(fleet.get("machines") or [], fleet.get("defaults") or {},
+                                         fleet.get("host_defaults") or {})
     state = read(module)
     # like the fleet: with an empty machine list it prunes only when prune_all says so
     fleet_prune = bool(fleet.get("prune")) and bool(fleet.get("machines") or fleet.get("prune_all"))

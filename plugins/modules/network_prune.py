@@ -51,8 +51,11 @@ options:
   fleet:
     description:
       - The declared machines of this host, as given to M(corral.nspawn.fleet), so that a network a machine
-        still uses is not removed. Only the machines' names, C(zone) and C(bridge) (also through O(fleet.defaults)
-        and C(settings.zone) / C(settings.bridge)) are read.
+        still uses is not removed. Only the machines' names and attachments (C(zone), C(bridge), C(network),
+        C(settings.zone) / C(settings.bridge)) are read, from the same layers the fleet reads and merged the way
+        it merges them - O(fleet.defaults), then O(fleet.host_defaults), then the machine, and for the attachment
+        the most specific layer that sets any of C(zone), C(bridge) or C(network) wins as a whole. So a machine
+        the host layer puts on bridge C(br0) under a fleet-wide zone C(apps) counts for C(br0) only.
     type: dict
     suboptions:
       machines:
@@ -62,6 +65,12 @@ options:
         default: []
       defaults:
         description: The fleet's O(corral.nspawn.fleet#module:defaults).
+        type: dict
+        default: {}
+      host_defaults:
+        description:
+          - The fleet's O(corral.nspawn.fleet#module:host_defaults) (the network role passes
+            C(corral_fleet_host_defaults)); its attachment replaces the one of O(fleet.defaults) as a whole.
         type: dict
         default: {}
       prune:

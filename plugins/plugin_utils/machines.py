@@ -2,9 +2,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pure logic of the corral.nspawn.machines inventory plugin: containers as inventory hosts.
 
-The declared fleet is read exactly as the fleet role reads it (``corral_fleet_defaults`` combined
-with ``corral_fleet_host_defaults``, then each ``corral_fleet_machines`` entry merged over that),
-so the inventory holds no second copy of the fleet. ``groups`` and ``vars`` of a machine entry are
+The declared fleet is read exactly as the fleet role reads it (``corral_fleet_defaults``, then
+``corral_fleet_host_defaults``, then each ``corral_fleet_machines`` entry, merged by the fleet's own
+``merge_layers``: the most specific layer that sets zone, bridge or network wins as a whole, so
+``nspawn_zone`` / ``nspawn_bridge`` name the network the fleet deploys the machine on), so the
+inventory holds no second copy of the fleet. ``groups`` and ``vars`` of a machine entry are
 inventory keys: the role drops them before calling the fleet module.
 """
 
@@ -14,7 +16,7 @@ import json
 import re
 from typing import Dict, List, Optional
 
-from ansible_collections.corral.nspawn.plugins.module_utils.fleet import deep_merge  # the fleet module's own merge
+from ansible_collections.corral.nspawn.plugins.module_utils.fleet import merge_layers  # the fleet module's own merge
 
 CONNECTION = "corral.nspawn.nspawn"
 ALL_GROUP = "nspawn_containers"
@@ -42,7 +44,6 @@ def declared(host: str, hostvars: dict) -> List[dict]:
     """The merged machine entries of one container host, as the fleet role merges them."""
     defaults = _mapping(hostvars.get("corral_fleet_defaults") or {}, host, "corral_fleet_defaults")
     host_defaults = _mapping(hostvars.get("corral_fleet_host_defaults") or {}, host, "corral_fleet_host_defaults")
-    base = deep_merge(defaults, host_defaults)
     items = hostvars.get("corral_fleet_machines") or []
     if not isinstance(items, list):
         raise MachinesError(f"host {host}: corral_fleet_machines is {type(items).__name__}; use a list of machines")
@@ -52,7 +53,7 @@ def declared(host: str, hostvars: dict) -> List[dict]:
         item = _mapping(item, host, where)
         if not isinstance(item.get("name"), str) or not item["name"]:
             raise MachinesError(f"host {host}: {where}.name is {item.get('name')!r}; use the machine name")
-        machine = deep_merge(base, item)
+        machine = merge_layers(defaults, host_defaults, item)
         _check_inventory_keys(machine, host, f"{where} ({item['name']})")
         machines.append(machine)
     return machines

@@ -11,6 +11,12 @@ while pz1 is still declared, declaring nothing without prune_all, or removing th
 fleet keeps pz1 running on it (fleet prune off) each fail before any change; removing the zone and
 pz1 together converges in one run (machines first, then the network). Tests run in file order and
 build on each other.
+
+The last three tests (they converge from any state, so ``-k layer`` runs them alone) give machine ph1
+no attachment of its own: ``corral_fleet_defaults: {zone: przone}`` fleet-wide and
+``corral_fleet_host_defaults: {bridge: prbr0}`` in the host layer, which the fleet deploys on prbr0
+only. The prune check reads the same layers: undeclaring the zone removes it (no machine is on it),
+undeclaring the bridge is refused naming ph1, before any change.
 """
 
 import json
@@ -31,6 +37,8 @@ ZONE = {"name": "przone", "address": ["10.77.1.1/24"], "dhcp_server": True}
 BRIDGE = {"name": "prbr0", "address": ["10.77.2.1/24"], "dhcp_server": True}
 PZ1 = {"name": "pz1", "template": "debian12-tmpl", "zone": "przone", "address": "10.77.1.10/24"}
 PB1 = {"name": "pb1", "template": "debian12-tmpl", "bridge": "prbr0", "address": "10.77.2.10/24"}
+PH1 = {"name": "ph1", "template": "debian12-tmpl"}  # its network comes from the layers below
+LAYERS = {"corral_fleet_defaults": {"zone": "przone"}, "corral_fleet_host_defaults": {"bridge": "prbr0"}}
 HAND_NETDEV = "/etc/systemd/network/50-corral-prbr8.netdev"
 HAND_NETWORK = "/etc/systemd/network/50-corral-prbr8.network"
 
@@ -86,11 +94,11 @@ def task_output(stdout, name):
     return blocks[0]
 
 
-def fingerprint(host):
+def fingerprint(host, machines="pz1 pb1"):
     """Everything a refused prune must leave alone: networkd files (with mtimes), links, NAT, machines."""
     script = ("ls -l --time-style=full-iso /etc/systemd/network; ip -br link show type bridge; "
               "nft list table inet corral; ls /etc/systemd/nspawn; "
-              "for m in pz1 pb1; do systemctl show -p ActiveState,ActiveEnterTimestampMonotonic "
+              f"for m in {machines}; do systemctl show -p ActiveState,ActiveEnterTimestampMonotonic "
               "systemd-nspawn@$m.service; done")
     return host.ssh(script, check=False).stdout
 
@@ -180,3 +188,32 @@ def test_removing_a_zone_with_its_machine_converges_in_one_run(host, inventory):
     assert link_exists(host, "prbr9") and link_exists(host, "prbr8")
     again = site(inventory, variables([], [], [], prune_all=True))
     assert again.recap[HOST]["changed"] == 0, again.stdout[-6000:]
+
+
+def test_layer_converge_a_machine_the_host_layer_puts_on_the_bridge(host, inventory):
+    site(inventory, dict(variables([ZONE], [BRIDGE], [PH1]), **LAYERS))
+    assert active(host, "ph1") == "active"
+    assert "vb-ph1" in host.ssh("ip -br link show master prbr0").stdout
+    settings = host.ssh("cat /etc/systemd/nspawn/ph1.nspawn").stdout
+    assert "Bridge=prbr0" in settings and "Zone=" not in settings, settings
+    assert link_exists(host, "vz-przone")  # declared, no machine on it
+
+
+def test_layer_the_zone_no_machine_is_on_is_pruned(host, inventory):
+    """Before the fix the check merged both layers into one and counted ph1 on przone: the run was refused."""
+    run = site(inventory, dict(variables([], [BRIDGE], [PH1]), **LAYERS))
+    assert run.recap[HOST]["changed"] > 0, run.recap
+    assert not link_exists(host, "vz-przone") and our_files(host, "przone") == []
+    assert link_exists(host, "prbr0") and "vb-ph1" in host.ssh("ip -br link show master prbr0").stdout
+    assert active(host, "ph1") == "active"
+    again = site(inventory, dict(variables([], [BRIDGE], [PH1]), **LAYERS))
+    assert again.recap[HOST]["changed"] == 0, again.stdout[-6000:]
+
+
+def test_layer_the_bridge_the_host_layer_puts_a_machine_on_is_kept(host, inventory):
+    """Before the fix ph1 counted on przone only, so prbr0 was a candidate with ph1 running on it."""
+    before = fingerprint(host, "ph1")
+    run = site(inventory, dict(variables([], [], [PH1], prune_all=True), **LAYERS), ok=False)
+    assert run.rc != 0 and run.recap[HOST]["failed"] == 1 and run.recap[HOST]["changed"] == 0, run.recap
+    assert "bridge prbr0 is used by declared machine(s) ph1" in run.stdout, run.stdout[-4000:]
+    assert fingerprint(host, "ph1") == before

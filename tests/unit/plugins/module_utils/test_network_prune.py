@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.corral.nspawn.plugins.module_utils import nat, netlink, network_prune, networkd
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet, nat, netlink, network_prune, networkd
 from ansible_collections.corral.nspawn.plugins.module_utils.fleet import FLEET_HEADER
 from ansible_collections.corral.nspawn.plugins.module_utils.network_prune import HostState, MachineSettings
 from ansible_collections.corral.nspawn.plugins.module_utils.unitfile import HEADER
@@ -105,6 +105,38 @@ def test_a_zone_a_declared_machine_uses_is_refused_naming_the_machine(machines, 
 def test_a_declared_machine_is_on_the_network_the_fleet_gives_it(item, defaults, link):
     """The fleet's attachment rule (netmodel.merge_attachment): the most specific layer that sets one wins whole."""
     assert network_prune.declared_machines([item], defaults) == ({"web": link}, [])
+
+
+@pytest.mark.parametrize("item, defaults, host_defaults, link", [
+    ({"name": "web"}, {"zone": "apps"}, {"bridge": "br0"}, "br0"),               # the host layer's bridge, whole
+    ({"name": "web"}, {"zone": "apps"}, {"network": "none"}, None),              # network: none over a default zone
+    ({"name": "web", "zone": "db"}, {"zone": "apps"}, {"bridge": "br0"}, "vz-db"),  # its own zone over the host's bridge
+    ({"name": "web"}, {"zone": "apps"}, {"resources": {"cpu_quota": "50%"}}, "vz-apps"),  # no attachment: inherits
+    ({"name": "web", "groups": ["g"], "vars": {"a": 1}}, {}, {"bridge": "br0"}, "br0"),  # inventory keys are ignored
+])
+def test_the_host_layer_replaces_the_fleet_wide_attachment_as_in_the_fleet(item, defaults, host_defaults, link):
+    """The role passes defaults combined with host_defaults (both keys in one dict, as the fleet role does) and
+    host_defaults again; the machine is on the network fleet.merge_machine gives it."""
+    combined = fleet.deep_merge(defaults, host_defaults)
+    machine = fleet.merge_machine(combined, {k: v for k, v in item.items() if k not in ("groups", "vars")},
+                                  host_defaults)
+    kind = fleet.machine_attachment(machine)
+    assert link == (f"vz-{kind['name']}" if kind["kind"] == "zone" else kind["name"])  # the fleet agrees
+    assert network_prune.declared_machines([item], combined, host_defaults) == ({"web": link}, [])
+
+
+def test_a_zone_only_the_fleet_wide_layer_names_is_pruned_and_the_host_layers_bridge_is_kept():
+    """zone apps in the defaults, bridge br-old in the host layer: web is on br-old only, so removing the
+    undeclared zone goes ahead, and removing the bridge is refused naming web."""
+    defaults, host_defaults = {"zone": "apps", "bridge": "br-old"}, {"bridge": "br-old"}  # as the role passes them
+    declared, errors = network_prune.declared_machines([{"name": "web"}], defaults, host_defaults)
+    assert errors == [] and declared == {"web": "br-old"}
+    zone_gone = network_prune.plan(["br-old"], declared, state(), False)
+    assert zone_gone.errors == [] and list(victims(zone_gone)) == ["vz-apps"]
+    bridge_gone = network_prune.plan(["vz-apps"], declared, state(), False)
+    assert bridge_gone.victims == []
+    assert bridge_gone.errors == ["bridge br-old is used by declared machine(s) web; remove them in the same change "
+                                  "or keep it declared"]
 
 
 def test_a_machine_moving_to_another_network_does_not_block():

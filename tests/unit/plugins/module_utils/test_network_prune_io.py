@@ -69,6 +69,20 @@ def test_refusal_changes_nothing_and_names_the_machines(host):
     assert sorted(os.listdir(host["dir"])) == before and host["commands"] == [] and host["deleted"] == []
 
 
+def test_the_host_layer_attachment_decides_as_in_the_fleet(host):
+    """fleet.defaults as the role passes them (zone apps combined with the host layer's bridge br-old) and
+    fleet.host_defaults {bridge: br-old}: db is on br-old only, so apps may go and br-old may not."""
+    fleet = {"machines": [{"name": "db"}], "defaults": {"zone": "apps", "bridge": "br-old"},
+             "host_defaults": {"bridge": "br-old"}, "prune": False, "prune_all": False}
+    before = sorted(os.listdir(host["dir"]))
+    with pytest.raises(Failed, match=r"refusing to remove anything: bridge br-old is used by declared machine\(s\) db; "
+                                     r"remove them in the same change or keep it declared; nothing was changed"):
+        network_prune_io.run_prune(prune_module(dict(params(zones=("apps",)), fleet=fleet)))
+    assert sorted(os.listdir(host["dir"])) == before and host["deleted"] == []
+    applied = network_prune_io.run_prune(prune_module(dict(params(zones=(), bridges=("br-old",)), fleet=fleet)))
+    assert applied["changed"] and [v["ifname"] for v in applied["pruned"]] == ["vz-apps"]
+
+
 def test_ports_still_attached_at_apply_time_fail_before_any_change(host):
     (host["settings"] / "old.nspawn").write_text(FLEET_HEADER + "[Network]\nBridge=br-old\n")
     host["net"] = host_net(**{"br-old": ["vb-old"]})

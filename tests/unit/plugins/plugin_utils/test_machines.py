@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ansible_collections.corral.nspawn.plugins.module_utils import fleet
 from ansible_collections.corral.nspawn.plugins.plugin_utils import machines as mx
 
 HOSTVARS = {
@@ -24,7 +25,25 @@ def test_declared_merges_defaults_host_defaults_and_machine_like_the_role():
     web, db = mx.declared("node1", HOSTVARS)
     assert web["groups"] == ["web"]  # lists replaced
     assert web["vars"] == {"tier": "x", "deep": {"a": 1, "b": 2}, "http_port": 80}  # dicts merged
-    assert db["groups"] == ["fleet"] and db["zone"] == "apps" and db["bridge"] == "br0"
+    # the attachment is not merged key by key: db's own bridge replaces the inherited zone, as in the fleet
+    assert db["groups"] == ["fleet"] and db["bridge"] == "br0" and "zone" not in db
+
+
+@pytest.mark.parametrize("machine, host_defaults, expected", [
+    ({"name": "m"}, {"bridge": "br0"}, {"nspawn_bridge": "br0"}),                    # host layer over the default zone
+    ({"name": "m"}, {"network": "none"}, {}),                                        # no zone, no bridge
+    ({"name": "m", "zone": "db"}, {"bridge": "br0"}, {"nspawn_zone": "db"}),          # its own zone over the host's bridge
+    ({"name": "m"}, {"resources": {"cpu_quota": "50%"}}, {"nspawn_zone": "apps"}),    # no attachment there: inherits
+])
+def test_zone_and_bridge_vars_name_the_network_the_fleet_deploys_the_machine_on(machine, host_defaults, expected):
+    """corral_fleet_defaults {zone: apps}; the most specific layer that sets an attachment key wins whole."""
+    hostvars = {"corral_fleet_defaults": {"zone": "apps"}, "corral_fleet_host_defaults": host_defaults,
+                "corral_fleet_machines": [machine]}
+    entry, = mx.plan("node1", hostvars, ["declared"], None)
+    assert {k: v for k, v in entry["vars"].items() if k in ("nspawn_zone", "nspawn_bridge")} == expected
+    # the fleet role passes the defaults combined with the host layer, and the host layer again
+    fleet_machine = fleet.merge_machine(fleet.deep_merge({"zone": "apps"}, host_defaults), machine, host_defaults)
+    assert (fleet_machine.zone, fleet_machine.bridge) == (expected.get("nspawn_zone"), expected.get("nspawn_bridge"))
 
 
 def test_declared_unset_key_inherits_the_default_as_in_the_fleet_module():
